@@ -1,0 +1,5 @@
+"""One module per ``course`` subcommand; each has ``register(subparsers)``."""
+
+from autograder.commands import config_cmd
+
+ALL_COMMANDS = (config_cmd,)

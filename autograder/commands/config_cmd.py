@@ -1,0 +1,26 @@
+"""``course config check``: validate course_config.py and every cross-reference."""
+
+from __future__ import annotations
+
+import argparse
+
+from autograder.commands.ui import console
+from autograder.course.config import load_course, require_valid
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("config", help="inspect and validate course_config.py")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    check = verbs.add_parser("check", help="validate every field and cross-reference")
+    check.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    course = load_course()
+    require_valid(course)
+    c = course.config
+    console.print(
+        f"course_config.py is valid: course {c.course_id}, "
+        f"{len(c.assignments)} assignment(s): {', '.join(a.assignment_id for a in c.assignments)}"
+    )
+    return 0

@@ -1,0 +1,34 @@
+"""Console helpers shared by the subcommands: a progress bar and tables (rich)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_bar(title: str) -> Iterator:
+    """Yield a ``Progress``-protocol callback that drives one rich bar on stderr."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[what]}"),
+        console=err_console,
+        transient=not sys.stderr.isatty(),
+        disable=False,
+    )
+    task = bar.add_task(title, total=None, what="")
+    with bar:
+        def update(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, what=what)
+
+        yield update

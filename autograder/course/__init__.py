@@ -1,0 +1,1 @@
+"""The instructor's side: configuration, datasets, weights and the release."""

@@ -1,0 +1,1 @@
+"""Hosting: the local JupyterHub, the grade-on-submit service and production config."""

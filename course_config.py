@@ -1,0 +1,87 @@
+"""The course, in one place. Edit values here; `course config check` validates them.
+
+Pure data: no I/O, no logic. The meaning and default of every field is documented
+in autograder/course/settings.py.
+"""
+
+from autograder.course.settings import (
+    Assignment,
+    CourseConfig,
+    DatasetSettings,
+    GradingSettings,
+    HubSettings,
+    Limits,
+    Profile,
+    WeightsSettings,
+)
+
+CNN_TRANSFER = Assignment(
+    assignment_id="cnn_transfer",
+    notebook="cnn_transfer.ipynb",
+    answer_names=(
+        "conv1_params",
+        "conv2_params",
+        "shape_stride1_valid",
+        "shape_stride2_valid",
+        "shape_stride2_same",
+        "conv1_kernel_shape",
+        "frozen_trainable_params",
+        "frozen_non_trainable_params",
+        "backbone_layers",
+        "backbone_params",
+        "embedding_shape",
+        "ft_trainable_params",
+        "chosen_model",
+    ),
+    model_names=("cnn_model", "tl_model", "ft_model"),
+    history_names=("cnn_history", "tl_history", "ft_history"),
+    points={
+        "q1_conv_params": 2,
+        "q1_output_shapes": 2,
+        "q2_cnn_architecture": 3,
+        "q2_cnn_compile": 1,
+        "q2_cnn_trained": 1,
+        "q2_cnn_accuracy": 2,
+        "q3_kernel_shape": 1,
+        "q3_frozen_counts": 2,
+        "q4_backbone_facts": 2,
+        "q4_head_architecture": 2,
+        "q4_head_accuracy": 2,
+        "q5_finetune_frozen": 3,
+        "q5_finetune_accuracy": 1,
+        "q5_model_choice": 1,
+    },
+    accuracy_margin=0.15,
+    calibration_seeds=(1, 2, 3),
+)
+
+COURSE = CourseConfig(
+    course_id="dl-cnn-101",
+    assignments=(CNN_TRANSFER,),
+    dataset=DatasetSettings(
+        source="generated",
+        seed=20_240_917,
+        grading_seed=77_003_311,
+        difficulty=0.1,
+        image_size_px=224,
+        batch_size=32,
+        split_sizes={"train": 97, "validation": 50, "test": 38},
+        grading_split_size=120,
+    ),
+    weights=WeightsSettings(mode="imagenet", cache_dir="/var/lib/course/weights"),
+    limits=Limits(
+        cell_timeout_s=240,
+        notebook_budget_s=900,
+        memory_mb=6144,
+        max_processes=512,
+        output_bytes=2_000_000,
+        disk_mb=1024,
+    ),
+    profiles={
+        "full": Profile(image_size_px=224, cnn_epochs=10, head_epochs=10, finetune_epochs=10),
+        "reduced": Profile(image_size_px=64, cnn_epochs=2, head_epochs=2, finetune_epochs=1),
+    },
+    default_profile="full",
+    grading=GradingSettings(concurrency=2, executor="local", seed=1234),
+    hub=HubSettings(port=18_000, instructor="instructor", students=("student1", "student2")),
+)
