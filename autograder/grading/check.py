@@ -1,0 +1,85 @@
+"""Stage 3: run the rubric (pytest) or the fact sheet in a clean, separate process.
+
+The process never executes student code: it reads exported files and loads
+models with ``safe_mode=True``. It is still confined: as root it runs in its own
+network namespace (no network at all) as the unprivileged ``nobody`` user, with
+HOME and Keras' cache in a private temporary folder, so a crafted model file that
+found a bug in a loader could neither phone home nor write the gradebook.
+
+Rejected: running the rubric inside the student's kernel (nbgrader's way; every
+check there can be monkeypatched), and pytest in the grader's own process (one
+bad model file would take the whole batch down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from autograder.errors import GradingError
+from autograder.grading.evidence import CheckInputs
+
+NOBODY_UID = 65534
+CHECK_TIMEOUT_S = 900
+
+
+def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S
+               ) -> tuple[dict[str, dict[str, Any]], str]:
+    """Run ``rubric_dir``'s tests; returns the per-item records and the checker's log tail."""
+    argv = [
+        sys.executable, "-m", "pytest", str(rubric_dir), "-q", "-p", "no:cacheprovider",
+        "-p", "autograder.grading.rubric_plugin", "-c", os.devnull,
+        "--rootdir", str(rubric_dir), "--import-mode=importlib", "-o", "console_output_style=classic",
+    ]
+    return _run_confined(argv, inputs, timeout_s=timeout_s)
+
+
+def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str],
+                  timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "autograder.grading.factsheet"]
+    extra = {"COURSE_FACTSHEET_NAMES": json.dumps({"answers": answer_names, "models": model_names})}
+    records, log = _run_confined(argv, inputs, timeout_s=timeout_s, extra_env=extra)
+    if not records:
+        raise GradingError(f"the fact sheet produced nothing; its log ends with:\n{log}",
+                           hint="run the reference notebook by hand to see what breaks")
+    return records
+
+
+def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
+                  extra_env: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
+    private = Path(tempfile.mkdtemp(prefix="course-check-"))
+    try:
+        report = private / "report.json"
+        inputs = replace(inputs, report_file=report)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(private),
+            "KERAS_HOME": str(private / "keras"),
+            "MPLCONFIGDIR": str(private / "mpl"),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            **inputs.to_env(),
+            **(extra_env or {}),
+        }
+        if os.geteuid() == 0:
+            os.chown(private, NOBODY_UID, NOBODY_UID)
+            argv = ["unshare", "--net", "--", "setpriv", f"--reuid={NOBODY_UID}",
+                    f"--regid={NOBODY_UID}", "--clear-groups", "--inh-caps=-all", *argv]
+        try:
+            proc = subprocess.run(argv, env=env, cwd=private, capture_output=True, text=True,
+                                  timeout=timeout_s)
+            log = (proc.stdout + proc.stderr)[-4000:]
+        except subprocess.TimeoutExpired as exc:
+            log = f"checker timed out after {timeout_s:.0f} s\n{exc.stdout or ''}"[-4000:]
+        records = json.loads(report.read_text()) if report.is_file() else {}
+        return records, log
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

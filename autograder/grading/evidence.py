@@ -1,0 +1,259 @@
+"""Read what a submission exported, inside the trusted checking process.
+
+The rubric's pytest checks and ``course calibrate`` both call this module; it
+never runs student code. Models load with ``safe_mode=True`` (a model that needs
+custom Python code fails to load, with a reason); answers and histories are JSON
+that the export stage already size-capped and validated.
+
+This module does not decide points (see :mod:`autograder.grading.score`) and
+does not start kernels (see :mod:`autograder.grading.execute`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from autograder.grading import messages
+
+# Files the export stage writes into a facts folder.
+ANSWERS_FILE = "answers.json"
+HISTORIES_FILE = "histories.json"
+MODELS_DIR = "models"
+
+
+class RubricFail(AssertionError):
+    """A rubric item failed; ``message`` is shown to the student as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Missing(Exception):
+    """A name the item needs was not exported (undefined, or the run stopped first)."""
+
+    def __init__(self, name: str, detail: str = "") -> None:
+        super().__init__(name)
+        self.name = name
+        self.detail = detail
+
+
+def fail(message: str) -> None:
+    raise RubricFail(message)
+
+
+@dataclass
+class Evidence:
+    """One submission's exported facts, loaded lazily."""
+
+    facts_dir: Path
+    _models: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def answers(self) -> dict[str, Any]:
+        return _read_json(self.facts_dir / ANSWERS_FILE).get("answers", {})
+
+    @cached_property
+    def answer_errors(self) -> dict[str, str]:
+        return _read_json(self.facts_dir / ANSWERS_FILE).get("errors", {})
+
+    @cached_property
+    def histories(self) -> dict[str, dict[str, list[float]]]:
+        return _read_json(self.facts_dir / HISTORIES_FILE)
+
+    def answer(self, name: str) -> Any:
+        if name in self.answers:
+            return self.answers[name]
+        raise Missing(name, self.answer_errors.get(name, ""))
+
+    def history(self, name: str) -> dict[str, list[float]]:
+        if name in self.histories:
+            return self.histories[name]
+        raise Missing(name)
+
+    def model(self, name: str) -> Any:
+        """The named model, loaded with ``safe_mode=True``; cached per process."""
+        if name not in self._models:
+            path = self.facts_dir / MODELS_DIR / f"{name}.keras"
+            if not path.is_file():
+                raise Missing(name)
+            import keras
+
+            try:
+                self._models[name] = keras.models.load_model(path, safe_mode=True)
+            except Exception as exc:  # a hostile or broken file: explain, never crash the batch
+                raise RubricFail(messages.MODEL_LOAD_FAILED.format(
+                    name=name, error=_short(exc))) from None
+        return self._models[name]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8") as f:
+        data = json.load(f)
+    return data if isinstance(data, dict) else {}
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------
+# Facts about a loaded model, as plain data (the summary as data, not text).
+
+
+def layer_rows(model: Any) -> list[dict[str, Any]]:
+    """One row per layer: name, type, output shape, parameter count, trainable."""
+    rows = []
+    for layer in model.layers:
+        try:
+            shape = _shape_list(layer.output.shape)
+        except Exception:  # layers without a single output tensor
+            shape = None
+        rows.append({
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": shape,
+            "params": int(layer.count_params()),
+            "trainable": bool(layer.trainable),
+            "config": _small_config(layer),
+        })
+    return rows
+
+
+def _shape_list(shape: Any) -> list[int | None]:
+    return [None if d is None else int(d) for d in tuple(shape)]
+
+
+def _small_config(layer: Any) -> dict[str, Any]:
+    """The few configuration values a rubric may look at."""
+    config = layer.get_config()
+    keep = ("filters", "kernel_size", "strides", "padding", "activation", "units", "rate",
+            "pool_size", "scale", "offset")
+    return {k: _jsonable(config[k]) for k in keep if k in config}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def weight_counts(model: Any) -> dict[str, int]:
+    """Total, trainable and non-trainable parameters, counted from the weights themselves."""
+    import numpy as np
+
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    return {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
+
+
+def compile_facts(model: Any) -> dict[str, Any]:
+    """Loss, optimizer and metrics as saved with the model."""
+    try:
+        config = model.get_compile_config() or {}
+    except Exception:
+        config = {}
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, dict):
+        optimizer = optimizer.get("class_name")
+    loss = config.get("loss")
+    if isinstance(loss, dict):
+        loss = loss.get("class_name") or loss.get("config", {}).get("name")
+    metrics = config.get("metrics") or []
+    flat = []
+    for m in metrics if isinstance(metrics, list) else [metrics]:
+        flat.append(m.get("class_name") if isinstance(m, dict) else m)
+    return {"optimizer": optimizer, "loss": loss, "metrics": [str(m) for m in flat]}
+
+
+def find_backbone(model: Any) -> Any | None:
+    """The nested ResNet50 model inside ``model``, if any (the largest nested model)."""
+    import keras
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return max(nested, key=lambda m: len(m.layers), default=None)
+
+
+# ---------------------------------------------------------------------------
+# Data and accuracy, on splits the student's kernel never saw.
+
+
+def load_image_folder(folder: Path, *, classes: tuple[str, ...], image_size_px: int):
+    """Images and labels from ``folder/<class>/*``, read and resized exactly as the
+    students' notebooks do (``keras.utils.image_dataset_from_directory``)."""
+    import keras
+    import numpy as np
+
+    dataset = keras.utils.image_dataset_from_directory(
+        folder, labels="inferred", label_mode="binary", class_names=list(classes),
+        image_size=(image_size_px, image_size_px), batch_size=64, shuffle=False, verbose=False,
+    )
+    images, labels = [], []
+    for x, y in dataset:
+        images.append(np.asarray(x, dtype="float32"))
+        labels.append(np.asarray(y, dtype="float32").reshape(-1))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def accuracy(model: Any, inputs: Any, labels: Any) -> float:
+    """Binary accuracy of a sigmoid-output model at threshold 0.5."""
+    import numpy as np
+
+    probs = np.asarray(model.predict(inputs, batch_size=32, verbose=0)).reshape(-1)
+    return float(np.mean((probs > 0.5).astype("float32") == labels))
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """What the trusted checking process is given, through environment variables."""
+
+    facts_dir: Path
+    key_file: Path | None
+    grading_dir: Path
+    validation_dir: Path
+    weights_file: Path | None
+    classes: tuple[str, ...]
+    image_size_px: int
+    epochs: dict[str, int]
+    report_file: Path
+
+    ENV = "COURSE_CHECK_INPUTS"
+
+    def to_env(self) -> dict[str, str]:
+        data = {
+            "facts_dir": str(self.facts_dir),
+            "key_file": str(self.key_file) if self.key_file else None,
+            "grading_dir": str(self.grading_dir),
+            "validation_dir": str(self.validation_dir),
+            "weights_file": str(self.weights_file) if self.weights_file else None,
+            "classes": list(self.classes),
+            "image_size_px": self.image_size_px,
+            "epochs": self.epochs,
+            "report_file": str(self.report_file),
+        }
+        return {self.ENV: json.dumps(data)}
+
+    @classmethod
+    def from_env(cls) -> CheckInputs:
+        data = json.loads(os.environ[cls.ENV])
+        return cls(
+            facts_dir=Path(data["facts_dir"]),
+            key_file=Path(data["key_file"]) if data["key_file"] else None,
+            grading_dir=Path(data["grading_dir"]),
+            validation_dir=Path(data["validation_dir"]),
+            weights_file=Path(data["weights_file"]) if data["weights_file"] else None,
+            classes=tuple(data["classes"]),
+            image_size_px=int(data["image_size_px"]),
+            epochs={k: int(v) for k, v in data["epochs"].items()},
+            report_file=Path(data["report_file"]),
+        )

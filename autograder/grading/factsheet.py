@@ -1,0 +1,86 @@
+"""Facts about one executed notebook, measured in the trusted process (``python -m``).
+
+``course calibrate`` runs the reference solution, then this module turns its
+exported evidence into plain facts: answer values, each model's layers, parameter
+counts and compile settings, and accuracies on the hidden grading split. The
+answer key is built from several such fact sheets (see ``calibrate.py``); the
+rubric compares submissions against it, so no expected value is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from autograder.grading.evidence import (
+    CheckInputs,
+    Evidence,
+    Missing,
+    RubricFail,
+    accuracy,
+    compile_facts,
+    find_backbone,
+    layer_rows,
+    load_image_folder,
+    weight_counts,
+)
+
+IMAGE_MODELS = ("cnn_model", "ft_model")
+EMBEDDING_MODELS = ("tl_model",)
+
+
+def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str]) -> dict[str, Any]:
+    from autograder.grading.trusted import build_backbone, embed
+
+    ev = Evidence(inputs.facts_dir)
+    sheet: dict[str, Any] = {"answers": {}, "models": {}, "accuracy": {}, "validation_accuracy": {},
+                             "missing": []}
+    for name in answer_names:
+        try:
+            sheet["answers"][name] = ev.answer(name)
+        except Missing:
+            sheet["missing"].append(name)
+    grading = load_image_folder(inputs.grading_dir, classes=inputs.classes,
+                                image_size_px=inputs.image_size_px)
+    validation = load_image_folder(inputs.validation_dir, classes=inputs.classes,
+                                   image_size_px=inputs.image_size_px)
+    backbone = build_backbone(inputs.weights_file, image_size_px=inputs.image_size_px)
+    embedded = {"grading": embed(backbone, grading[0]), "validation": embed(backbone, validation[0])}
+    for name in model_names:
+        try:
+            model = ev.model(name)
+        except (Missing, RubricFail):
+            sheet["missing"].append(name)
+            continue
+        facts: dict[str, Any] = {
+            "layers": layer_rows(model),
+            "counts": weight_counts(model),
+            "compile": compile_facts(model),
+        }
+        nested = find_backbone(model)
+        if nested is not None:
+            facts["backbone_trainable"] = [bool(layer.trainable) for layer in nested.layers]
+        sheet["models"][name] = facts
+        if name in EMBEDDING_MODELS:
+            sheet["accuracy"][name] = accuracy(model, embedded["grading"], grading[1])
+            sheet["validation_accuracy"][name] = accuracy(model, embedded["validation"], validation[1])
+        else:
+            sheet["accuracy"][name] = accuracy(model, grading[0], grading[1])
+            sheet["validation_accuracy"][name] = accuracy(model, validation[0], validation[1])
+    sheet["grading_majority_rate"] = float(max(grading[1].mean(), 1 - grading[1].mean()))
+    return sheet
+
+
+def main() -> None:
+    import os
+
+    inputs = CheckInputs.from_env()
+    names = json.loads(os.environ["COURSE_FACTSHEET_NAMES"])
+    sheet = measure(inputs, answer_names=names["answers"], model_names=names["models"])
+    tmp = inputs.report_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sheet, indent=1, sort_keys=True))
+    tmp.replace(inputs.report_file)
+
+
+if __name__ == "__main__":
+    main()

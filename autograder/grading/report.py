@@ -1,0 +1,211 @@
+"""Stage 4 output: results.json (Gradescope's format), feedback.html and grades.csv.
+
+Pure rendering from a :class:`~autograder.facts.GradeResult`; files are written
+atomically (temp file + rename) so an interrupted batch never leaves half a
+result that a re-run would mistake for a finished one. ``results.json`` is
+written last and is the marker that a submission is graded.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from autograder.facts import GradeResult
+from autograder.grading import messages
+
+RESULTS_FILE = "results.json"
+FEEDBACK_FILE = "feedback.html"
+
+
+def results_json(result: GradeResult) -> dict[str, Any]:
+    """Gradescope's autograder results format."""
+    ex = result.execution
+    output = []
+    if ex.weights_mode == "stand-in":
+        output.append(messages.STAND_IN_LABEL)
+    output.extend(ex.notes)
+    return {
+        "score": round(result.score, 4),
+        "max_score": result.max_score,
+        "execution_time": round(ex.wall_s, 2),
+        "output": "\n".join(output),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": [
+            {"name": i.name, "score": i.score, "max_score": i.max_score,
+             "status": "passed" if i.passed else "failed",
+             "output": i.message, "visibility": i.visibility}
+            for i in result.items
+        ],
+        "extra_data": {
+            "student": result.student,
+            "assignment": result.assignment_id,
+            "kernel_status": ex.kernel_status,
+            "sandboxed": ex.sandboxed,
+            "weights_mode": ex.weights_mode,
+            "cells": [
+                {"index": c.index, "grade_id": c.grade_id, "status": c.status,
+                 "runtime_s": round(c.runtime_s, 3), "limit": c.limit, "message": c.message}
+                for c in ex.cells
+            ],
+        },
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def write_student_reports(result: GradeResult, student_dir: Path, *, limits: dict[str, float]) -> None:
+    write_atomic(student_dir / FEEDBACK_FILE, feedback_html(result, limits=limits))
+    write_atomic(student_dir / RESULTS_FILE, json.dumps(results_json(result), indent=1))
+
+
+def write_grades_csv(out_dir: Path, *, item_names: list[str]) -> Path:
+    """Rebuild grades.csv from every results.json (never appended, so never double-counted)."""
+    rows = []
+    for results in sorted(out_dir.glob(f"*/{RESULTS_FILE}")):
+        data = json.loads(results.read_text())
+        by_name = {t["name"]: t["score"] for t in data.get("tests", [])}
+        rows.append([results.parent.name, data["score"], data.get("max_score", ""),
+                     data.get("extra_data", {}).get("kernel_status", ""),
+                     *[by_name.get(n, "") for n in item_names]])
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["student", "score", "max_score", "kernel_status", *item_names])
+    writer.writerows(rows)
+    path = out_dir / "grades.csv"
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+# ---------------------------------------------------------------------------
+# feedback.html: one self-contained page (no scripts, no external files).
+
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}
+main{max-width:980px;margin:0 auto;padding:24px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
+.score{font-size:34px;font-weight:700} .muted{color:#5b6473}
+.card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:16px;margin:12px 0}
+.banner{background:#fff4d6;border:1px solid #e7c65b;border-radius:8px;padding:10px 14px;margin:12px 0}
+table{border-collapse:collapse;width:100%;font-size:14px}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eceff3;vertical-align:top}
+th{background:#f0f2f5;font-weight:600}
+.pass{color:#11763b;font-weight:600} .fail{color:#b42318;font-weight:600}
+.bar{height:8px;background:#e8ebf0;border-radius:4px;overflow:hidden;min-width:120px}
+.bar>span{display:block;height:100%;background:#4a7bd0} .bar>span.hot{background:#d05a4a}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+.curves{display:flex;flex-wrap:wrap;gap:12px}
+svg text{font:11px system-ui,sans-serif;fill:#5b6473}
+"""
+
+
+def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
+    ex = result.execution
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>Feedback: {e(result.assignment_id)} — {e(result.student)}</title>",
+        f"<style>{_CSS}</style></head><body><main>",
+        f"<h1>{e(result.assignment_id)}: feedback for {e(result.student)}</h1>",
+        f"<div class=score>{result.score:g} / {result.max_score:g}</div>",
+        f"<div class=muted>Notebook ran in {ex.wall_s:.1f} s; "
+        f"kernel: {e(ex.kernel_status)}.</div>",
+    ]
+    if ex.weights_mode == "stand-in":
+        parts.append(f"<div class=banner>{e(messages.STAND_IN_LABEL)}</div>")
+    for note in ex.notes:
+        parts.append(f"<div class=banner>{e(note)}</div>")
+    parts.append("<h2>Rubric</h2><div class=card><table><tr><th>Item</th><th class=num>Points</th>"
+                 "<th>Result</th></tr>")
+    for item in result.items:
+        css = "pass" if item.passed else "fail"
+        parts.append(
+            f"<tr><td>{e(item.name)}</td><td class=num>{item.score:g} / {item.max_score:g}</td>"
+            f"<td><span class={css}>{'✓' if item.passed else '✗'}</span> {e(item.message)}</td></tr>")
+    parts.append("</table></div>")
+
+    curves = [(name, h) for name, h in sorted(ex.histories.items()) if h]
+    if curves:
+        parts.append("<h2>Training curves</h2><div class='card curves'>")
+        for name, history in curves:
+            parts.append(_curve_svg(name, history))
+        parts.append("</div>")
+
+    for name, rows in result.model_summaries.items():
+        parts.append(f"<h2>Model summary: {e(name)}</h2><div class=card><table><tr><th>Layer</th>"
+                     "<th>Type</th><th>Output shape</th><th class=num>Params</th><th>Trainable</th></tr>")
+        for r in rows[:60]:
+            shape = "—" if r.get("output_shape") is None else str(tuple(r["output_shape"]))
+            parts.append(f"<tr><td>{e(r['name'])}</td><td>{e(r['type'])}</td><td>{e(shape)}</td>"
+                         f"<td class=num>{r['params']:,}</td><td>{'yes' if r['trainable'] else 'no'}</td></tr>")
+        if len(rows) > 60:
+            parts.append(f"<tr><td colspan=5 class=muted>… {len(rows) - 60} more layers</td></tr>")
+        parts.append("</table></div>")
+
+    timeout = limits.get("cell_timeout_s", 0) or 1
+    parts.append(f"<h2>Cells</h2><div class=card><table><tr><th>Cell</th><th>Status</th>"
+                 f"<th class=num>Runtime</th><th>Against the {timeout:g} s limit per cell</th>"
+                 f"<th>Note</th></tr>")
+    for c in ex.cells:
+        share = min(1.0, c.runtime_s / timeout)
+        hot = " class=hot" if share > 0.8 or c.limit else ""
+        label = f"{c.index + 1}" + (f" ({e(c.grade_id)})" if c.grade_id else "")
+        note = e(c.message) if c.message else ""
+        if c.limit:
+            note = e(c.limit) + (": " + note if note else "")
+        parts.append(
+            f"<tr><td>{label}</td><td>{e(c.status)}</td><td class=num>{c.runtime_s:.1f} s</td>"
+            f"<td><div class=bar><span{hot} style='width:{share * 100:.1f}%'></span></div></td>"
+            f"<td>{note}</td></tr>")
+    parts.append("</table></div></main></body></html>")
+    return "".join(parts)
+
+
+def _curve_svg(name: str, history: dict[str, list[float]], width: int = 300, height: int = 170) -> str:
+    """Loss and accuracy per epoch as small inline SVG plots (train solid, validation dashed)."""
+    e = html.escape
+    panels = []
+    for metric in ("loss", "accuracy"):
+        series = [(k, v) for k, v in ((metric, history.get(metric)), (f"val_{metric}",
+                  history.get(f"val_{metric}"))) if v]
+        if not series:
+            continue
+        values = [x for _, v in series for x in v if x == x]  # drop NaN
+        if not values:
+            continue
+        lo, hi = min(values), max(values)
+        if metric == "accuracy":
+            lo, hi = min(lo, 0.0), max(hi, 1.0)
+        span = (hi - lo) or 1.0
+        pad = 28
+        lines = []
+        for key, v in series:
+            n = max(len(v) - 1, 1)
+            pts = " ".join(f"{pad + i * (width - pad - 8) / n:.1f},"
+                           f"{height - 20 - (x - lo) / span * (height - 40):.1f}"
+                           for i, x in enumerate(v) if x == x)
+            dash = " stroke-dasharray='5 3'" if key.startswith("val_") else ""
+            color = "#4a7bd0" if metric == "loss" else "#11763b"
+            lines.append(f"<polyline fill=none stroke='{color}' stroke-width=2{dash} points='{pts}'/>")
+        panels.append(
+            f"<svg width={width} height={height} role=img aria-label='{e(name)} {metric}'>"
+            f"<rect x=0 y=0 width={width} height={height} fill='#fff'/>"
+            f"<text x={pad} y=14>{e(name)}: {metric} (solid train, dashed validation)</text>"
+            f"<text x=2 y={height - 20}>{lo:.2g}</text><text x=2 y=30>{hi:.2g}</text>"
+            f"<line x1={pad} y1={height - 20} x2={width - 8} y2={height - 20} stroke='#ccd'/>"
+            + "".join(lines) + f"<text x={width - 60} y={height - 4}>epochs</text></svg>")
+    return "".join(panels)

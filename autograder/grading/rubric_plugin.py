@@ -1,0 +1,117 @@
+"""The pytest plugin that runs an assignment's rubric in the trusted checking process.
+
+Loaded with ``-p autograder.grading.rubric_plugin`` by :mod:`autograder.grading.check`.
+It provides the fixtures rubric tests use (the submission's evidence, the answer
+key, the hidden grading split, a trusted ResNet50) and writes one JSON record per
+test. A record carries a student-facing message only when the test raised
+:class:`~autograder.grading.evidence.RubricFail`; any other failure is reported
+by exception type alone, so no hidden check's code or output reaches feedback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autograder.grading import messages
+from autograder.grading.evidence import (
+    CheckInputs,
+    Evidence,
+    Missing,
+    RubricFail,
+    load_image_folder,
+)
+
+_records: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="session")
+def inputs() -> CheckInputs:
+    return CheckInputs.from_env()
+
+
+@pytest.fixture(scope="session")
+def evidence(inputs: CheckInputs) -> Evidence:
+    return Evidence(inputs.facts_dir)
+
+
+@pytest.fixture(scope="session")
+def key(inputs: CheckInputs) -> dict[str, Any]:
+    if inputs.key_file is None or not inputs.key_file.is_file():
+        raise RuntimeError("no answer key; run `course calibrate` first")
+    return json.loads(inputs.key_file.read_text())
+
+
+@pytest.fixture(scope="session")
+def grading_set(inputs: CheckInputs):
+    return load_image_folder(inputs.grading_dir, classes=inputs.classes,
+                             image_size_px=inputs.image_size_px)
+
+
+@pytest.fixture(scope="session")
+def validation_set(inputs: CheckInputs):
+    return load_image_folder(inputs.validation_dir, classes=inputs.classes,
+                             image_size_px=inputs.image_size_px)
+
+
+@pytest.fixture(scope="session")
+def trusted_backbone(inputs: CheckInputs):
+    """ResNet50 without its top, with the verified (or stand-in) weights file."""
+    from autograder.grading.trusted import build_backbone
+
+    return build_backbone(inputs.weights_file, image_size_px=inputs.image_size_px)
+
+
+@pytest.fixture(scope="session")
+def grading_embeddings(trusted_backbone, grading_set):
+    from autograder.grading.trusted import embed
+
+    return embed(trusted_backbone, grading_set[0])
+
+
+@pytest.fixture(scope="session")
+def validation_embeddings(trusted_backbone, validation_set):
+    from autograder.grading.trusted import embed
+
+    return embed(trusted_backbone, validation_set[0])
+
+
+def _item(nodeid: str) -> str:
+    name = nodeid.split("::")[-1]
+    return name[len("test_"):] if name.startswith("test_") else name
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        _records[_item(item.nodeid)] = _record(call)
+
+
+def _record(call: pytest.CallInfo) -> dict[str, Any]:
+    if call.excinfo is None:
+        return {"outcome": "passed", "message": messages.PASSED}
+    exc = call.excinfo.value
+    if isinstance(exc, RubricFail):
+        return {"outcome": "failed", "message": exc.message}
+    if isinstance(exc, Missing):
+        return {"outcome": "missing", "name": exc.name, "detail": exc.detail}
+    if isinstance(exc, AssertionError):
+        # A bare assert in a rubric: say it failed, never what it compared.
+        return {"outcome": "failed", "message": "This item's check did not pass."}
+    return {"outcome": "error",
+            "message": messages.CHECK_CRASHED.format(error=type(exc).__name__)}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    try:
+        report_file = CheckInputs.from_env().report_file
+    except KeyError:
+        return
+    tmp = Path(str(report_file) + ".tmp")
+    tmp.write_text(json.dumps(_records, indent=1, sort_keys=True))
+    tmp.replace(report_file)

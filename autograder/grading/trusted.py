@@ -1,0 +1,29 @@
+"""The grader's own ResNet50 and embeddings, built in the trusted checking process.
+
+The transfer-learning head (``tl_model``) takes embeddings, not images, so the
+checker embeds the hidden split with its own backbone: the verified weights file
+(or the stand-in file, which students used too) and Keras' ``preprocess_input``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def build_backbone(weights_file: Path | None, *, image_size_px: int) -> Any:
+    import keras
+
+    if weights_file is None:
+        raise RuntimeError("no ResNet50 weights file was given to the checker")
+    return keras.applications.ResNet50(
+        include_top=False, weights=str(weights_file),
+        input_shape=(image_size_px, image_size_px, 3),
+    )
+
+
+def embed(backbone: Any, images: Any) -> Any:
+    import keras
+
+    x = keras.applications.resnet50.preprocess_input(images.copy())
+    return backbone.predict(x, batch_size=32, verbose=0)

@@ -1,0 +1,33 @@
+"""Question 3: reading weights and freezing layers."""
+
+from autograder.grading.evidence import fail, weight_counts
+from autograder.rubric.cnn_transfer.shapes import as_int, as_shape, fmt
+
+
+def test_q3_kernel_shape(evidence):
+    model = evidence.model("cnn_model")
+    conv = next((l for l in model.layers if type(l).__name__ == "Conv2D"), None)
+    if conv is None:
+        fail("cnn_model has no Conv2D layer to read a kernel from.")
+    want = [int(d) for d in conv.kernel.shape]
+    got = as_shape(evidence.answer("conv1_kernel_shape"), name="conv1_kernel_shape")
+    if got != want:
+        fail(f"conv1_kernel_shape is {tuple(got)}, but your first Conv2D's kernel has a "
+             f"different shape: read it from layer.kernel.shape (height, width, in, out).")
+
+
+def test_q3_frozen_counts(evidence):
+    import keras
+
+    model = keras.models.clone_model(evidence.model("cnn_model"))
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D":
+            layer.trainable = False
+    want = weight_counts(model)
+    got_t = as_int(evidence.answer("frozen_trainable_params"), name="frozen_trainable_params")
+    got_n = as_int(evidence.answer("frozen_non_trainable_params"),
+                   name="frozen_non_trainable_params")
+    if (got_t, got_n) != (want["trainable"], want["non_trainable"]):
+        fail(f"With both Conv2D layers frozen, your model has a different split than "
+             f"{fmt(got_t)} trainable / {fmt(got_n)} non-trainable: frozen layers' weights "
+             f"move to non-trainable, and the total ({fmt(want['total'])}) stays the same.")

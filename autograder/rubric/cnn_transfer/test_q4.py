@@ -1,0 +1,41 @@
+"""Question 4: transfer learning by feature extraction (ResNet50 embeddings + dense head)."""
+
+from autograder.grading.evidence import accuracy, fail, layer_rows, weight_counts
+from autograder.rubric.cnn_transfer.shapes import as_int, as_shape, fmt, without_inputs
+
+
+def test_q4_backbone_facts(evidence, key):
+    for name in ("backbone_layers", "backbone_params"):
+        got = as_int(evidence.answer(name), name=name)
+        if got != key["answers"][name]:
+            fail(f"{name} is {fmt(got)}; count it on ResNet50(include_top=False) itself "
+                 f"(len(model.layers), model.count_params()).")
+    got = as_shape(evidence.answer("embedding_shape"), name="embedding_shape")
+    if got != as_shape(key["answers"]["embedding_shape"], name="embedding_shape"):
+        fail(f"embedding_shape is {tuple(got)}; it is the backbone's output shape for one image.")
+
+
+def test_q4_head_architecture(evidence, key):
+    model = evidence.model("tl_model")
+    rows = without_inputs(layer_rows(model))
+    want = without_inputs(key["models"]["tl_model"]["layers"])
+    if [r["type"] for r in rows] != [r["type"] for r in want]:
+        fail("tl_model should be " + " → ".join(r["type"] for r in want)
+             + " on the embeddings; yours is " + " → ".join(r["type"] for r in rows) + ".")
+    got_in = [int(d) for d in model.inputs[0].shape[1:]]
+    want_in = as_shape(key["answers"]["embedding_shape"], name="embedding_shape")
+    if got_in != want_in:
+        fail(f"tl_model should take embeddings of shape {tuple(want_in)}; it takes {tuple(got_in)}.")
+    got_total = weight_counts(model)["total"]
+    want_total = key["models"]["tl_model"]["counts"]["total"]
+    if got_total != want_total:
+        fail(f"tl_model has {fmt(got_total)} parameters; Flatten → Dense(256) → Dropout → "
+             f"Dense(1) on these embeddings has {fmt(want_total)}.")
+
+
+def test_q4_head_accuracy(evidence, key, grading_set, grading_embeddings):
+    got = accuracy(evidence.model("tl_model"), grading_embeddings, grading_set[1])
+    need = key["thresholds"]["tl_model"]
+    if got < need:
+        fail(f"tl_model reached {got:.0%} accuracy on the hidden split (embedded with the "
+             f"grader's own ResNet50); at least {need:.0%} is expected.")
