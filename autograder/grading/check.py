@@ -31,8 +31,9 @@ CHECK_TIMEOUT_S = 900
 
 
 def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S
-               ) -> tuple[dict[str, dict[str, Any]], str]:
-    """Run ``rubric_dir``'s tests; returns the per-item records and the checker's log tail."""
+               ) -> tuple[dict[str, Any], str]:
+    """Run ``rubric_dir``'s tests; returns ``{"items": per-item records, "summaries": layer
+    tables of the models it loaded}`` (empty when the checker died) and its log tail."""
     argv = [
         sys.executable, "-m", "pytest", str(rubric_dir), "-q", "-p", "no:cacheprovider",
         "-p", "autograder.grading.rubric_plugin", "-c", os.devnull,

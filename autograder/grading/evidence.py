@@ -76,6 +76,9 @@ class Evidence:
             return self.histories[name]
         raise Missing(name)
 
+    def loaded_models(self) -> dict[str, Any]:
+        return dict(self._models)
+
     def model(self, name: str) -> Any:
         """The named model, loaded with ``safe_mode=True``; cached per process."""
         if name not in self._models:

@@ -22,10 +22,12 @@ from autograder.grading.evidence import (
     Evidence,
     Missing,
     RubricFail,
+    layer_rows,
     load_image_folder,
 )
 
 _records: dict[str, dict[str, Any]] = {}
+_evidence: list[Evidence] = []
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +37,9 @@ def inputs() -> CheckInputs:
 
 @pytest.fixture(scope="session")
 def evidence(inputs: CheckInputs) -> Evidence:
-    return Evidence(inputs.facts_dir)
+    ev = Evidence(inputs.facts_dir)
+    _evidence.append(ev)
+    return ev
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +116,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         report_file = CheckInputs.from_env().report_file
     except KeyError:
         return
+    summaries = {}
+    for ev in _evidence:
+        for name, model in ev.loaded_models().items():
+            try:
+                summaries[name] = layer_rows(model)
+            except Exception:  # a summary is a courtesy; never fail the report for it
+                pass
     tmp = Path(str(report_file) + ".tmp")
-    tmp.write_text(json.dumps(_records, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps({"items": _records, "summaries": summaries}, indent=1, sort_keys=True))
     tmp.replace(report_file)

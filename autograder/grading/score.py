@@ -22,7 +22,6 @@ def score_items(
     execution: ExecutionResult,
     cell_sources: list[str],
     limit_values: dict[str, float],
-    checker_failed: bool = False,
 ) -> tuple[ItemResult, ...]:
     """One :class:`ItemResult` per rubric item in ``points`` (config order)."""
     items = []

@@ -1,0 +1,112 @@
+"""``course grade`` and ``course calibrate``: the autograder's two verbs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+
+from autograder.commands.ui import console, progress_bar
+from autograder.course.config import active_profile_name, load_course
+from autograder.errors import GradingError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    grade = sub.add_parser(
+        "grade", help="grade submissions in a sandbox and write results, feedback and grades.csv",
+        description="Grade one notebook, a folder of <student>/<notebook>.ipynb, or nbgrader's "
+                    "submitted/ tree (the default).")
+    grade.add_argument("assignment", help="assignment id from course_config.py")
+    grade.add_argument("submissions", nargs="*", type=Path,
+                       help="notebook files or folders (default: submitted/ in the course root)")
+    grade.add_argument("--out", type=Path, default=None,
+                       help="output folder (default: grading.out_dir from course_config.py)")
+    grade.add_argument("--force", action="store_true", help="re-grade submissions already graded")
+    grade.add_argument("--student", help="student id, when grading a single notebook file")
+    _common(grade)
+    grade.set_defaults(func=run_grade)
+
+    cal = sub.add_parser("calibrate", help="run the reference solution and write the answer key")
+    cal.add_argument("assignment", help="assignment id from course_config.py")
+    cal.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=None,
+                     help="comma-separated seeds (default: the assignment's calibration_seeds)")
+    _common(cal)
+    cal.set_defaults(func=run_calibrate)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="full or reduced (default: $COURSE_PROFILE or the config)")
+    parser.add_argument("--weights-mode", choices=("imagenet", "stand-in"),
+                        help="ResNet50 weights (default: $COURSE_WEIGHTS_MODE or the config)")
+
+
+def run_grade(args: argparse.Namespace) -> int:
+    from autograder.grading.jobs import GradeJob, discover, run_batch
+    from autograder.grading.pipeline import make_context
+
+    course = load_course()
+    assignment = course.config.assignment(args.assignment)
+    out = args.out or course.path(course.config.grading.out_dir)
+    ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
+                       out_dir=out, weights_mode=args.weights_mode)
+    paths = args.submissions or [course.root / "submitted"]
+    if args.student:
+        if len(paths) != 1 or not paths[0].is_file():
+            raise GradingError("--student needs exactly one notebook file",
+                               hint="drop --student to grade a folder")
+        jobs = [GradeJob(student=args.student, notebook=paths[0])]
+    else:
+        jobs = discover(paths, notebook=assignment.notebook, assignment_id=args.assignment)
+    with progress_bar(f"grading {args.assignment}") as bar:
+        outcome = run_batch(ctx, jobs, force=args.force, progress=bar)
+    show_batch(outcome, ctx)
+    return 1 if outcome.failed else 0
+
+
+def show_batch(outcome, ctx) -> None:
+    import json
+
+    table = Table(title=f"{ctx.assignment.assignment_id}: gradebook ({ctx.profile_name} profile, "
+                        f"{ctx.weights_mode} weights)")
+    for col in ("student", "score", "kernel", "feedback"):
+        table.add_column(col)
+    for results in sorted(ctx.out_dir.glob("*/results.json")):
+        data = json.loads(results.read_text())
+        table.add_row(results.parent.name, f"{data['score']:g} / {data['max_score']:g}",
+                      data.get("extra_data", {}).get("kernel_status", ""),
+                      str(results.parent / "feedback.html"))
+    console.print(table)
+    if ctx.weights_mode == "stand-in":
+        console.print("[yellow]Stand-in ResNet50 weights (untrained): transfer-learning numbers "
+                      "are not ImageNet results.[/]")
+    if outcome.skipped:
+        console.print(f"skipped (already graded; --force to redo): {', '.join(outcome.skipped)}")
+    for student, error in outcome.failed.items():
+        console.print(f"[red]grader error for {student} (no grade recorded; re-run retries it):[/] {error}")
+    console.print(f"grades: {outcome.grades_csv}")
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from autograder.grading.calibrate import calibrate
+    from autograder.grading.pipeline import make_context
+
+    course = load_course()
+    assignment = course.config.assignment(args.assignment)
+    ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
+                       out_dir=course.path(course.config.grading.out_dir),
+                       weights_mode=args.weights_mode, need_key=False)
+    seeds = args.seeds or assignment.calibration_seeds
+    with progress_bar(f"calibrating {args.assignment}") as bar:
+        key = calibrate(ctx, seeds=seeds, progress=bar)
+    table = Table(title=f"answer key: {ctx.key_file}")
+    for col in ("model", "accuracy per seed", "threshold"):
+        table.add_column(col)
+    for model, accs in key["accuracy"].items():
+        table.add_row(model, ", ".join(f"{a:.2f}" for a in accs), f"{key['thresholds'][model]:.2f}")
+    console.print(table)
+    if key["weak_thresholds"]:
+        console.print(f"[yellow]warning: thresholds at or below the majority-class rate for "
+                      f"{', '.join(key['weak_thresholds'])}: those accuracy items cannot tell a "
+                      f"trained model from a constant one. Raise difficulty or lower the margin.[/]")
+    return 0

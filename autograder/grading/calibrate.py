@@ -1,0 +1,124 @@
+"""``course calibrate``: derive the answer key from the reference solution.
+
+The source notebook (with its solutions) runs through the same execute stage as
+any submission, once per calibration seed; the trusted fact sheet measures each
+run. The key holds the expected answers and model facts (identical across seeds,
+or calibration fails naming what varied) and each model's accuracy distribution
+on the hidden split, from which thresholds follow:
+``threshold = 10th percentile - Assignment.accuracy_margin``.
+
+The key lives in ``answer_keys/`` (outside release/), one file per profile and
+weights mode, because a 64-px stand-in run and a 224-px ImageNet run expect
+different shapes and accuracies.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autograder.errors import GradingError
+from autograder.grading import check
+from autograder.grading.evidence import CheckInputs
+from autograder.grading.pipeline import GradeJob, GradingContext, execute_stage, export_facts
+from autograder.progress import Progress, report
+
+# Facts that legitimately vary between seeds (trained weights change, shapes do not).
+SEED_DEPENDENT = {"chosen_model"}
+
+
+def key_path(root: Path, key_dir: str, assignment_id: str, profile: str, weights_mode: str) -> Path:
+    base = Path(key_dir) if Path(key_dir).is_absolute() else root / key_dir
+    return base / assignment_id / f"{profile}-{weights_mode}.json"
+
+
+def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress | None = None
+              ) -> dict[str, Any]:
+    """Run the reference solution per seed, measure it, and write the answer key."""
+    source = ctx.course.source_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook
+    sheets = []
+    for n, seed in enumerate(seeds):
+        report(progress, n, len(seeds), f"reference run, seed {seed}")
+        seeded = replace(ctx, course=replace(ctx.course, config=replace(
+            ctx.course.config, grading=replace(ctx.course.config.grading, seed=seed))))
+        work = Path(tempfile.mkdtemp(prefix="course-calibrate-"))
+        try:
+            execution = execute_stage(seeded, GradeJob(student=f"reference-seed{seed}",
+                                                       notebook=source), slot=0, job_dir=work / "job")
+            broken = [c for c in execution.cells if c.status != "ok"]
+            if broken:
+                first = broken[0]
+                raise GradingError(
+                    f"the reference solution failed at cell {first.index + 1} "
+                    f"({first.grade_id or 'no grade_id'}): {first.status} {first.limit or ''} "
+                    f"{first.message}",
+                    hint="run the source notebook by hand; calibration needs a clean run",
+                )
+            facts = export_facts(execution, work / "facts")
+            sheet = check.run_factsheet(
+                CheckInputs(facts_dir=facts, key_file=None, grading_dir=ctx.grading_dir,
+                            validation_dir=ctx.validation_dir, weights_file=ctx.weights_file,
+                            classes=ctx.course.config.dataset.classes,
+                            image_size_px=ctx.image_size_px(), epochs=ctx.epochs(),
+                            report_file=work / "sheet.json"),
+                answer_names=list(ctx.assignment.answer_names),
+                model_names=list(ctx.assignment.model_names),
+            )
+            if sheet.get("missing"):
+                raise GradingError(
+                    f"the reference solution did not define: {', '.join(sheet['missing'])}",
+                    hint="the names in course_config.py must all be assigned by the source notebook",
+                )
+            sheet["seed"] = seed
+            sheet["wall_s"] = execution.wall_s
+            sheets.append(sheet)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    report(progress, len(seeds), len(seeds), "writing the answer key")
+    key = build_key(sheets, margin=ctx.assignment.accuracy_margin)
+    key.update(assignment=ctx.assignment.assignment_id, profile=ctx.profile_name,
+               weights_mode=ctx.weights_mode)
+    ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
+    ctx.key_file.write_text(json.dumps(key, indent=1, sort_keys=True))
+    return key
+
+
+def build_key(sheets: list[dict[str, Any]], *, margin: float) -> dict[str, Any]:
+    """Combine per-seed fact sheets; pure, so it is tested without TensorFlow."""
+    first = sheets[0]
+    for sheet in sheets[1:]:
+        varied = [n for n in first["answers"] if n not in SEED_DEPENDENT
+                  and sheet["answers"].get(n) != first["answers"][n]]
+        varied += [f"{m} layers" for m in first["models"]
+                   if _structure(sheet["models"][m]) != _structure(first["models"][m])]
+        if varied:
+            raise GradingError(
+                f"the reference solution's facts changed between seeds: {', '.join(varied)}",
+                hint="expected values must not depend on the seed; fix the source notebook",
+            )
+    accuracy = {m: [s["accuracy"][m] for s in sheets] for m in first["accuracy"]}
+    thresholds = {m: round(max(0.0, float(np.percentile(v, 10)) - margin), 4)
+                  for m, v in accuracy.items()}
+    majority = first.get("grading_majority_rate", 0.5)
+    return {
+        "answers": first["answers"],
+        "models": first["models"],
+        "accuracy": accuracy,
+        "validation_accuracy": {m: [s["validation_accuracy"][m] for s in sheets]
+                                for m in first["validation_accuracy"]},
+        "thresholds": thresholds,
+        "weak_thresholds": sorted(m for m, t in thresholds.items() if t <= majority),
+        "seeds": [s["seed"] for s in sheets],
+        "reference_wall_s": [s["wall_s"] for s in sheets],
+    }
+
+
+def _structure(model_facts: dict[str, Any]) -> Any:
+    return ([(r["type"], r["output_shape"], r["params"], r["trainable"]) for r in model_facts["layers"]],
+            model_facts["counts"])

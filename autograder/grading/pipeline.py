@@ -1,0 +1,185 @@
+"""Grading one submission, start to finish. The order of stages, in one place:
+
+1. execute  — run the notebook in a sandbox under limits         (execute.py, sandbox.py)
+2. export   — copy out plain facts: answers, histories, .keras     (export.py)
+3. check    — the rubric in a clean, confined pytest process        (check.py, rubric/<id>/)
+4. score    — points and plain-language reasons per rubric item     (score.py)
+5. report   — results.json, feedback.html; the gradebook and CSV    (report.py, gradebook.py)
+
+This module only sequences the stages and owns the grader's folders; it holds no
+grading logic of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+
+from autograder.course.config import Course
+from autograder.course.settings import Assignment
+from autograder.errors import SubmissionError
+from autograder.facts import ExecutionResult, GradeResult, ItemResult
+from autograder.grading import check, messages, report, score
+from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
+
+
+@dataclass(frozen=True)
+class GradeJob:
+    """One submission to grade."""
+
+    student: str
+    notebook: Path
+
+
+@dataclass(frozen=True)
+class GradingContext:
+    """What every job of a batch shares (resolved once, before the batch)."""
+
+    course: Course
+    assignment: Assignment
+    profile_name: str
+    weights_mode: str
+    weights_file: Path | None
+    key_file: Path
+    grading_dir: Path
+    validation_dir: Path
+    out_dir: Path
+
+    @property
+    def limit_values(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self.course.config.limits).items()}
+
+    def epochs(self) -> dict[str, int]:
+        p = self.course.config.profiles[self.profile_name]
+        return {"cnn": p.cnn_epochs, "head": p.head_epochs, "finetune": p.finetune_epochs}
+
+    def image_size_px(self) -> int:
+        return self.course.config.profiles[self.profile_name].image_size_px
+
+
+def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeResult:
+    """Run every stage for one submission and write its reports; returns the result."""
+    student_dir = ctx.out_dir / job.student
+    work = Path(tempfile.mkdtemp(prefix=f"course-grade-{job.student}-"))
+    try:
+        try:
+            cell_sources = read_cell_sources(job.notebook)
+        except SubmissionError as exc:
+            result = unreadable_result(ctx, job, exc)
+            report.write_student_reports(result, student_dir, limits=ctx.limit_values)
+            return result
+        execution = execute_stage(ctx, job, slot=slot, job_dir=work / "job")
+        facts_dir = export_facts(execution, work / "facts")
+        checked, _log = check.run_rubric(
+            CheckInputs(
+                facts_dir=facts_dir, key_file=ctx.key_file, grading_dir=ctx.grading_dir,
+                validation_dir=ctx.validation_dir, weights_file=ctx.weights_file,
+                classes=ctx.course.config.dataset.classes, image_size_px=ctx.image_size_px(),
+                epochs=ctx.epochs(), report_file=work / "report.json",
+            ),
+            rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
+        )
+        items = score.score_items(checked.get("items", {}), points=ctx.assignment.points, execution=execution,
+                                  cell_sources=cell_sources, limit_values=ctx.limit_values)
+        got, out_of = score.total(items)
+        result = GradeResult(
+            student=job.student, assignment_id=ctx.assignment.assignment_id, score=got,
+            max_score=out_of, items=items, execution=execution,
+            model_summaries={n: rows for n, rows in checked.get("summaries", {}).items()
+                             if n in ctx.assignment.model_names},
+        )
+        report.write_student_reports(result, student_dir, limits=ctx.limit_values)
+        if ctx.course.config.grading.keep_models:
+            keep = student_dir / "models"
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(facts_dir / MODELS_DIR, keep)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def execute_stage(ctx: GradingContext, job: GradeJob, *, slot: int, job_dir: Path) -> ExecutionResult:
+    from autograder.grading.execute import execute_submission
+
+    return execute_submission(
+        job.notebook, course=ctx.course, assignment=ctx.assignment, student=job.student,
+        slot=slot, job_dir=job_dir, profile=ctx.profile_name, weights_mode=ctx.weights_mode,
+        weights_file=ctx.weights_file,
+    )
+
+
+def export_facts(execution: ExecutionResult, facts_dir: Path) -> Path:
+    """Lay the validated exports out in the grader-owned folder the checker reads."""
+    (facts_dir / MODELS_DIR).mkdir(parents=True, exist_ok=True)
+    (facts_dir / ANSWERS_FILE).write_text(json.dumps(
+        {"answers": execution.answers, "errors": execution.answer_errors}))
+    (facts_dir / HISTORIES_FILE).write_text(json.dumps(execution.histories))
+    for name, path in execution.models.items():
+        shutil.move(str(path), facts_dir / MODELS_DIR / f"{name}.keras")
+    for p in (facts_dir, facts_dir / MODELS_DIR, *facts_dir.rglob("*")):
+        p.chmod(0o755 if p.is_dir() else 0o644)  # the confined checker reads as an unprivileged uid
+    return facts_dir
+
+
+def read_cell_sources(notebook: Path) -> list[str]:
+    """Every cell's source, by index; a file that is not a notebook is a SubmissionError."""
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except FileNotFoundError:
+        raise SubmissionError(f"{notebook} does not exist",
+                              hint="check the submission folder layout") from None
+    except Exception as exc:
+        raise SubmissionError(
+            f"{notebook.name} is not a readable notebook ({type(exc).__name__}: "
+            f"{str(exc)[:200]})",
+            hint="open it in Jupyter, save it again, and resubmit",
+        ) from None
+    return ["".join(c.get("source", "")) for c in nb.cells]
+
+
+def unreadable_result(ctx: GradingContext, job: GradeJob, exc: SubmissionError) -> GradeResult:
+    """A zero with the reason, for a file that is not a notebook at all."""
+    reason = messages.SUBMISSION_UNREADABLE.format(reason=f"{exc.message}.")
+    items = tuple(ItemResult(name, 0.0, float(pts), False, reason)
+                  for name, pts in ctx.assignment.points.items())
+    execution = ExecutionResult(student=job.student, cells=(), kernel_status="refused", wall_s=0.0,
+                                weights_mode=ctx.weights_mode, notes=(reason,))
+    return GradeResult(student=job.student, assignment_id=ctx.assignment.assignment_id, score=0.0,
+                       max_score=float(sum(ctx.assignment.points.values())), items=items,
+                       execution=execution)
+
+
+def make_context(course: Course, assignment_id: str, *, profile_name: str, out_dir: Path,
+                 weights_mode: str | None = None, need_key: bool = True) -> GradingContext:
+    """Resolve, once per batch, everything the jobs share; errors name the command that fixes them."""
+    from autograder.course.datasets import grading_split_dir, student_splits_dir
+    from autograder.course.standin import grader_weights
+    from autograder.errors import ConfigError, DatasetError
+    from autograder.grading.calibrate import key_path
+
+    assignment = course.config.assignment(assignment_id)
+    if profile_name not in course.config.profiles:
+        raise ConfigError(f"unknown profile {profile_name!r}",
+                          hint=f"use one of: {', '.join(sorted(course.config.profiles))}")
+    mode, weights_file = grader_weights(course, mode=weights_mode)
+    grading_dir = grading_split_dir(course)
+    validation_dir = student_splits_dir(course) / "validation"
+    for folder, fix in ((grading_dir, "course data build"), (validation_dir, "course data build")):
+        if not folder.is_dir():
+            raise DatasetError(f"{folder} does not exist", hint=f"run `{fix}` first")
+    key = key_path(course.root, course.config.grading.answer_key_dir, assignment_id,
+                   profile_name, mode)
+    if need_key and not key.is_file():
+        raise ConfigError(
+            f"no answer key for {assignment_id} ({profile_name} profile, {mode} weights) at {key}",
+            hint=f"run `course calibrate {assignment_id} --profile {profile_name}` first",
+        )
+    return GradingContext(course=course, assignment=assignment, profile_name=profile_name,
+                          weights_mode=mode, weights_file=weights_file, key_file=key,
+                          grading_dir=grading_dir, validation_dir=validation_dir,
+                          out_dir=out_dir.resolve())

@@ -1,0 +1,601 @@
+"""The sandbox one student kernel runs in: a uid, a bubblewrap argv, a cgroup, rlimits.
+
+Decision: each grading slot owns an unprivileged system user (``<prefix><slot>``).
+The kernel command is wrapped, outermost first, in
+
+1. ``sh -c 'echo $$ > cgroup.procs; exec "$@"'`` (as root): joins the job's cgroup
+   before anything else runs, so every later process and thread is counted and killable;
+2. ``prlimit --fsize --core=0``: largest file, no core dumps (RLIMIT_AS is not used: it
+   aborts ``import tensorflow``, whose threads reserve gigabytes of address space);
+3. ``setpriv --reuid --regid --clear-groups --inh-caps=-all --no-new-privs``: drop root;
+4. ``bwrap --unshare-all --cap-drop ALL --die-with-parent --new-session``: new user,
+   mount, pid, net, ipc and uts namespaces; read-only binds of ``/usr`` and the venv, a
+   generated ``/etc/passwd``, and a per-job tmpfs (mounted by root with ``size=disk_mb``,
+   since bwrap 0.8 has no ``--size``) for the scratch copy, ``/tmp`` and the export folder.
+   The root of the sandbox and ``/dev`` are remounted read-only, so the only writable
+   places are on that capped tmpfs.
+
+Alternatives rejected: bwrap as root (it keeps every capability, a student could remount
+a read-only bind read-write); Docker/podman (not on the grading hosts, and a daemon with
+root); RLIMIT_NPROC (counts per uid across the machine, ignored for root); RLIMIT_AS
+(breaks TensorFlow); seccomp network filters (the empty network namespace already
+isolates, and needs no extra package).
+
+Cgroups: v1 (memory + memsw, pids, freezer for a race-free kill) and v2 (memory.max,
+pids.max, ``cgroup.kill``). In v1 the job group nests under the grader's own group, so
+limits set on the grader's container still apply; in v2 it lives under
+``/sys/fs/cgroup/course-grading`` (a v2 group holding processes cannot delegate
+controllers to its children).
+
+This module never starts a kernel (that is :mod:`autograder.grading.execute`) and never
+reads what a kernel wrote (that is :mod:`autograder.grading.export`).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.errors import SandboxUnavailable
+
+BWRAP = "/usr/bin/bwrap"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+GROUP_PARENT = "course-grading"
+
+# Paths as the kernel sees them inside the sandbox.
+INSIDE_WORK = "/sandbox/work"
+INSIDE_EXPORT = "/sandbox/export"
+INSIDE_WEIGHTS = "/sandbox/weights"
+INSIDE_TMP = "/tmp"
+
+
+# ---------------------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SandboxUser:
+    """The unprivileged account one grading slot runs student code as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def slot_user_name(prefix: str, slot: int) -> str:
+    return f"{prefix}{slot}"
+
+
+def find_sandbox_user(prefix: str, slot: int) -> SandboxUser:
+    """The slot's user, or :class:`SandboxUnavailable` naming the command that creates it."""
+    name = slot_user_name(prefix, slot)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise SandboxUnavailable(
+            f"sandbox user {name} does not exist",
+            hint="run `course sandbox setup` as root (it creates one user per grading slot)",
+        ) from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise SandboxUnavailable(
+            f"sandbox user {name} has uid or gid 0",
+            hint=f"delete {name} and run `course sandbox setup` again",
+        )
+    return SandboxUser(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def ensure_sandbox_users(prefix: str, count: int) -> list[SandboxUser]:
+    """Create system users ``<prefix>0..count-1`` (no home, shell nologin) where missing."""
+    if os.geteuid() != 0:
+        raise SandboxUnavailable(
+            "creating sandbox users needs root", hint="run `sudo course sandbox setup`"
+        )
+    users = []
+    for slot in range(count):
+        name = slot_user_name(prefix, slot)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", "--user-group", name],
+                check=True, capture_output=True, text=True,
+            )
+        users.append(find_sandbox_user(prefix, slot))
+    return users
+
+
+# ---------------------------------------------------------------------------------------
+# Cgroups
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CgroupEvents:
+    """Counters read from the kernel after (or during) a run."""
+
+    oom_kills: int = 0
+    pids_max_hits: int = 0
+
+
+class Cgroup:
+    """One job's cgroup: create with limits, join by argv prefix, kill all, remove."""
+
+    version: int = 0
+
+    def procs_files(self) -> list[Path]:
+        """The ``cgroup.procs`` files a process writes its pid into to join."""
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def kill_all(self) -> None:
+        raise NotImplementedError
+
+    def read_events(self) -> CgroupEvents:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+    def join_prefix(self) -> list[str]:
+        """An argv prefix that moves the process into this group, then execs the rest."""
+        script = ('while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; '
+                  'shift; exec "$@"')
+        return ["/bin/sh", "-c", script, "sh", *map(str, self.procs_files()), "--"]
+
+    def _wait_empty(self, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.pids():
+                return True
+            time.sleep(0.02)
+        return not self.pids()
+
+
+def _read_int_field(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == key:
+                return int(parts[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _read_pids(path: Path) -> list[int]:
+    try:
+        return [int(p) for p in path.read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _rmdir_retry(path: Path) -> None:
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+class CgroupV1(Cgroup):
+    """Legacy hierarchy: one folder per controller (memory, pids, freezer)."""
+
+    version = 1
+    CONTROLLERS = ("memory", "pids", "freezer")
+
+    def __init__(self, dirs: Mapping[str, Path]) -> None:
+        self.dirs = dict(dirs)
+
+    @classmethod
+    def create(cls, name: str, *, memory_mb: int, max_processes: int) -> CgroupV1:
+        dirs = {c: _v1_own_dir(c) / GROUP_PARENT / name for c in cls.CONTROLLERS}
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        mem = dirs["memory"]
+        limit = str(memory_mb * 1024 * 1024)
+        (mem / "memory.limit_in_bytes").write_text(limit)
+        memsw = mem / "memory.memsw.limit_in_bytes"
+        if memsw.exists():  # count swap too, or a bomb just pages out
+            memsw.write_text(limit)
+        (dirs["pids"] / "pids.max").write_text(str(max_processes))
+        return cls(dirs)
+
+    def procs_files(self) -> list[Path]:
+        return [d / "cgroup.procs" for d in self.dirs.values()]
+
+    def pids(self) -> list[int]:
+        found: set[int] = set()
+        for procs in self.procs_files():
+            found.update(_read_pids(procs))
+        return sorted(found)
+
+    def kill_all(self) -> None:
+        # Freeze first so nothing can fork between listing and killing.
+        state = self.dirs["freezer"] / "freezer.state"
+        try:
+            state.write_text("FROZEN")
+            deadline = time.monotonic() + 2.0
+            while "FROZEN" not in state.read_text() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except OSError:
+            pass
+        for _ in range(3):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                state.write_text("THAWED")
+            except OSError:
+                pass
+            if self._wait_empty(2.0):
+                return
+
+    def read_events(self) -> CgroupEvents:
+        mem = self.dirs["memory"]
+        oom = _read_int_field(mem / "memory.oom_control", "oom_kill")
+        return CgroupEvents(
+            oom_kills=oom,
+            pids_max_hits=_read_int_field(self.dirs["pids"] / "pids.events", "max"),
+        )
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in self.dirs.values():
+            _rmdir_retry(d)
+
+
+class CgroupV2(Cgroup):
+    """Unified hierarchy: one folder, ``cgroup.kill`` for the whole tree."""
+
+    version = 2
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str, *, memory_mb: int, max_processes: int) -> CgroupV2:
+        parent = CGROUP_ROOT / GROUP_PARENT
+        parent.mkdir(exist_ok=True)
+        for folder in (CGROUP_ROOT, parent):
+            (folder / "cgroup.subtree_control").write_text("+memory +pids")
+        path = parent / name
+        path.mkdir(exist_ok=True)
+        (path / "memory.max").write_text(str(memory_mb * 1024 * 1024))
+        if (path / "memory.swap.max").exists():
+            (path / "memory.swap.max").write_text("0")
+        (path / "pids.max").write_text(str(max_processes))
+        return cls(path)
+
+    def procs_files(self) -> list[Path]:
+        return [self.path / "cgroup.procs"]
+
+    def pids(self) -> list[int]:
+        return _read_pids(self.path / "cgroup.procs")
+
+    def kill_all(self) -> None:
+        try:
+            (self.path / "cgroup.kill").write_text("1")
+        except OSError:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._wait_empty(5.0)
+
+    def read_events(self) -> CgroupEvents:
+        return CgroupEvents(
+            oom_kills=_read_int_field(self.path / "memory.events", "oom_kill"),
+            pids_max_hits=_read_int_field(self.path / "pids.events", "max"),
+        )
+
+    def remove(self) -> None:
+        self.kill_all()
+        _rmdir_retry(self.path)
+
+
+def cgroup_version() -> int:
+    """2 on a unified hierarchy, 1 on the legacy layout, 0 when neither is usable."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return 2
+    if (CGROUP_ROOT / "memory").is_dir() and (CGROUP_ROOT / "pids").is_dir():
+        return 1
+    return 0
+
+
+def _v1_own_dir(controller: str) -> Path:
+    """The grader's own group in a v1 controller (so container limits still apply)."""
+    relative = "/"
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, names, path = line.split(":", 2)
+            if controller in names.split(","):
+                relative = path
+    except OSError:
+        pass
+    return CGROUP_ROOT / controller / relative.lstrip("/")
+
+
+def create_cgroup(name: str, *, memory_mb: int, max_processes: int) -> Cgroup:
+    """A fresh job cgroup with the memory and process limits set."""
+    version = cgroup_version()
+    try:
+        if version == 2:
+            return CgroupV2.create(name, memory_mb=memory_mb, max_processes=max_processes)
+        if version == 1:
+            return CgroupV1.create(name, memory_mb=memory_mb, max_processes=max_processes)
+    except OSError as exc:
+        raise SandboxUnavailable(
+            f"cannot create cgroup {name}: {exc}",
+            hint="the grader must run as root on a host with writable memory and pids cgroups",
+        ) from exc
+    raise SandboxUnavailable(
+        "no usable cgroup hierarchy under /sys/fs/cgroup",
+        hint="mount cgroup v2, or the v1 memory, pids and freezer controllers",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The job folder and its capped tmpfs
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Where one job's files live on the host. Only ``scratch`` and ``conn`` are ever
+    writable by the sandbox; ``out`` is the grader's own and never mounted."""
+
+    job_dir: Path
+
+    @property
+    def conn(self) -> Path:
+        return self.job_dir / "conn"
+
+    @property
+    def scratch(self) -> Path:
+        return self.job_dir / "scratch"
+
+    @property
+    def work(self) -> Path:
+        return self.scratch / "work"
+
+    @property
+    def tmp(self) -> Path:
+        return self.scratch / "tmp"
+
+    @property
+    def export(self) -> Path:
+        return self.scratch / "export"
+
+    @property
+    def shm(self) -> Path:
+        return self.scratch / "shm"
+
+    @property
+    def etc(self) -> Path:
+        return self.job_dir / "etc"
+
+    @property
+    def out(self) -> Path:
+        return self.job_dir / "out"
+
+
+def prepare_job_dir(
+    layout: JobLayout, *, user: SandboxUser | None, disk_mb: int
+) -> bool:
+    """Create the job folders; with a ``user``, mount the capped tmpfs. Returns mounted?"""
+    if layout.job_dir.exists():
+        release_job_dir(layout)
+        shutil.rmtree(layout.job_dir)
+    layout.job_dir.mkdir(parents=True, mode=0o711)
+    os.chmod(layout.job_dir, 0o711)  # the slot uid may traverse, never list
+    layout.out.mkdir(mode=0o700)
+    layout.scratch.mkdir(mode=0o700)
+    layout.conn.mkdir(mode=0o700)
+    mounted = False
+    if user is not None:
+        options = f"size={disk_mb}m,mode=0700,uid={user.uid},gid={user.gid},nosuid,nodev"
+        run = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
+                              str(layout.scratch)], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SandboxUnavailable(
+                f"cannot mount the job's tmpfs: {run.stderr.strip()}",
+                hint="the grader must run as root with CAP_SYS_ADMIN (mount)",
+            )
+        mounted = True
+    for folder in (layout.work, layout.tmp, layout.export, layout.shm):
+        folder.mkdir(mode=0o700)
+    if user is not None:
+        for folder in (layout.work, layout.tmp, layout.export, layout.shm, layout.conn):
+            os.chown(folder, user.uid, user.gid)
+        layout.etc.mkdir(mode=0o755)
+        (layout.etc / "passwd").write_text(
+            f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+            f"student:x:{user.uid}:{user.gid}:student:{INSIDE_WORK}:/usr/sbin/nologin\n")
+        (layout.etc / "group").write_text(f"root:x:0:\nstudent:x:{user.gid}:\n")
+        for name in ("passwd", "group"):
+            os.chmod(layout.etc / name, 0o644)
+    return mounted
+
+
+def release_job_dir(layout: JobLayout) -> None:
+    """Unmount the job's tmpfs if it is mounted (after the cgroup was killed)."""
+    if os.path.ismount(layout.scratch):
+        if subprocess.run(["umount", str(layout.scratch)], capture_output=True).returncode:
+            subprocess.run(["umount", "--lazy", str(layout.scratch)], capture_output=True)
+
+
+def seal_conn_dir(layout: JobLayout) -> None:
+    """After the kernel bound its sockets, take the folder back so it cannot swap them."""
+    os.chown(layout.conn, 0, 0)
+    os.chmod(layout.conn, 0o700)
+
+
+# ---------------------------------------------------------------------------------------
+# The argv
+# ---------------------------------------------------------------------------------------
+
+
+def venv_dir() -> Path | None:
+    """The virtual environment the grader (and so the kernel) runs from, if any."""
+    return Path(sys.prefix) if sys.prefix != sys.base_prefix else None
+
+
+def build_sandbox_argv(
+    kernel_argv: Sequence[str],
+    *,
+    user: SandboxUser,
+    layout: JobLayout,
+    ro_binds: Sequence[tuple[Path, str]],
+    env: Mapping[str, str],
+    cgroup: Cgroup | None,
+    file_size_mb: int,
+) -> list[str]:
+    """The full command that starts ``kernel_argv`` as ``user`` inside bubblewrap.
+
+    ``ro_binds`` are (host path, path inside) pairs mounted read-only, e.g. the release's
+    ``course_helpers.py`` into the work folder; nothing else of the host is visible
+    except ``/usr``, the venv and the job's own scratch and socket folders.
+    """
+    argv: list[str] = []
+    if cgroup is not None:
+        argv += cgroup.join_prefix()
+    fsize = file_size_mb * 1024 * 1024
+    argv += ["prlimit", f"--fsize={fsize}", "--core=0", "--"]
+    argv += ["setpriv", "--reuid", str(user.uid), "--regid", str(user.gid),
+             "--clear-groups", "--inh-caps=-all", "--no-new-privs"]
+    argv += [BWRAP, "--unshare-all", "--die-with-parent", "--new-session",
+             "--cap-drop", "ALL", "--hostname", "sandbox",
+             "--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/") / top
+        if host.is_symlink():
+            argv += ["--symlink", os.readlink(host), f"/{top}"]
+        elif host.is_dir():
+            argv += ["--ro-bind", str(host), f"/{top}"]
+    for etc_file in ("/etc/ld.so.cache", "/etc/localtime"):
+        if Path(etc_file).exists():
+            argv += ["--ro-bind", etc_file, etc_file]
+    argv += ["--ro-bind", str(layout.etc / "passwd"), "/etc/passwd",
+             "--ro-bind", str(layout.etc / "group"), "/etc/group"]
+    venv = venv_dir()
+    if venv is not None:
+        argv += ["--ro-bind", str(venv), str(venv)]
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--bind", str(layout.shm), "/dev/shm",
+             "--bind", str(layout.work), INSIDE_WORK,
+             "--bind", str(layout.export), INSIDE_EXPORT,
+             "--bind", str(layout.tmp), INSIDE_TMP,
+             # Same path inside and out: the connection file names its sockets by path.
+             "--bind", str(layout.conn), str(layout.conn)]
+    for host, inside in ro_binds:
+        argv += ["--ro-bind", str(host), inside]
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", INSIDE_WORK,
+             "--clearenv"]
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    argv += ["--", *kernel_argv]
+    return argv
+
+
+def kernel_environment(
+    *, work_dir: str, tmp_dir: str, extra: Mapping[str, str]
+) -> dict[str, str]:
+    """The whole environment of a kernel: nothing inherited from the grader."""
+    venv = venv_dir()
+    path = f"{venv}/bin:/usr/local/bin:/usr/bin:/bin" if venv else "/usr/local/bin:/usr/bin:/bin"
+    env = {
+        "PATH": path,
+        "HOME": work_dir,
+        "TMPDIR": tmp_dir,
+        "LANG": "C.UTF-8",
+        "IPYTHONDIR": f"{tmp_dir}/ipython",
+        "MPLCONFIGDIR": f"{tmp_dir}/matplotlib",
+        "KERAS_HOME": f"{tmp_dir}/keras",
+        "JUPYTER_RUNTIME_DIR": f"{tmp_dir}/jupyter",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------------------------
+# Probing
+# ---------------------------------------------------------------------------------------
+
+
+def probe_sandbox(*, prefix: str, slots: int = 1) -> list[str]:
+    """Each missing part, as ``part: what to do``; an empty list means sandboxing works."""
+    missing: list[str] = []
+    if os.geteuid() != 0:
+        missing.append("root: the grader must run as root to switch to sandbox uids, "
+                       "mount the job tmpfs and write cgroups")
+    for tool, package in ((BWRAP, "bubblewrap"), ("setpriv", "util-linux"),
+                          ("prlimit", "util-linux"), ("mount", "mount")):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool}: install the Debian package {package}")
+    users: list[SandboxUser] = []
+    for slot in range(slots):
+        try:
+            users.append(find_sandbox_user(prefix, slot))
+        except SandboxUnavailable as exc:
+            missing.append(f"unprivileged uid: {exc.message} — {exc.hint}")
+    version = cgroup_version()
+    if version == 0:
+        missing.append("cgroups: no memory/pids hierarchy under /sys/fs/cgroup")
+    elif os.geteuid() == 0:
+        try:
+            group = create_cgroup(f"probe-{os.getpid()}", memory_mb=64, max_processes=8)
+            group.remove()
+        except SandboxUnavailable as exc:
+            missing.append(f"cgroup memory/pids controllers writable: {exc.message}")
+        if version == 1 and not (_v1_own_dir("freezer")).is_dir():
+            missing.append("cgroup v1 freezer controller: mount it (used to kill a job)")
+    if not missing and users:
+        missing += _probe_bwrap(users[0])
+    return missing
+
+
+def _probe_bwrap(user: SandboxUser) -> list[str]:
+    """Start ``true`` in the real sandbox shape as the slot uid (user namespaces et al.)."""
+    cmd = ["setpriv", "--reuid", str(user.uid), "--regid", str(user.gid), "--clear-groups",
+           "--inh-caps=-all", "--no-new-privs", BWRAP, "--unshare-all", "--die-with-parent",
+           "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+           "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+           "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--", "/usr/bin/true"]
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"bubblewrap as {user.name}: {exc}"]
+    if run.returncode != 0:
+        return [f"bubblewrap as {user.name}: {run.stderr.strip()[:200]} — "
+                "enable unprivileged user namespaces (user.max_user_namespaces > 0)"]
+    return []
+
+
+def require_sandbox(*, prefix: str, slots: int = 1) -> None:
+    """Raise :class:`SandboxUnavailable` naming every missing part."""
+    missing = probe_sandbox(prefix=prefix, slots=slots)
+    if missing:
+        raise SandboxUnavailable(
+            "the grading sandbox is incomplete: " + "; ".join(missing),
+            hint="run `course sandbox setup` as root, or set grading.allow_unsandboxed=True "
+                 "on a machine that never grades real students",
+        )
