@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from autograder.facts import CELL_OK, CellRun, ExecutionResult, ItemResult
+from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, ItemResult
 from autograder.grading import messages
 
 
@@ -60,7 +60,7 @@ def explain_missing(
     defining = [i for i, src in enumerate(cell_sources) if assigns(src, name)]
     for index in reversed(defining):
         cell = by_index.get(index)
-        if cell is not None and cell.status != CELL_OK:
+        if cell is not None and cell.status not in (CELL_OK, CELL_NOT_RUN):
             return messages.STOPPED_IN_DEFINING_CELL.format(
                 name=name, cell=_cell_label(cell), what=describe(cell, limit_values))
     stopped = next((c for c in execution.cells if c.status in ("killed", "timeout")

@@ -1,0 +1,70 @@
+"""results.json, feedback.html and grades.csv, rendered from plain results."""
+
+import json
+
+from autograder.facts import CellRun, ExecutionResult, GradeResult, ItemResult
+from autograder.grading import messages
+from autograder.grading.report import (
+    feedback_html,
+    results_json,
+    write_grades_csv,
+    write_student_reports,
+)
+
+LIMITS = {"cell_timeout_s": 240.0}
+
+
+def result(student="alice", mode="imagenet", score=2.0):
+    ex = ExecutionResult(
+        student=student, kernel_status="finished", wall_s=12.5, weights_mode=mode,
+        cells=(CellRun(0, None, "ok", 0.5), CellRun(1, "q2_cnn", "timeout", 240.0,
+                                                      limit="cell_timeout_s")),
+        histories={"cnn_history": {"loss": [0.7, 0.5], "val_loss": [0.69, 0.6],
+                                   "accuracy": [0.5, 0.8], "val_accuracy": [0.5, 0.7]}},
+    )
+    items = (ItemResult("q1_conv_params", score, 2.0, score == 2.0, "Correct."),
+             ItemResult("q2_cnn_accuracy", 0.0, 2.0, False, "cnn_model reached 40% <b>"))
+    return GradeResult(student=student, assignment_id="cnn_transfer", score=score, max_score=4.0,
+                       items=items, execution=ex,
+                       model_summaries={"cnn_model": [{"name": "conv2d", "type": "Conv2D",
+                                                       "output_shape": [None, 223, 223, 32],
+                                                       "params": 416, "trainable": True}]})
+
+
+def test_results_json_is_gradescope_shaped():
+    """Does results.json carry score, execution_time and tests with Gradescope's fields?"""
+    data = results_json(result())
+    assert data["score"] == 2.0 and data["execution_time"] == 12.5
+    assert data["tests"][1] == {"name": "q2_cnn_accuracy", "score": 0.0, "max_score": 2.0,
+                                "status": "failed", "output": "cnn_model reached 40% <b>",
+                                "visibility": "visible"}
+
+
+def test_feedback_shows_items_cells_summary_and_curves_escaped():
+    """Does the page show each item, the cell that hit its limit, the summary and the curves?"""
+    page = feedback_html(result(), limits=LIMITS)
+    assert "2 / 4" in page
+    assert "cnn_model reached 40% &lt;b&gt;" in page  # escaped, never raw HTML from a message
+    assert "cell_timeout_s" in page and "240 s limit per cell" in page
+    assert "<svg" in page and "cnn_history: loss" in page
+    assert "Conv2D" in page and "416" in page
+    assert messages.STAND_IN_LABEL not in page
+
+
+def test_stand_in_numbers_are_labelled():
+    """Are stand-in weights labelled on the page and in results.json?"""
+    r = result(mode="stand-in")
+    assert messages.STAND_IN_LABEL in feedback_html(r, limits=LIMITS).replace("&#x27;", "'")
+    assert messages.STAND_IN_LABEL in results_json(r)["output"]
+
+
+def test_grades_csv_is_rebuilt_from_results_files(tmp_path):
+    """Does grades.csv list each graded student once, however often it is rebuilt?"""
+    write_student_reports(result("alice", score=2.0), tmp_path / "alice", limits=LIMITS)
+    write_student_reports(result("bob", score=0.0), tmp_path / "bob", limits=LIMITS)
+    for _ in range(2):
+        path = write_grades_csv(tmp_path, item_names=["q1_conv_params", "q2_cnn_accuracy"])
+    lines = path.read_text().splitlines()
+    assert lines[0] == "student,score,max_score,kernel_status,q1_conv_params,q2_cnn_accuracy"
+    assert lines[1:] == ["alice,2.0,4.0,finished,2.0,0.0", "bob,0.0,4.0,finished,0.0,0.0"]
+    assert json.loads((tmp_path / "alice" / "results.json").read_text())["score"] == 2.0

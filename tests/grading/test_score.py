@@ -1,0 +1,81 @@
+"""Scoring is pure: records + execution facts -> points and reasons."""
+
+from autograder.facts import CellRun, ExecutionResult
+from autograder.grading import messages
+from autograder.grading.score import assigns, explain_missing, score_items, total
+
+LIMITS = {"cell_timeout_s": 240.0, "memory_mb": 6144.0, "notebook_budget_s": 900.0}
+POINTS = {"q1_conv_params": 2, "q2_cnn_architecture": 3, "q2_cnn_accuracy": 2}
+
+
+def run(*cells: CellRun, status: str = "finished") -> ExecutionResult:
+    return ExecutionResult(student="s", cells=tuple(cells), kernel_status=status, wall_s=1.0)
+
+
+def test_passed_items_get_their_points_and_others_keep_theirs():
+    """Does one failing item leave the other items' points alone (partial credit)?"""
+    records = {
+        "q1_conv_params": {"outcome": "passed"},
+        "q2_cnn_architecture": {"outcome": "failed", "message": "Layer conv2d has 8 params."},
+        "q2_cnn_accuracy": {"outcome": "passed"},
+    }
+    items = score_items(records, points=POINTS, execution=run(), cell_sources=[], limit_values=LIMITS)
+    assert [(i.name, i.score) for i in items] == [
+        ("q1_conv_params", 2.0), ("q2_cnn_architecture", 0.0), ("q2_cnn_accuracy", 2.0)]
+    assert items[1].message == "Layer conv2d has 8 params."
+    assert total(items) == (4.0, 7.0)
+
+
+def test_an_item_the_checker_never_reached_says_so():
+    """Is an item missing from the checker's report explained, not silently zero?"""
+    items = score_items({}, points={"q1_conv_params": 2}, execution=run(), cell_sources=[],
+                        limit_values=LIMITS)
+    assert items[0].score == 0 and items[0].message == messages.CHECK_DID_NOT_RUN
+
+
+def test_missing_name_points_at_the_cell_that_hit_the_timeout():
+    """When cnn_model's cell timed out, does the reason name that cell and the limit?"""
+    sources = ["import keras", "cnn_model = build()\ncnn_model.fit(...)", "print('done')"]
+    execution = run(
+        CellRun(0, None, "ok", 3.0),
+        CellRun(1, "q2-cnn", "timeout", 240.0, limit="cell_timeout_s"),
+        CellRun(2, None, "ok", 0.1),
+    )
+    reason = explain_missing("cnn_model", "", execution=execution, cell_sources=sources,
+                             limit_values=LIMITS)
+    assert reason == ("cnn_model was not available because cell 2 (q2-cnn) ran longer than the "
+                      "240 s limit per cell and was interrupted.")
+
+
+def test_missing_name_after_an_earlier_memory_kill_names_where_the_run_stopped():
+    """When the kernel was killed before the defining cell, does the reason say where and why?"""
+    sources = ["x = [0] * 10**10", "tl_model = make()"]
+    execution = run(CellRun(0, None, "killed", 5.0, limit="memory_mb"),
+                    CellRun(1, None, "not-run", 0.0), status="oom")
+    reason = explain_missing("tl_model", "", execution=execution, cell_sources=sources,
+                             limit_values=LIMITS)
+    assert reason == ("tl_model was not available because the notebook stopped at cell 1, which "
+                      "used more than the 6144 MB memory limit and the kernel was stopped, before "
+                      "the cell that defines it ran.")
+
+
+def test_never_assigned_name_gets_the_plain_explanation():
+    """Is a name no cell assigns explained as 'not defined'?"""
+    reason = explain_missing("chosen_model", "", execution=run(CellRun(0, None, "ok", 1.0)),
+                             cell_sources=["print(1)"], limit_values=LIMITS)
+    assert reason == messages.NOT_DEFINED.format(name="chosen_model")
+
+
+def test_an_unexportable_value_keeps_the_export_reason():
+    reason = explain_missing("conv1_params", "a function, not a number", execution=run(),
+                             cell_sources=[], limit_values=LIMITS)
+    assert reason == "conv1_params could not be read by the grader: a function, not a number"
+
+
+def test_assignment_detection():
+    """Which top-level assignments count as defining a name?"""
+    assert assigns("cnn_model = keras.Model(i, o)", "cnn_model")
+    assert assigns("a, cnn_model = 1, 2", "cnn_model")
+    assert assigns("cnn_model: keras.Model = m", "cnn_model")
+    assert not assigns("if cnn_model == 3: pass", "cnn_model")
+    assert not assigns("my_cnn_model = 3", "cnn_model")
