@@ -110,7 +110,8 @@ class BatchOutcome:
 
 
 def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
-              executor: Executor | None = None, progress: Progress | None = None) -> BatchOutcome:
+              executor: Executor | None = None, progress: Progress | None = None,
+              grade: Callable[..., GradeResult] = grade_submission) -> BatchOutcome:
     outcome = BatchOutcome()
     todo = []
     for job in jobs:
@@ -123,7 +124,7 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
     own = executor is None
     executor = executor or make_executor(ctx)
     try:
-        futures = {executor.submit(grade_submission, ctx, job): job for job in todo}
+        futures = {executor.submit(grade, ctx, job): job for job in todo}
         report(progress, 0, len(todo), "")
         for done, future in enumerate(cf.as_completed(futures), 1):
             job = futures[future]
