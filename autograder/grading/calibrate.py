@@ -48,6 +48,7 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
         seeded = replace(ctx, course=replace(ctx.course, config=replace(
             ctx.course.config, grading=replace(ctx.course.config.grading, seed=seed))))
         work = Path(tempfile.mkdtemp(prefix="course-calibrate-"))
+        work.chmod(0o755)  # the confined fact sheet reads facts/ as an unprivileged uid
         try:
             execution = execute_stage(seeded, GradeJob(student=f"reference-seed{seed}",
                                                        notebook=source), slot=0, job_dir=work / "job")

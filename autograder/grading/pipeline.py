@@ -66,6 +66,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
     """Run every stage for one submission and write its reports; returns the result."""
     student_dir = ctx.out_dir / job.student
     work = Path(tempfile.mkdtemp(prefix=f"course-grade-{job.student}-"))
+    work.chmod(0o755)  # the confined checker reads facts/ as an unprivileged uid
     try:
         try:
             cell_sources = read_cell_sources(job.notebook)
@@ -75,7 +76,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
             return result
         execution = execute_stage(ctx, job, slot=slot, job_dir=work / "job")
         facts_dir = export_facts(execution, work / "facts")
-        checked, _log = check.run_rubric(
+        checked, log = check.run_rubric(
             CheckInputs(
                 facts_dir=facts_dir, key_file=ctx.key_file, grading_dir=ctx.grading_dir,
                 validation_dir=ctx.validation_dir, weights_file=ctx.weights_file,
@@ -84,6 +85,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
             ),
             rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
         )
+        report.write_atomic(student_dir / "grader.log", log)  # for staff; never released
         items = score.score_items(checked.get("items", {}), points=ctx.assignment.points, execution=execution,
                                   cell_sources=cell_sources, limit_values=ctx.limit_values)
         got, out_of = score.total(items)

@@ -1,0 +1,98 @@
+"""The checker: a separate, confined pytest process whose report never leaks check code."""
+
+import json
+import os
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autograder.grading.check import run_rubric
+from autograder.grading.evidence import CheckInputs
+
+RUBRIC = '''
+import socket
+from autograder.grading.evidence import fail
+
+SECRET = "hidden-check-internals-42"
+
+def test_passes(evidence):
+    assert evidence.answer("conv1_params") == 416
+
+def test_fails_with_message(evidence):
+    fail("conv2_params should count one bias per filter.")
+
+def test_bare_assert(evidence):
+    assert evidence.answer("conv1_params") == SECRET
+
+def test_crashes(evidence):
+    raise ValueError(SECRET)
+
+def test_needs_missing(evidence):
+    evidence.answer("tl_model_never_defined")
+
+def test_network_is_off(evidence):
+    try:
+        socket.create_connection(("127.0.0.1", 22), timeout=2).close()
+    except OSError:
+        return
+    fail("network reachable")
+
+def test_cannot_write_course_files(evidence):
+    target = "{target}"
+    try:
+        with open(target, "a") as f:
+            f.write("x")
+    except OSError:
+        return
+    fail("wrote " + target)
+'''
+
+
+def inputs(tmp_path: Path) -> CheckInputs:
+    facts = tmp_path / "facts"
+    facts.mkdir()
+    (facts / "answers.json").write_text(json.dumps({"answers": {"conv1_params": 416}, "errors": {}}))
+    for p in (tmp_path, facts, facts / "answers.json"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return CheckInputs(facts_dir=facts, key_file=None, grading_dir=tmp_path, validation_dir=tmp_path,
+                       weights_file=None, classes=("handbags", "shoes"), image_size_px=64,
+                       epochs={"cnn": 1}, report_file=tmp_path / "unused.json")
+
+
+@pytest.fixture()
+def open_tmp(tmp_path_factory):
+    """A temp folder the checker's unprivileged uid can read (pytest's own is mode 700)."""
+    folder = Path(tempfile.mkdtemp(prefix="course-test-check-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_rubric_outcomes_and_no_leaks(open_tmp):
+    """Does each outcome map to a student-safe record, with no hidden check code or output?"""
+    tmp_path = open_tmp
+    target = tmp_path / "course_file.txt"
+    target.write_text("original")
+    target.chmod(0o644)
+    rubric = tmp_path / "rubric"
+    rubric.mkdir()
+    (rubric / "test_items.py").write_text(RUBRIC.replace("{target}", str(target)))
+    for p in (rubric, rubric / "test_items.py"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    checked, log = run_rubric(inputs(tmp_path), rubric_dir=rubric, timeout_s=300)
+    items = checked["items"]
+    assert items["passes"]["outcome"] == "passed"
+    assert items["fails_with_message"] == {
+        "outcome": "failed", "message": "conv2_params should count one bias per filter."}
+    assert items["bare_assert"] == {"outcome": "failed", "message": "This item's check did not pass."}
+    assert items["crashes"]["outcome"] == "error" and "ValueError" in items["crashes"]["message"]
+    assert items["needs_missing"] == {"outcome": "missing", "name": "tl_model_never_defined",
+                                      "detail": ""}
+    assert "hidden-check-internals-42" not in json.dumps(checked)
+    if os.geteuid() == 0:  # confinement applies when the grader runs as root
+        assert items["network_is_off"]["outcome"] == "passed", log
+        assert items["cannot_write_course_files"]["outcome"] == "passed", log
+        assert target.read_text() == "original"
