@@ -44,7 +44,9 @@ class ExecutionResult:
     student: str
     cells: tuple[CellRun, ...]
     kernel_status: str
-    """``finished``, ``budget`` (whole-notebook budget ran out), ``died``, ``oom`` or ``refused``."""
+    """``finished``, ``budget`` (whole-notebook budget ran out), ``died``, ``oom``,
+    ``killed`` (ignored an interrupt after a cell timeout, so the grader stopped it) or
+    ``refused``."""
     wall_s: float
     answers: dict[str, Any] = field(default_factory=dict)
     """Exported answer values (JSON types only); a name absent here was not defined."""

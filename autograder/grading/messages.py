@@ -57,3 +57,65 @@ STATUS_WHAT = {
     "killed": "was stopped",
     "not-run": "did not run",
 }
+
+# ---------------------------------------------------------------------------
+# Execution and export (execute.py, export.py) — owned by the execute stage.
+# Each completes "Cell N ..." or stands alone as a note; no grader path ever.
+
+CELL_TIMEOUT = (
+    "This cell ran longer than the {limit_s:g} s limit per cell and was interrupted; "
+    "grading went on with the next cell."
+)
+CELL_TIMEOUT_KILLED = (
+    "This cell ran longer than the {limit_s:g} s limit per cell and did not stop when "
+    "interrupted (is KeyboardInterrupt caught or SIGINT ignored?), so the kernel was "
+    "stopped. Later cells did not run."
+)
+CELL_BUDGET = (
+    "The {limit_s:g} s budget for the whole notebook ran out while this cell was running. "
+    "Later cells did not run."
+)
+CELL_NOT_RUN_AFTER = "Not run: the notebook stopped at cell {cell}."
+CELL_OOM = (
+    "The kernel used more than the {limit_mb:g} MB memory limit while running this cell "
+    "and was stopped. Later cells did not run."
+)
+CELL_DIED = (
+    "The Python kernel died while running this cell ({how}). Later cells did not run."
+)
+DIED_HOW_EXIT = "the process exited with code {code}, e.g. os._exit or sys.exit in a thread"
+DIED_HOW_SIGNAL = "the process was killed by signal {signal}, e.g. a crash in native code"
+DIED_HOW_UNKNOWN = "the process ended without a reason the grader could read"
+CELL_PIDS = (
+    "This cell tried to start more than the {limit:g} processes/threads allowed; "
+    "the extra ones were refused."
+)
+CELL_DISK = "This cell wrote more than the disk space allowed ({limit_mb:g} MB in total)."
+OUTPUT_CUT = (
+    "Output of cell {cell} was cut at {limit:,} bytes (the limit per cell); "
+    "the rest was not kept."
+)
+OUTPUT_DROPPED = (
+    "A single output message of cell {cell} was larger than {limit:,} bytes and was "
+    "dropped."
+)
+EXPORT_LOST = (
+    "Your answers and models could not be collected because the kernel had stopped; "
+    "only the cells before cell {cell} count as run, and names they defined were lost."
+)
+EXPORT_FAILED = "The grader could not collect your answers ({reason})."
+EXPORT_REFUSED_FILE = "An exported file was refused ({what}); it was not graded."
+EXPORT_TOO_BIG = "The exported files were larger than {limit_mb:g} MB together; {what} was left out."
+ANSWER_TYPE = (
+    "is a {type_name}; answers must be numbers, strings, True/False, None, "
+    "or lists/tuples of those"
+)
+ANSWER_TOO_BIG = "is too large to export ({what})"
+ANSWER_NOT_FINITE = "is not a finite number"
+MODEL_NOT_KERAS = "is a {type_name}, not a Keras model"
+MODEL_SAVE_FAILED = "could not be saved as .keras ({error})"
+HISTORY_TYPE = "is a {type_name}, not a Keras History or a dict of lists of numbers"
+UNSANDBOXED = (
+    "This run was not sandboxed (grading.allow_unsandboxed is set); it is not valid for "
+    "real students."
+)

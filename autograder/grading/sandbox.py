@@ -37,6 +37,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -357,20 +358,35 @@ def create_cgroup(name: str, *, memory_mb: int, max_processes: int) -> Cgroup:
 # ---------------------------------------------------------------------------------------
 
 
+STAGE_ROOT = Path("/run/course-sandbox")
+"""Root-owned, world-traversable base of every job's sandbox-visible folders. bwrap
+resolves bind sources as the slot uid, so they cannot live under the grader's private
+(0700) temporary folders."""
+
+
 @dataclass(frozen=True)
 class JobLayout:
-    """Where one job's files live on the host. Only ``scratch`` and ``conn`` are ever
-    writable by the sandbox; ``out`` is the grader's own and never mounted."""
+    """Where one job's files live on the host.
+
+    ``stage`` holds what the sandbox sees (its capped tmpfs, the socket folder, a
+    generated /etc/passwd, copies of release files the slot uid could not reach);
+    ``out`` (under the grader's ``job_dir``) is the grader's own and never mounted.
+    """
 
     job_dir: Path
+    stage: Path
+
+    @classmethod
+    def for_job(cls, job_dir: Path, *, name: str) -> JobLayout:
+        return cls(job_dir=job_dir, stage=STAGE_ROOT / name)
 
     @property
     def conn(self) -> Path:
-        return self.job_dir / "conn"
+        return self.stage / "conn"
 
     @property
     def scratch(self) -> Path:
-        return self.job_dir / "scratch"
+        return self.stage / "scratch"
 
     @property
     def work(self) -> Path:
@@ -390,7 +406,11 @@ class JobLayout:
 
     @property
     def etc(self) -> Path:
-        return self.job_dir / "etc"
+        return self.stage / "etc"
+
+    @property
+    def ro(self) -> Path:
+        return self.stage / "ro"
 
     @property
     def out(self) -> Path:
@@ -401,14 +421,18 @@ def prepare_job_dir(
     layout: JobLayout, *, user: SandboxUser | None, disk_mb: int
 ) -> bool:
     """Create the job folders; with a ``user``, mount the capped tmpfs. Returns mounted?"""
-    if layout.job_dir.exists():
-        release_job_dir(layout)
-        shutil.rmtree(layout.job_dir)
-    layout.job_dir.mkdir(parents=True, mode=0o711)
-    os.chmod(layout.job_dir, 0o711)  # the slot uid may traverse, never list
+    for folder in (layout.job_dir, layout.stage):
+        if folder.exists():
+            release_job_dir(layout)
+            shutil.rmtree(folder)
+    layout.job_dir.mkdir(parents=True, mode=0o700)
     layout.out.mkdir(mode=0o700)
+    STAGE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o711)
+    os.chmod(STAGE_ROOT, 0o711)
+    layout.stage.mkdir(mode=0o711)  # the slot uid may traverse, never list
     layout.scratch.mkdir(mode=0o700)
     layout.conn.mkdir(mode=0o700)
+    layout.ro.mkdir(mode=0o755)
     mounted = False
     if user is not None:
         options = f"size={disk_mb}m,mode=0700,uid={user.uid},gid={user.gid},nosuid,nodev"
@@ -435,11 +459,39 @@ def prepare_job_dir(
     return mounted
 
 
+def reachable_by_others(path: Path) -> bool:
+    """Whether a uid that is neither owner nor group can read ``path`` (bwrap's view)."""
+    path = path.resolve()
+    for folder in path.parents:
+        if not os.stat(folder).st_mode & 0o001:
+            return False
+    mode = os.stat(path).st_mode
+    return bool(mode & 0o004) and (not stat.S_ISDIR(mode) or bool(mode & 0o001))
+
+
+def stage_readonly(layout: JobLayout, source: Path) -> Path:
+    """``source`` itself when the slot uid can reach it, else a root-owned copy in the stage."""
+    if reachable_by_others(source) and (not source.is_dir() or all(
+            reachable_by_others(p) for p in source.rglob("*"))):
+        return source
+    target = layout.ro / source.name
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=False)
+        for p in (target, *target.rglob("*")):
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    else:
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o644)
+    return target
+
+
 def release_job_dir(layout: JobLayout) -> None:
-    """Unmount the job's tmpfs if it is mounted (after the cgroup was killed)."""
+    """Unmount the job's tmpfs and delete the stage (after the cgroup was killed)."""
     if os.path.ismount(layout.scratch):
         if subprocess.run(["umount", str(layout.scratch)], capture_output=True).returncode:
             subprocess.run(["umount", "--lazy", str(layout.scratch)], capture_output=True)
+    if layout.stage.exists() and not os.path.ismount(layout.scratch):
+        shutil.rmtree(layout.stage, ignore_errors=True)
 
 
 def seal_conn_dir(layout: JobLayout) -> None:

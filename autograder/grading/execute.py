@@ -1,0 +1,708 @@
+"""Stage 1: run a submission's code cells in a sandboxed kernel, under every limit.
+
+The only module that starts kernels. :func:`execute_submission` reads the notebook
+(a :class:`~autograder.errors.SubmissionError` when it is not one), prepares the job
+folder and cgroup (:mod:`autograder.grading.sandbox`), starts an IPython kernel over
+``ipc`` sockets inside bubblewrap, seeds it, runs each code cell with nbclient, runs
+the export (:mod:`autograder.grading.export`) while the kernel is alive, then kills the
+whole cgroup — so a double-forked ``setsid`` daemon dies with it — and copies the
+exports out.
+
+Decisions:
+
+* nbclient drives the cells (``allow_errors=True``); two hooks are overridden: the
+  timeout handler (interrupt by message, wait a grace period for the reply, else kill —
+  stock nbclient would interrupt again and again) and ``output`` (a byte cap per cell,
+  applied as messages arrive, so output never piles up in the grader).
+* The zmq context of the client refuses any message over ``output_bytes + 1 MiB``
+  (``ZMQ_MAXMSGSIZE``) and queues at most a few dozen: a 100 MB line is dropped by
+  libzmq before Python sees it; a socket monitor tells us so, for the student's note.
+* Cells are matched to the release's grade_ids by ``metadata.nbgrader.grade_id`` only
+  when the release knows that id and the submission uses it once; nothing security-
+  relevant reads submission metadata (tags such as ``skip-execution`` are ignored).
+* The kernel's own stdout/stderr file descriptors go to /dev/null: output counts only
+  through the Jupyter protocol, and the grader's log cannot be flooded.
+
+Alternatives rejected: ``nbconvert --execute`` / stock ``NotebookClient.execute`` (no
+grace/kill, no byte cap, one process tree per run left to chance); a process per
+cell (loses state between cells); TensorFlow imported in every kernel before the first
+cell (3–5 s per zoo notebook) — instead a post-import hook seeds TensorFlow and Keras
+the moment the student imports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import nbformat
+import zmq
+import zmq.asyncio
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from autograder.course.config import Course
+from autograder.course.settings import Assignment, Limits
+from autograder.errors import SandboxUnavailable, SubmissionError
+from autograder.facts import (
+    CELL_ERROR,
+    CELL_KILLED,
+    CELL_NOT_RUN,
+    CELL_OK,
+    CELL_TIMEOUT,
+    CellRun,
+    ExecutionResult,
+)
+from autograder.grading import messages, sandbox
+from autograder.grading.export import collect_exports, defined_in, export_expression
+
+INTERRUPT_GRACE_S = 8.0
+"""How long a kernel has to answer after an interrupt before the cgroup is killed."""
+EXPORT_TIMEOUT_S = 300.0
+"""The export (saving three models) gets its own time, outside the notebook budget."""
+STARTUP_TIMEOUT_S = 60.0
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MESSAGE_CHARS = 300
+KERNEL_LOG_ENV = "COURSE_KERNEL_LOG"
+"""Operators only: a file to append the kernels' raw stdout/stderr to (default: dropped)."""
+SKIP_TAG_NEVER = "grader-" + uuid.uuid4().hex  # a tag no student can guess
+
+# Seeds the kernel before the first student cell. TensorFlow and Keras are seeded by a
+# post-import hook, so a notebook that never imports them never pays for them.
+_SETUP_CODE = r'''
+def __grader_setup(seed, env):
+    import os, random, sys, importlib.abc
+    os.environ.update(env)
+    random.seed(seed)
+    try:
+        import numpy
+        numpy.random.seed(seed)
+    except ImportError:
+        pass
+
+    def seed_tf(module):
+        module.random.set_seed(seed)
+        try:
+            module.config.experimental.enable_op_determinism()
+        except Exception:
+            pass
+
+    def seed_keras(module):
+        module.utils.set_random_seed(seed)
+
+    hooks = {"tensorflow": seed_tf, "keras": seed_keras}
+
+    class SeedOnImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            hook = hooks.get(name)
+            if hook is None:
+                return None
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    break
+            else:
+                return None
+            loader = spec.loader
+            run = getattr(loader, "exec_module", None)
+            if run is None:
+                return None
+            hooks.pop(name)
+
+            def exec_module(module, run=run, hook=hook):
+                run(module)
+                try:
+                    hook(module)
+                except Exception:
+                    pass
+
+            loader.exec_module = exec_module
+            return spec
+
+    for name, hook in list(hooks.items()):
+        if name in sys.modules:
+            hooks.pop(name)
+            try:
+                hook(sys.modules[name])
+            except Exception:
+                pass
+    sys.meta_path.insert(0, SeedOnImport())
+'''
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the submission
+# ---------------------------------------------------------------------------------------
+
+
+def read_submission(notebook_path: Path) -> nbformat.NotebookNode:
+    """The notebook, or a :class:`SubmissionError` saying what is wrong and what to do."""
+    name = notebook_path.name
+    fix = "open the notebook in Jupyter, save it (File > Save), and submit that file again"
+    try:
+        size = notebook_path.stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            raise SubmissionError(f"{name} is {size:,} bytes, over the {MAX_NOTEBOOK_BYTES:,} "
+                                  "allowed", hint="clear the outputs (Edit > Clear All Outputs) "
+                                  "and submit again")
+        text = notebook_path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SubmissionError(f"{name} does not exist", hint="submit the assignment notebook") \
+            from None
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{name} is not UTF-8 text", hint=fix) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SubmissionError(f"{name} is not valid JSON (line {exc.lineno}: {exc.msg})",
+                              hint=fix) from None
+    if not isinstance(data, dict) or "cells" not in data:
+        raise SubmissionError(f"{name} is JSON but not a notebook (no cells)", hint=fix)
+    if data.get("nbformat") != 4:
+        raise SubmissionError(
+            f"{name} has nbformat {data.get('nbformat')!r}; the grader reads nbformat 4",
+            hint="open it in a current Jupyter (it converts the file), save, and submit again")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
+    except Exception as exc:
+        raise SubmissionError(f"{name} is not a valid notebook ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})", hint=fix) from None
+    if not any(c.get("cell_type") == "code" and c.get("source", "").strip() for c in nb.cells):
+        raise SubmissionError(f"{name} has no code cells",
+                              hint="submit the notebook you worked in, with your code")
+    return nb
+
+
+def release_grade_ids(release_notebook: Path | None) -> set[str]:
+    """grade_ids of the release notebook's cells (empty when there is no release yet)."""
+    if release_notebook is None or not release_notebook.is_file():
+        return set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nb = nbformat.read(release_notebook, as_version=4)
+    ids = set()
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if isinstance(grade_id, str):
+            ids.add(grade_id)
+    return ids
+
+
+def match_grade_ids(nb: nbformat.NotebookNode, known: set[str]) -> dict[int, str]:
+    """Cell index -> grade_id, for ids the release knows and the submission uses once."""
+    seen: dict[str, list[int]] = {}
+    for index, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {})
+        nbg = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
+        grade_id = nbg.get("grade_id") if isinstance(nbg, dict) else None
+        if isinstance(grade_id, str) and grade_id in known:
+            seen.setdefault(grade_id, []).append(index)
+    return {indexes[0]: gid for gid, indexes in seen.items() if len(indexes) == 1}
+
+
+# ---------------------------------------------------------------------------------------
+# Kernel manager and client
+# ---------------------------------------------------------------------------------------
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose command runs inside the sandbox argv (or plain, when not)."""
+
+    def configure(self, *, wrap: Any, owner: sandbox.SandboxUser | None,
+                  max_message_bytes: int) -> None:
+        self._wrap = wrap
+        self._owner = owner
+        self._max_message_bytes = max_message_bytes
+        self._kernel_spec = KernelSpec(
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="Python 3 (sandboxed)", language="python",
+            interrupt_mode="message", env={}, metadata={},
+        )
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        return self._wrap(super().format_kernel_cmd(extra_arguments=extra_arguments))
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        super().write_connection_file(**kwargs)
+        if self._owner is not None:  # the kernel reads it as the slot uid
+            os.chown(self.connection_file, self._owner.uid, self._owner.gid)
+
+    def client(self, **kwargs: Any) -> Any:
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
+        context.setsockopt(zmq.RCVHWM, 32)
+        context.setsockopt(zmq.LINGER, 0)
+        return super().client(context=context, **kwargs)
+
+
+class _InterruptIgnored(Exception):
+    """The kernel did not answer an interrupt within the grace period."""
+
+
+class GradingNotebookClient(NotebookClient):
+    """nbclient with a byte cap on outputs and interrupt-then-kill on timeout."""
+
+    def configure(self, *, output_bytes: int) -> None:
+        self._output_bytes = output_bytes
+        self._cell_bytes = 0
+        self._cut = False
+        self.timed_out = False
+
+    def begin_cell(self) -> None:
+        self._cell_bytes = 0
+        self._cut = False
+        self.timed_out = False
+        self.last_error: str | None = None
+        self.on_cell_executed = self._record_reply
+
+    def _record_reply(self, *, cell: Any, cell_index: int, execute_reply: dict) -> None:
+        """The error comes from the reply, not the outputs (which may have been cut)."""
+        content = (execute_reply or {}).get("content", {})
+        if content.get("status") == "error":
+            ename = str(content.get("ename", "Error"))[:100]
+            evalue = str(content.get("evalue", ""))[:MESSAGE_CHARS]
+            self.last_error = f"{ename}: {evalue}" if evalue else ename
+
+    @property
+    def output_cut(self) -> bool:
+        return self._cut
+
+    def output(self, outs: list, msg: dict[str, Any], display_id: str | None,
+               cell_index: int) -> Any:
+        content = msg.get("content", {})
+        size = _content_bytes(msg.get("msg_type", ""), content)
+        room = self._output_bytes - self._cell_bytes
+        if size <= room:
+            self._cell_bytes += size
+            return super().output(outs, msg, display_id, cell_index)
+        if not self._cut:
+            self._cut = True
+            self._cell_bytes = self._output_bytes
+            if msg.get("msg_type") == "stream" and room > 0:
+                text = content.get("text", "")
+                kept = text.encode("utf-8")[:room].decode("utf-8", "ignore")
+                msg = {**msg, "content": {**content, "text": kept}}
+                super().output(outs, msg, display_id, cell_index)
+            outs.append(nbformat.v4.new_output(
+                "stream", name="stderr",
+                text="\n" + messages.OUTPUT_CUT.format(cell=cell_index,
+                                                       limit=self._output_bytes) + "\n"))
+        return None
+
+    async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> dict | None:
+        self.timed_out = True
+        assert self.km is not None and self.kc is not None
+        await self.km.interrupt_kernel()
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await self.kc.shell_channel.get_msg(timeout=min(left, 1.0))
+            except Empty:
+                if not await self.km.is_alive():
+                    raise DeadKernelError("Kernel died") from None
+                continue
+            if msg.get("msg_type") == "execute_reply":
+                return msg
+        raise _InterruptIgnored()
+
+
+def _content_bytes(msg_type: str, content: dict[str, Any]) -> int:
+    if msg_type == "stream":
+        return len(str(content.get("text", "")).encode("utf-8", "ignore"))
+    if msg_type == "error":
+        return sum(len(str(line)) for line in content.get("traceback", [])) + 100
+    data = content.get("data", {})
+    if isinstance(data, dict):
+        return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in data.values())
+    return 100
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping while one notebook runs; turned into frozen facts at the end."""
+
+    cells: list[CellRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    kernel_status: str = "finished"
+    alive: bool = True
+    stopped_at: int | None = None
+
+
+def execute_submission(
+    notebook_path: Path,
+    *,
+    course: Course,
+    assignment: Assignment,
+    student: str,
+    slot: int,
+    job_dir: Path,
+    profile: str,
+    weights_mode: str,
+    weights_file: Path | None = None,
+    release_dir: Path | None = None,
+) -> ExecutionResult:
+    """Run the submission in slot ``slot``'s sandbox and return validated facts.
+
+    ``job_dir`` must be a fresh folder the grader owns (it is created, and emptied if it
+    exists); the validated exports end up in ``job_dir/out``. ``release_dir`` defaults to
+    ``release/<assignment_id>/`` (``course_helpers.py``, ``settings.json``, ``data/``).
+    Raises :class:`SubmissionError` for a file that is not a notebook and
+    :class:`SandboxUnavailable` when the sandbox is incomplete and not explicitly waived.
+    """
+    started = time.monotonic()
+    nb = read_submission(notebook_path)
+    config = course.config
+    limits = config.limits
+    grading = config.grading
+    release = release_dir or course.release_dir(assignment.assignment_id)
+    grade_ids = match_grade_ids(nb, release_grade_ids(release / assignment.notebook))
+
+    missing = sandbox.probe_sandbox(prefix=grading.sandbox_user_prefix, slots=slot + 1)
+    sandboxed = not missing
+    if missing and not grading.allow_unsandboxed:
+        sandbox.require_sandbox(prefix=grading.sandbox_user_prefix, slots=slot + 1)
+    user = sandbox.find_sandbox_user(grading.sandbox_user_prefix, slot) if sandboxed else None
+
+    layout = sandbox.JobLayout.for_job(Path(job_dir).resolve(),
+                                       name=f"{slot}-{uuid.uuid4().hex[:12]}")
+    sandbox.prepare_job_dir(layout, user=user, disk_mb=limits.disk_mb)
+    cgroup: sandbox.Cgroup | None = None
+    facts = None
+    try:
+        try:
+            cgroup = sandbox.create_cgroup(f"{student}-{uuid.uuid4().hex[:8]}",
+                                           memory_mb=limits.memory_mb,
+                                           max_processes=limits.max_processes)
+        except SandboxUnavailable:
+            if sandboxed:
+                raise
+        inside = _paths(layout, sandboxed=sandboxed)
+        _stage_files(layout, notebook_path, release, user=user, sandboxed=sandboxed)
+        env = sandbox.kernel_environment(
+            work_dir=inside["work"], tmp_dir=inside["tmp"],
+            extra={"COURSE_PROFILE": profile, "COURSE_WEIGHTS_MODE": weights_mode,
+                   "COURSE_DATA_DIR": inside["data"], "PYTHONHASHSEED": str(grading.seed),
+                   **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {})})
+        ro_binds = _ro_binds(layout, release, weights_file) if sandboxed else []
+        run = asyncio.run(_run_notebook(
+            nb, layout=layout, user=user, cgroup=cgroup, env=env, ro_binds=ro_binds,
+            limits=limits, seed=grading.seed, grade_ids=grade_ids, assignment=assignment,
+            export_dir=inside["export"], sandboxed=sandboxed))
+        if cgroup is not None:
+            cgroup.kill_all()  # nothing of the student's may run while we read its files
+        if run.alive:  # the export finished while the kernel lived
+            facts = collect_exports(layout.export, layout.out, assignment=assignment,
+                                    export_mb=limits.export_mb)
+            run.notes.extend(facts.notes)
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+        sandbox.release_job_dir(layout)
+    if not sandboxed:
+        run.notes.insert(0, messages.UNSANDBOXED)
+    executed = [(c.index, "".join(nb.cells[c.index].source)) for c in run.cells
+                if c.status != CELL_NOT_RUN]
+    names = {}
+    if facts is not None:
+        names = defined_in(executed, {*facts.answers, *facts.models, *facts.histories})
+    return ExecutionResult(
+        student=student, cells=tuple(run.cells), kernel_status=run.kernel_status,
+        wall_s=round(time.monotonic() - started, 3),
+        answers=facts.answers if facts else {}, answer_errors=facts.answer_errors if facts else {},
+        models=facts.models if facts else {}, histories=facts.histories if facts else {},
+        defined_in=names, sandboxed=sandboxed, weights_mode=weights_mode,
+        notes=tuple(run.notes),
+    )
+
+
+def _paths(layout: sandbox.JobLayout, *, sandboxed: bool) -> dict[str, str]:
+    """Folders as the kernel sees them."""
+    if sandboxed:
+        return {"work": sandbox.INSIDE_WORK, "tmp": sandbox.INSIDE_TMP,
+                "export": sandbox.INSIDE_EXPORT, "data": f"{sandbox.INSIDE_WORK}/data",
+                "weights": sandbox.INSIDE_WEIGHTS}
+    return {"work": str(layout.work), "tmp": str(layout.tmp), "export": str(layout.export),
+            "data": str(layout.work / "data"), "weights": str(layout.job_dir / "weights")}
+
+
+def _stage_files(layout: sandbox.JobLayout, notebook: Path, release: Path, *,
+                 user: sandbox.SandboxUser | None, sandboxed: bool) -> None:
+    """The scratch copy of the submission (and, unsandboxed, copies of the release files)."""
+    target = layout.work / "submission.ipynb"
+    shutil.copyfile(notebook, target)
+    if user is not None:
+        os.chown(target, user.uid, user.gid)
+    if not sandboxed:
+        for name in ("course_helpers.py", "settings.json"):
+            if (release / name).is_file():
+                shutil.copyfile(release / name, layout.work / name)
+        if (release / "data").is_dir():
+            os.symlink(release / "data", layout.work / "data")
+
+
+def _ro_binds(layout: sandbox.JobLayout, release: Path,
+              weights_file: Path | None) -> list[tuple[Path, str]]:
+    binds = []
+    for name in ("course_helpers.py", "settings.json", "data"):
+        if (release / name).exists():
+            source = sandbox.stage_readonly(layout, release / name)
+            binds.append((source, f"{sandbox.INSIDE_WORK}/{name}"))
+    if weights_file is not None and weights_file.is_file():
+        source = sandbox.stage_readonly(layout, weights_file)
+        binds.append((source, f"{sandbox.INSIDE_WEIGHTS}/{weights_file.name}"))
+    return binds
+
+
+async def _run_notebook(
+    nb: nbformat.NotebookNode, *, layout: sandbox.JobLayout, user: sandbox.SandboxUser | None,
+    cgroup: sandbox.Cgroup | None, env: dict[str, str], ro_binds: list[tuple[Path, str]],
+    limits: Limits, seed: int, grade_ids: dict[int, str], assignment: Assignment,
+    export_dir: str, sandboxed: bool,
+) -> _Run:
+    def wrap(argv: list[str]) -> list[str]:
+        if sandboxed and user is not None:
+            return sandbox.build_sandbox_argv(argv, user=user, layout=layout, ro_binds=ro_binds,
+                                              env=env, cgroup=cgroup,
+                                              file_size_mb=limits.file_size_mb)
+        prefix = cgroup.join_prefix() if cgroup is not None else []
+        return [*prefix, "prlimit", f"--fsize={limits.file_size_mb * 2**20}", "--core=0",
+                "--", *argv]
+
+    km = SandboxedKernelManager(transport="ipc", ip=str(layout.conn / "kernel"),
+                                connection_file=str(layout.conn / "kernel.json"))
+    km.configure(wrap=wrap, owner=user, max_message_bytes=limits.output_bytes + 2**20)
+    client = GradingNotebookClient(
+        nb, km=km, allow_errors=True, interrupt_on_timeout=True, iopub_timeout=2,
+        startup_timeout=int(STARTUP_TIMEOUT_S), skip_cells_with_tag=SKIP_TAG_NEVER,
+        record_timing=False, store_widget_state=False)
+    client.configure(output_bytes=limits.output_bytes)
+    run = _Run()
+    # Kernel fds 1/2 are not the student's output (that travels over iopub); an operator
+    # may collect them for debugging, capped by the sandbox's RLIMIT_FSIZE.
+    log_path = os.environ.get(KERNEL_LOG_ENV)
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
+    try:
+        await km.start_kernel(env=env, stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
+                              stderr=log or subprocess.DEVNULL, cwd=str(layout.job_dir))
+    finally:
+        if log is not None:
+            log.close()
+    try:
+        await client.async_start_new_kernel_client()
+        if sandboxed:
+            sandbox.seal_conn_dir(layout)
+        monitor = _DropMonitor(client.kc)
+        setup = f"{_SETUP_CODE}\n__grader_setup({seed!r}, {env_subset(env)!r})\ndel __grader_setup\n"
+        reply = await _grader_request(client, setup, timeout_s=STARTUP_TIMEOUT_S)
+        if reply is None:
+            raise SandboxUnavailable("the kernel did not finish the grader's setup",
+                                     hint="run `course sandbox check`")
+        await _run_cells(client, nb, run, limits=limits, cgroup=cgroup, grade_ids=grade_ids,
+                         monitor=monitor)
+        if run.alive:
+            expr = export_expression(assignment, export_dir=export_dir)
+            reply = await _grader_request(client, "", timeout_s=EXPORT_TIMEOUT_S,
+                                          user_expressions={"export": expr})
+            result = (reply or {}).get("content", {}).get("user_expressions", {}).get("export", {})
+            if result.get("status") != "ok":
+                why = "the export did not finish" if reply is None else \
+                    f"{result.get('ename', 'error')}: {str(result.get('evalue', ''))[:200]}"
+                run.notes.append(messages.EXPORT_FAILED.format(reason=why))
+                run.alive = False
+        else:
+            run.notes.append(messages.EXPORT_LOST.format(cell=run.stopped_at))
+        monitor.close()
+    finally:
+        if cgroup is not None:
+            cgroup.kill_all()
+        try:
+            await km.shutdown_kernel(now=True)
+        except Exception:
+            pass
+        if client.kc is not None:
+            client.kc.stop_channels()
+        await km.cleanup_resources()
+    return run
+
+
+def env_subset(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith("COURSE_")}
+
+
+async def _grader_request(client: GradingNotebookClient, code: str, *, timeout_s: float,
+                          user_expressions: dict[str, str] | None = None) -> dict | None:
+    """Run grader code silently and return its reply, or None if it did not come."""
+    assert client.kc is not None
+    msg_id = client.kc.execute(code, silent=True, store_history=False,
+                               user_expressions=user_expressions or {})
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = await client.kc.shell_channel.get_msg(timeout=min(left, 1.0))
+        except Empty:
+            if not await client.km.is_alive():
+                return None
+            continue
+        if msg.get("parent_header", {}).get("msg_id") == msg_id:
+            return msg
+    return None
+
+
+class _DropMonitor:
+    """Counts disconnects of the iopub socket: libzmq drops a peer that sends an
+    oversized message, which is how a 100 MB line shows up on our side."""
+
+    def __init__(self, kc: Any) -> None:
+        self._addr = f"inproc://iopub-monitor-{uuid.uuid4().hex}"
+        self._socket = None
+        try:
+            kc.iopub_channel.socket.monitor(self._addr, zmq.EVENT_DISCONNECTED)
+            sync = zmq.Context.shadow(kc.context.underlying)
+            self._socket = sync.socket(zmq.PAIR)
+            self._socket.connect(self._addr)
+        except (zmq.ZMQError, AttributeError):
+            self._socket = None
+
+    def dropped(self) -> int:
+        count = 0
+        while self._socket is not None and self._socket.poll(0):
+            self._socket.recv_multipart()
+            count += 1
+        return count
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+
+async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, run: _Run, *,
+                     limits: Limits, cgroup: sandbox.Cgroup | None, grade_ids: dict[int, str],
+                     monitor: _DropMonitor) -> None:
+    budget_end = time.monotonic() + limits.notebook_budget_s
+    executed = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = grade_ids.get(index)
+        if run.stopped_at is not None:
+            run.cells.append(CellRun(index, grade_id, CELL_NOT_RUN, 0.0, message=
+                                     messages.CELL_NOT_RUN_AFTER.format(cell=run.stopped_at)))
+            continue
+        if not cell.source.strip():
+            run.cells.append(CellRun(index, grade_id, CELL_OK, 0.0))
+            continue
+        remaining = budget_end - time.monotonic()
+        budget_bound = remaining < limits.cell_timeout_s
+        client.timeout = max(1, int(min(limits.cell_timeout_s, remaining) + 0.999))
+        client.begin_cell()
+        before = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
+        t0 = time.monotonic()
+        died = ignored = False
+        try:
+            executed += 1
+            await client.async_execute_cell(cell, index, execution_count=executed)
+        except DeadKernelError:
+            died = True
+        except _InterruptIgnored:
+            ignored = True
+        runtime = round(time.monotonic() - t0, 3)
+        after = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
+        oom = after.oom_kills > before.oom_kills
+        pids_hit = after.pids_max_hits > before.pids_max_hits
+        error = client.last_error
+        if died or ignored:
+            if cgroup is not None:
+                cgroup.kill_all()
+            run.alive = False
+            run.stopped_at = index
+            if ignored and budget_bound:
+                status, limit, text = CELL_KILLED, "notebook_budget_s", messages.CELL_BUDGET.format(
+                    limit_s=limits.notebook_budget_s)
+                run.kernel_status = "budget"
+            elif ignored:
+                status, limit, text = CELL_KILLED, "cell_timeout_s", \
+                    messages.CELL_TIMEOUT_KILLED.format(limit_s=limits.cell_timeout_s)
+                run.kernel_status = "killed"
+            elif oom:
+                status, limit, text = CELL_KILLED, "memory_mb", messages.CELL_OOM.format(
+                    limit_mb=limits.memory_mb)
+                run.kernel_status = "oom"
+            else:
+                status, limit = CELL_KILLED, "kernel_died"
+                text = messages.CELL_DIED.format(how=_death_reason(client))
+                run.kernel_status = "died"
+            if pids_hit and limit == "kernel_died":
+                limit = "max_processes"
+        elif client.timed_out and budget_bound:
+            status, limit = CELL_KILLED, "notebook_budget_s"
+            text = messages.CELL_BUDGET.format(limit_s=limits.notebook_budget_s)
+            run.kernel_status = "budget"
+            run.stopped_at = index
+        elif client.timed_out:
+            status, limit = CELL_TIMEOUT, "cell_timeout_s"
+            text = messages.CELL_TIMEOUT.format(limit_s=limits.cell_timeout_s)
+        elif error is not None:
+            status, limit, text = CELL_ERROR, None, error
+            if pids_hit:
+                limit = "max_processes"
+                text = f"{error} — " + messages.CELL_PIDS.format(limit=limits.max_processes)
+            elif oom:
+                limit = "memory_mb"
+            elif "No space left on device" in error or "File too large" in error:
+                limit = "disk_mb"
+                text = f"{error} — " + messages.CELL_DISK.format(limit_mb=limits.disk_mb)
+        else:
+            status, limit, text = CELL_OK, None, ""
+            if pids_hit:
+                limit, text = "max_processes", messages.CELL_PIDS.format(limit=limits.max_processes)
+        dropped = monitor.dropped()
+        if client.output_cut or dropped:
+            if limit is None:
+                limit = "output_bytes"
+            note = (messages.OUTPUT_DROPPED if dropped else messages.OUTPUT_CUT).format(
+                cell=index, limit=limits.output_bytes)
+            run.notes.append(note)
+            if not text:
+                text = note
+        run.cells.append(CellRun(index, grade_id, status, runtime, limit, text[:MESSAGE_CHARS * 2]))
+
+
+def _death_reason(client: GradingNotebookClient) -> str:
+    """Exit code or signal of the kernel, as bubblewrap passed it on."""
+    process = getattr(getattr(client.km, "provisioner", None), "process", None)
+    code = process.poll() if process is not None else None
+    if code is None:
+        return messages.DIED_HOW_UNKNOWN
+    if code < 0:
+        code = 128 - code
+    if code > 128:
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            name = str(code - 128)
+        return messages.DIED_HOW_SIGNAL.format(signal=name)
+    return messages.DIED_HOW_EXIT.format(code=code)

@@ -1,0 +1,451 @@
+"""Stage 2: get plain facts out of the student's kernel, and trust none of them blindly.
+
+Two halves that never share an object:
+
+* :func:`export_expression` builds the code the grader runs *inside* the kernel after
+  the last cell. It is sent as an ``execute_request`` user expression, which IPython
+  evaluates with ``eval`` and never passes through input transformers or AST
+  transformers a student may have installed. It writes, into the sandbox's export
+  folder only, ``answers.json`` (answer values as JSON types, and a reason for each name
+  that could not be exported), ``histories.json`` and ``models/<name>.keras``.
+* :func:`collect_exports` runs in the grader, after the whole cgroup was killed. It
+  copies only regular files with one link (opened with ``O_NOFOLLOW`` relative to a
+  directory descriptor, so a symlink planted anywhere on the path is refused), under
+  byte caps, into a folder the sandbox never could write, and parses the JSON with
+  size limits and a schema. Pickle is never used.
+
+The kernel may monkeypatch ``json`` or ``keras`` in its own process: fine, because what
+is exported is exactly what the student could have assigned anyway, and the trusted
+checker re-reads the files in another process (``load_model(safe_mode=True)``).
+
+Alternatives rejected: returning values in the execute reply (size-capped only by zmq
+and parsed before validation); ``dill``/pickle of the namespace (code execution in
+the grader); running the export as a normal cell (student input transformers rewrite
+it); exporting even after the kernel died (files in the export folder could then be
+anything the student planted — the result says the answers were lost instead).
+
+:func:`defined_in` finds, grader-side from the submission's sources, the last executed
+cell that assigns each name (top-level statements only; cheap and good enough for
+feedback).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograder.course.settings import Assignment
+from autograder.grading import messages
+
+ANSWERS_FILE = "answers.json"
+HISTORIES_FILE = "histories.json"
+MODELS_DIR = "models"
+
+MAX_STRING_CHARS = 10_000
+MAX_LIST_ITEMS = 10_000
+MAX_DEPTH = 4
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_HISTORY_KEYS = 64
+MAX_REASON_CHARS = 300
+KERAS_MAGIC = b"PK\x03\x04"  # a .keras file is a zip archive
+
+# Runs inside the kernel; parameters arrive as a JSON literal (no string formatting of
+# names into code). Errors for one name never stop the others.
+_KERNEL_CODE = r'''
+def __grader_export(cfg, ns):
+    import json, math, os, sys
+    out = cfg["export_dir"]
+    t = cfg["templates"]
+    # A student-installed transformer cannot touch this code, but a later cell of ours
+    # might; drop them anyway.
+    try:
+        ip = get_ipython()
+        ip.input_transformers_post[:] = []
+        ip.ast_transformers[:] = []
+    except Exception:
+        pass
+    os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    for name in os.listdir(out):
+        if name in ("answers.json", "histories.json"):
+            os.unlink(os.path.join(out, name))
+    for name in os.listdir(os.path.join(out, "models")):
+        os.unlink(os.path.join(out, "models", name))
+
+    class Refused(Exception):
+        pass
+
+    def tname(v):
+        return type(v).__name__[:60]
+
+    def plain(v, depth):
+        if v is None or isinstance(v, bool):
+            return v
+        if isinstance(v, int):
+            return int(v)
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise Refused(t["not_finite"])
+            return float(v)
+        if isinstance(v, str):
+            if len(v) > cfg["max_str"]:
+                raise Refused(t["too_big"].format(what="a string of %d characters" % len(v)))
+            return str(v)
+        if type(v).__module__ == "numpy" and hasattr(v, "tolist"):
+            if getattr(v, "size", 1) > cfg["max_items"]:
+                raise Refused(t["too_big"].format(what="an array of %d values" % v.size))
+            return plain(v.tolist(), depth)
+        if isinstance(v, (list, tuple)) and depth < cfg["max_depth"]:
+            if len(v) > cfg["max_items"]:
+                raise Refused(t["too_big"].format(what="a list of %d items" % len(v)))
+            return [plain(x, depth + 1) for x in v]
+        raise Refused(t["type"].format(type_name=tname(v)))
+
+    answers, errors = {}, {}
+    for name in cfg["answers"]:
+        if name in ns:
+            try:
+                answers[name] = plain(ns[name], 0)
+            except Refused as exc:
+                errors[name] = str(exc)
+            except Exception as exc:
+                errors[name] = "%s: %s" % (tname(exc), str(exc)[:200])
+    keras = sys.modules.get("keras")
+    for name in cfg["models"]:
+        if name not in ns:
+            continue
+        obj = ns[name]
+        if keras is None or not isinstance(obj, keras.Model):
+            errors[name] = t["not_keras"].format(type_name=tname(obj))
+            continue
+        try:
+            obj.save(os.path.join(out, "models", name + ".keras"))
+        except Exception as exc:
+            errors[name] = t["save_failed"].format(error="%s: %s" % (tname(exc), str(exc)[:200]))
+    histories = {}
+    for name in cfg["histories"]:
+        if name not in ns:
+            continue
+        obj = ns[name]
+        data = getattr(obj, "history", obj)
+        try:
+            if not isinstance(data, dict) or len(data) > cfg["max_keys"]:
+                raise Refused(t["history"].format(type_name=tname(obj)))
+            clean = {}
+            for key, values in data.items():
+                values = plain(values, 1)
+                if not isinstance(values, list):
+                    raise Refused(t["history"].format(type_name=tname(obj)))
+                clean[str(key)[:100]] = [float(x) for x in values]
+            histories[name] = clean
+        except Refused as exc:
+            errors[name] = str(exc)
+        except Exception as exc:
+            errors[name] = "%s: %s" % (tname(exc), str(exc)[:200])
+    with open(os.path.join(out, "histories.json"), "w") as f:
+        json.dump(histories, f, allow_nan=False)
+    with open(os.path.join(out, "answers.json"), "w") as f:
+        json.dump({"answers": answers, "errors": errors}, f, allow_nan=False)
+    return "exported %d answers, %d histories, %d errors" % (len(answers), len(histories), len(errors))
+'''
+
+
+def export_expression(assignment: Assignment, *, export_dir: str) -> str:
+    """A single Python expression that defines and runs the export in the kernel."""
+    cfg = {
+        "export_dir": export_dir,
+        "answers": list(assignment.answer_names),
+        "models": list(assignment.model_names),
+        "histories": list(assignment.history_names),
+        "max_str": MAX_STRING_CHARS,
+        "max_items": MAX_LIST_ITEMS,
+        "max_depth": MAX_DEPTH,
+        "max_keys": MAX_HISTORY_KEYS,
+        "templates": {
+            "type": messages.ANSWER_TYPE,
+            "too_big": messages.ANSWER_TOO_BIG,
+            "not_finite": messages.ANSWER_NOT_FINITE,
+            "not_keras": messages.MODEL_NOT_KERAS,
+            "save_failed": messages.MODEL_SAVE_FAILED,
+            "history": messages.HISTORY_TYPE,
+        },
+    }
+    # exec in a fresh namespace; the student's namespace is passed in as data.
+    return (
+        "(lambda __g: (__import__('builtins').exec(" + repr(_KERNEL_CODE) + ", __g), "
+        "__g['__grader_export'](__import__('json').loads(" + repr(json.dumps(cfg)) + "), "
+        "get_ipython().user_ns))[1])({'__builtins__': __import__('builtins'), "
+        "'get_ipython': get_ipython})"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Grader side
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportedFacts:
+    """What survived validation, with paths only inside the grader's own folder."""
+
+    answers: dict[str, Any] = field(default_factory=dict)
+    answer_errors: dict[str, str] = field(default_factory=dict)
+    models: dict[str, Path] = field(default_factory=dict)
+    histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+class _Refused(Exception):
+    """A file or value the grader will not take; the message says why (no paths)."""
+
+
+def collect_exports(
+    export_dir: Path, dest_dir: Path, *, assignment: Assignment, export_mb: int
+) -> ExportedFacts:
+    """Copy and validate the kernel's exports. Call only after the sandbox is dead."""
+    notes: list[str] = []
+    budget = [export_mb * 1024 * 1024]
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(dest_dir, 0o700)
+    try:
+        root_fd = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return ExportedFacts(notes=(messages.EXPORT_FAILED.format(reason="no export folder"),))
+    try:
+        answers: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        histories: dict[str, dict[str, list[float]]] = {}
+        try:
+            raw = _read_regular(root_fd, ANSWERS_FILE, min(MAX_JSON_BYTES, budget[0]))
+            budget[0] -= len(raw)
+            answers, errors = _validate_answers(_parse_json(raw), assignment)
+        except _Refused as exc:
+            notes.append(messages.EXPORT_REFUSED_FILE.format(what=f"{ANSWERS_FILE}: {exc}"))
+        try:
+            raw = _read_regular(root_fd, HISTORIES_FILE, min(MAX_JSON_BYTES, budget[0]))
+            budget[0] -= len(raw)
+            histories = _validate_histories(_parse_json(raw), assignment)
+        except _Refused as exc:
+            notes.append(messages.EXPORT_REFUSED_FILE.format(what=f"{HISTORIES_FILE}: {exc}"))
+        models = _copy_models(root_fd, dest_dir, assignment, budget, notes, errors)
+    finally:
+        os.close(root_fd)
+    return ExportedFacts(answers=answers, answer_errors=errors, models=models,
+                         histories=histories, notes=tuple(notes))
+
+
+def _open_regular(dir_fd: int, name: str) -> tuple[int, int]:
+    """(fd, size) of a regular, singly-linked file; anything else is refused."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _Refused(f"{name} is not a plain file ({exc.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _Refused(f"{name} is not a plain file")
+    if info.st_nlink != 1:
+        os.close(fd)
+        raise _Refused(f"{name} has {info.st_nlink} hard links")
+    return fd, info.st_size
+
+
+def _read_regular(dir_fd: int, name: str, limit: int) -> bytes:
+    try:
+        fd, size = _open_regular(dir_fd, name)
+    except FileNotFoundError:
+        raise _Refused("missing") from None
+    try:
+        if size > limit:
+            raise _Refused(f"{size:,} bytes, more than the {limit:,} allowed")
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:
+            raise _Refused(f"more than the {limit:,} bytes allowed")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _copy_models(root_fd: int, dest_dir: Path, assignment: Assignment, budget: list[int],
+                 notes: list[str], errors: dict[str, str]) -> dict[str, Path]:
+    models: dict[str, Path] = {}
+    try:
+        models_fd = os.open(MODELS_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                            dir_fd=root_fd)
+    except OSError:
+        return models
+    try:
+        target_dir = dest_dir / MODELS_DIR
+        target_dir.mkdir(mode=0o700, exist_ok=True)
+        for name in assignment.model_names:
+            file_name = f"{name}.keras"
+            try:
+                fd, size = _open_regular(models_fd, file_name)
+            except FileNotFoundError:
+                continue
+            except _Refused as exc:
+                notes.append(messages.EXPORT_REFUSED_FILE.format(what=str(exc)))
+                errors.setdefault(name, str(exc))
+                continue
+            try:
+                if size > budget[0]:
+                    notes.append(messages.EXPORT_TOO_BIG.format(
+                        limit_mb=budget[0] / 2**20, what=file_name))
+                    errors.setdefault(name, messages.ANSWER_TOO_BIG.format(what=f"{size:,} bytes"))
+                    continue
+                target = target_dir / file_name
+                copied = _copy_fd(fd, target, limit=budget[0])
+                budget[0] -= copied
+                with target.open("rb") as check:
+                    if check.read(4) != KERAS_MAGIC:
+                        target.unlink()
+                        notes.append(messages.EXPORT_REFUSED_FILE.format(
+                            what=f"{file_name} is not a .keras archive"))
+                        continue
+                models[name] = target
+            finally:
+                os.close(fd)
+    finally:
+        os.close(models_fd)
+    return models
+
+
+def _copy_fd(fd: int, target: Path, *, limit: int) -> int:
+    out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    copied = 0
+    try:
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return copied
+            copied += len(chunk)
+            if copied > limit:  # the file grew after fstat: a live writer; refuse
+                raise _Refused("grew while being copied")
+            os.write(out, chunk)
+    finally:
+        os.close(out)
+
+
+def _parse_json(raw: bytes) -> Any:
+    def no_constants(name: str) -> None:
+        raise _Refused(f"holds {name}")
+
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise _Refused(f"not valid JSON ({type(exc).__name__})") from None
+
+
+def plain_value(value: Any, depth: int = 0) -> Any:
+    """``value`` if it is a JSON scalar or a bounded (nested) list of them, else refused."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Refused(messages.ANSWER_NOT_FINITE)
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_CHARS:
+            raise _Refused(messages.ANSWER_TOO_BIG.format(what=f"{len(value)} characters"))
+        return value
+    if isinstance(value, list) and depth < MAX_DEPTH and len(value) <= MAX_LIST_ITEMS:
+        return [plain_value(v, depth + 1) for v in value]
+    raise _Refused(messages.ANSWER_TYPE.format(type_name=type(value).__name__))
+
+
+def _validate_answers(data: Any, assignment: Assignment) -> tuple[dict[str, Any], dict[str, str]]:
+    if not isinstance(data, dict) or not isinstance(data.get("answers"), dict) \
+            or not isinstance(data.get("errors", {}), dict):
+        raise _Refused("not an object with answers and errors")
+    known = {*assignment.answer_names, *assignment.model_names, *assignment.history_names}
+    answers: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, value in data["answers"].items():
+        if name not in assignment.answer_names:
+            continue
+        try:
+            answers[name] = plain_value(value)
+        except _Refused as exc:
+            errors[name] = str(exc)
+    for name, reason in data.get("errors", {}).items():
+        if name in known and name not in answers:
+            errors[name] = str(reason)[:MAX_REASON_CHARS] if isinstance(reason, str) else "?"
+    return answers, errors
+
+
+def _validate_histories(data: Any, assignment: Assignment) -> dict[str, dict[str, list[float]]]:
+    if not isinstance(data, dict):
+        raise _Refused("not an object")
+    histories: dict[str, dict[str, list[float]]] = {}
+    for name, series in data.items():
+        if name not in assignment.history_names or not isinstance(series, dict):
+            continue
+        clean: dict[str, list[float]] = {}
+        for key, values in list(series.items())[:MAX_HISTORY_KEYS]:
+            if (isinstance(key, str) and isinstance(values, list)
+                    and len(values) <= MAX_LIST_ITEMS
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                            for v in values)):
+                clean[key[:100]] = [float(v) for v in values]
+        histories[name] = clean
+    return histories
+
+
+# ---------------------------------------------------------------------------------------
+# Where names were defined
+# ---------------------------------------------------------------------------------------
+
+
+def assigned_names(source: str) -> set[str]:
+    """Names a cell binds at top level (``x =``, ``x: T =``, ``x +=``, for/with/import/def)."""
+    lines = [("pass" if line.lstrip().startswith(("%", "!")) else line)
+             for line in source.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+
+    def targets(node: ast.AST) -> None:
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                targets(elt)
+        elif isinstance(node, ast.Starred):
+            targets(node.value)
+
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                targets(target)
+        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+            targets(stmt.target)
+        elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+            targets(stmt.target)
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+            for item in stmt.items:
+                if item.optional_vars is not None:
+                    targets(item.optional_vars)
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            for alias in stmt.names:
+                names.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(stmt.name)
+    return names
+
+
+def defined_in(executed: list[tuple[int, str]], wanted: set[str]) -> dict[str, int]:
+    """For each wanted name, the index of the last executed cell that assigns it."""
+    found: dict[str, int] = {}
+    for index, source in executed:
+        for name in assigned_names(source) & wanted:
+            found[name] = index
+    return found
