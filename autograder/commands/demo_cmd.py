@@ -1,0 +1,89 @@
+"""``course demo``: the whole loop on the embedded defaults, one subcommand after another.
+
+Build and verify the dataset, check the release, set up the sandbox, calibrate the
+answer key (once), grade the reference solution and a few sample submissions, and
+print the gradebook and where the feedback pages are. Each step is the same
+subcommand an instructor would type, so the demo doubles as a walkthrough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from autograder.commands.ui import console
+from autograder.course.config import active_profile_name, load_course
+
+DEMO_SAMPLES = ["reference", "wrong_params", "unfrozen_backbone", "wider_head"]
+BROKEN_NOTEBOOK = '{"cells": [ {"cell_type": "code", "source": "print(1)"'  # cut mid-file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="run the whole loop on the embedded defaults",
+                          description="Build the data, check the release, calibrate, grade the "
+                                      "reference and sample submissions, print the gradebook.")
+    demo.add_argument("--profile", help="full (default) or reduced (a quick look)")
+    demo.add_argument("--no-hub", action="store_true", help="do not start the local JupyterHub")
+    demo.set_defaults(func=run_demo)
+
+
+def _step(title: str, argv: list[str]) -> None:
+    from autograder.cli import main
+
+    console.rule(f"[bold]{title}[/]  [dim]course {' '.join(argv)}[/]")
+    code = main(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from autograder.commands import ALL_COMMANDS
+    from autograder.course.datasets import verify_dataset
+    from autograder.course.samples import write_samples
+    from autograder.course.weights import weights_status
+    from autograder.errors import DatasetError
+    from autograder.grading.calibrate import key_path
+
+    course = load_course()
+    assignment = course.config.assignments[0]
+    aid = assignment.assignment_id
+    profile = args.profile or active_profile_name(course.config)
+    commands = {m.__name__.rsplit(".", 1)[-1] for m in ALL_COMMANDS}
+
+    _step("1. check the configuration", ["config", "check"])
+    try:
+        verify_dataset(course)
+    except DatasetError:
+        _step("2. build the offline dataset", ["data", "build"])
+    _step("2. verify the dataset against its manifest", ["data", "verify"])
+    _step("3. check that release/ matches source/", ["release", aid, "--check"])
+    if os.geteuid() == 0:
+        _step("4. set up the sandbox users", ["sandbox", "setup"])
+    status = weights_status(course)
+    mode = "imagenet" if status.md5_state == "ok" and status.mode == "imagenet" else "stand-in"
+    if mode == "stand-in":
+        console.print("[yellow]ResNet50 ImageNet weights are not in the cache "
+                      f"({status.path}); the demo uses STAND-IN weights (untrained). "
+                      "Transfer-learning numbers below are not ImageNet results. Seed the cache "
+                      "with `course weights import FILE` for the real thing.[/]")
+    key = key_path(course.root, course.config.grading.answer_key_dir, aid, profile, mode)
+    if not key.is_file():
+        _step("5. calibrate the answer key from the reference solution",
+              ["calibrate", aid, "--profile", profile, "--weights-mode", mode])
+    else:
+        console.rule(f"[bold]5. answer key[/]  [dim]{key} (exists; `course calibrate` redoes it)[/]")
+    submissions = course.root / ".course-state" / "demo" / "submissions"
+    write_samples(course.source_dir(aid) / assignment.notebook, submissions, names=DEMO_SAMPLES)
+    broken = submissions / "broken_file" / assignment.notebook
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text(BROKEN_NOTEBOOK)
+    out = course.root / "autograded" / "demo"
+    _step("6. grade the reference solution and sample submissions",
+          ["grade", aid, str(submissions), "--out", str(out), "--profile", profile,
+           "--weights-mode", mode])
+    if "hub_cmd" in commands and not args.no_hub and os.geteuid() == 0:
+        _step("7. start the local JupyterHub", ["hub", "up"])
+    console.print(f"\nFeedback pages: {out}/<student>/feedback.html; "
+                  f"gradebook: {out}/grades.csv")
+    return 0
