@@ -1,0 +1,284 @@
+"""Release an assignment: source notebook -> ``release/<id>/``, the folder students get.
+
+The steps, in order (:data:`RELEASE_STEPS`):
+
+1. read the source notebook and set each autograded test cell's points from
+   ``course_config.py`` (the config is the single source of truth; a test cell
+   without a rubric item, or an item without a test cell, is an error);
+2. stage a throw-away nbgrader course root holding that notebook, the shipped
+   files of ``source/<id>/`` and a ``settings.json`` derived from the config;
+3. run nbgrader's ``generate_assignment`` there (solutions and hidden tests are
+   cleared, cells locked and check-summed, metadata validated);
+4. strip what changes from run to run, add ``data/`` copied from the student
+   splits (never the grading split) and compare with or replace ``release/<id>/``.
+
+This is the only module that touches nbgrader's converters, and it does so in a
+subprocess (``python -m nbgrader``) so nbgrader's global application state and
+logging never leak into the kit. What it deliberately does not do: execute the
+notebook (tests and ``course calibrate`` do), or publish to the exchange (the
+hosting side does that from ``release/``).
+"""
+
+from __future__ import annotations
+
+import copy
+import filecmp
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from autograder.course.config import Course
+from autograder.course.settings import Assignment
+from autograder.errors import ReleaseError
+
+RELEASE_STEPS = (
+    "set test-cell points from course_config.py",
+    "stage a temporary nbgrader course root with settings.json",
+    "nbgrader generate_assignment (clear solutions and hidden tests, lock cells)",
+    "strip volatile metadata, copy the student splits into data/",
+    "compare with or replace release/<id>/",
+)
+SETTINGS_FILE = "settings.json"
+DATA_DIR = "data"
+STUDENT_SPLITS = ("train", "validation", "test")
+# Never shipped from source/<id>/: generated, private, or machine-specific.
+_NOT_SHIPPED = {SETTINGS_FILE, DATA_DIR, "__pycache__", ".ipynb_checkpoints"}
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+# Notebook-level metadata that records who ran what, not what the notebook is.
+_VOLATILE_NB_METADATA = ("widgets", "toc", "varInspector", "vscode", "colab", "papermill")
+
+Runner = Callable[[Sequence[str], Path], subprocess.CompletedProcess]
+"""Runs ``argv`` with a working directory; tests may pass a recording fake."""
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    """What a release produced (or, for ``--check``, what differs)."""
+
+    assignment_id: str
+    release_dir: Path
+    files: tuple[str, ...]
+    """Every file of the release, relative to ``release_dir``, sorted."""
+    stale: tuple[str, ...] = field(default_factory=tuple)
+    """Files that differ, are missing or are extra (``check_release`` only)."""
+
+
+def settings_payload(course: Course, assignment: Assignment) -> dict[str, Any]:
+    """The ``settings.json`` that ``course_helpers.py`` reads, derived from course_config.py."""
+    from autograder.course.standin import STAND_IN_FILE
+
+    c = course.config
+    return {
+        "course_id": c.course_id,
+        "assignment_id": assignment.assignment_id,
+        "classes": list(c.dataset.classes),
+        "dataset_image_size_px": c.dataset.image_size_px,
+        "batch_size": c.dataset.batch_size,
+        "seed": c.grading.seed,
+        "default_profile": c.default_profile,
+        "profiles": {
+            name: {
+                "image_size_px": p.image_size_px,
+                "cnn_epochs": p.cnn_epochs,
+                "head_epochs": p.head_epochs,
+                "finetune_epochs": p.finetune_epochs,
+            }
+            for name, p in sorted(c.profiles.items())
+        },
+        "weights": {
+            "mode": c.weights.mode,
+            "cache_dir": c.weights.cache_dir,
+            "file_name": c.weights.file_name,
+            "md5": c.weights.md5,
+            "standin_file_name": STAND_IN_FILE,
+        },
+    }
+
+
+def render_settings(course: Course, assignment: Assignment) -> str:
+    """``settings.json`` as text: sorted keys, fixed indent, trailing newline (diff-stable)."""
+    return json.dumps(settings_payload(course, assignment), indent=2, sort_keys=True) + "\n"
+
+
+def sync_points(nb: nbformat.NotebookNode, assignment: Assignment) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose autograded test cells carry the config's points.
+
+    Raises :class:`ReleaseError` naming every rubric item without a test cell and
+    every test cell without a rubric item.
+    """
+    nb = copy.deepcopy(nb)
+    graded = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and cell.cell_type == "code":
+            graded[meta.get("grade_id")] = meta
+    missing = sorted(set(assignment.points) - set(graded))
+    extra = sorted(set(graded) - set(assignment.points))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"no autograded test cell for rubric item(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"test cell(s) {', '.join(map(str, extra))} have no entry in points")
+        raise ReleaseError(
+            f"{assignment.notebook}: " + "; ".join(parts),
+            hint="make each test cell's grade_id a key of Assignment.points in course_config.py",
+        )
+    for item, meta in graded.items():
+        meta["points"] = assignment.points[item]
+    return nb
+
+
+def build_release(
+    course: Course, assignment_id: str, *, out_dir: Path, runner: Runner | None = None
+) -> ReleaseReport:
+    """Build the release of ``assignment_id`` into ``out_dir`` (which must not exist yet)."""
+    assignment = course.config.assignment(assignment_id)
+    source = course.source_dir(assignment_id)
+    notebook = source / assignment.notebook
+    if not notebook.is_file():
+        raise ReleaseError(f"{notebook} does not exist",
+                           hint="write the source notebook, or fix Assignment.notebook")
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # any parse failure of the instructor's file
+        raise ReleaseError(f"{notebook} is not a readable notebook: {exc}",
+                           hint="open it in Jupyter and save it again") from exc
+    nb = sync_points(nb, assignment)
+
+    with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
+        root = Path(tmp)
+        staged = root / "source" / assignment_id
+        staged.mkdir(parents=True)
+        for item in sorted(source.iterdir()):
+            if item.name in _NOT_SHIPPED or item.name == assignment.notebook:
+                continue
+            if item.is_dir():
+                shutil.copytree(item, staged / item.name,
+                                ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+            else:
+                shutil.copy2(item, staged / item.name)
+        nbformat.write(nb, staged / assignment.notebook)
+        (staged / SETTINGS_FILE).write_text(render_settings(course, assignment))
+
+        _generate_assignment(course, root, assignment_id, runner=runner or _run)
+
+        generated = root / "release" / assignment_id
+        student_nb = generated / assignment.notebook
+        if not student_nb.is_file():
+            raise ReleaseError(f"nbgrader wrote no {assignment.notebook}",
+                               hint="run `nbgrader generate_assignment` by hand to see why")
+        _normalise_notebook(student_nb)
+        out_dir = Path(out_dir)
+        shutil.copytree(generated, out_dir)
+    _copy_student_splits(course, out_dir / DATA_DIR)
+    files = tuple(sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file()))
+    return ReleaseReport(assignment_id=assignment_id, release_dir=out_dir, files=files)
+
+
+def release_assignment(course: Course, assignment_id: str, *, runner: Runner | None = None
+                       ) -> ReleaseReport:
+    """Regenerate ``release/<id>/`` and ``source/<id>/settings.json`` in place."""
+    assignment = course.config.assignment(assignment_id)
+    dest = course.release_dir(assignment_id)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".release-", dir=dest.parent) as tmp:
+        report = build_release(course, assignment_id, out_dir=Path(tmp) / "new", runner=runner)
+        if dest.exists():
+            shutil.rmtree(dest)
+        # Same file system, so the new tree appears under its real name in one rename.
+        Path(tmp, "new").rename(dest)
+    # The source notebook runs next to course_helpers.py too, so it needs the same settings.
+    (course.source_dir(assignment_id) / SETTINGS_FILE).write_text(
+        render_settings(course, assignment))
+    return ReleaseReport(assignment_id=assignment_id, release_dir=dest, files=report.files)
+
+
+def check_release(course: Course, assignment_id: str, *, runner: Runner | None = None
+                  ) -> ReleaseReport:
+    """Regenerate into a temporary folder and list every file of ``release/<id>/`` that is stale."""
+    assignment = course.config.assignment(assignment_id)
+    dest = course.release_dir(assignment_id)
+    with tempfile.TemporaryDirectory(prefix="course-release-check-") as tmp:
+        fresh = build_release(course, assignment_id, out_dir=Path(tmp) / "fresh", runner=runner)
+        current = set()
+        if dest.is_dir():
+            current = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+        stale = set(current ^ set(fresh.files))
+        for name in set(current) & set(fresh.files):
+            if not filecmp.cmp(dest / name, fresh.release_dir / name, shallow=False):
+                stale.add(name)
+    settings = course.source_dir(assignment_id) / SETTINGS_FILE
+    if not settings.is_file() or settings.read_text() != render_settings(course, assignment):
+        stale.add(str(settings.relative_to(course.root)))
+    return ReleaseReport(assignment_id=assignment_id, release_dir=dest, files=fresh.files,
+                         stale=tuple(sorted(stale)))
+
+
+def _run(argv: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def _generate_assignment(course: Course, root: Path, assignment_id: str, *, runner: Runner
+                         ) -> None:
+    # cwd is the course root so nbgrader reads the repository's nbgrader_config.py
+    # (ClearSolutions, ClearHiddenTests ...); the command line points it at the staging root.
+    argv = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment_id,
+            "--no-db", "--force", f"--CourseDirectory.root={root}",
+            f"--CourseDirectory.course_id={course.config.course_id}"]
+    result = runner(argv, course.root)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout or "").strip().splitlines()[-15:])
+        raise ReleaseError(
+            f"nbgrader generate_assignment failed for {assignment_id}:\n{tail}",
+            hint="fix the cell named above (solution markers, grade_id, duplicate ids) "
+                 "and run `course release` again",
+        )
+
+
+def _normalise_notebook(path: Path) -> None:
+    """Drop outputs, execution counts and volatile metadata so identical sources give identical bytes."""
+    nb = nbformat.read(path, as_version=4)
+    for key in _VOLATILE_NB_METADATA:
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("collapsed", None)
+        cell.metadata.pop("scrolled", None)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nbformat.write(nb, path)
+
+
+def _copy_student_splits(course: Course, dest: Path) -> None:
+    """Copy ``train|validation|test/<class>/`` images; refuse anything of the grading split."""
+    from autograder.course.datasets import grading_split_dir, student_splits_dir
+
+    splits = student_splits_dir(course).resolve()
+    grading = grading_split_dir(course).resolve()
+    for split in STUDENT_SPLITS:
+        folder = splits / split
+        if not folder.is_dir():
+            raise ReleaseError(f"the student split {folder} does not exist",
+                               hint="run `course data build` first")
+        if folder == grading or grading in folder.parents or folder in grading.parents:
+            raise ReleaseError(f"{folder} overlaps the grading split {grading}",
+                               hint="keep the grading split outside the student splits")
+        for class_name in course.config.dataset.classes:
+            class_dir = folder / class_name
+            if not class_dir.is_dir():
+                raise ReleaseError(f"{class_dir} does not exist", hint="run `course data build`")
+            target = dest / split / class_name
+            target.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir()):
+                if image.is_file() and image.suffix.lower() in _IMAGE_SUFFIXES:
+                    shutil.copyfile(image, target / image.name)
