@@ -1,0 +1,237 @@
+"""End to end: calibrate from the reference solution, then grade a batch of real submissions.
+
+Real parts only: the release, the sandboxed kernel, TensorFlow training at the
+reduced profile, the confined pytest checker, the report files. Expected scores
+are derived from course_config.py's points, never typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.course.config import Course, load_course
+from autograder.course.samples import write_samples
+from autograder.grading import messages
+from autograder.grading.calibrate import calibrate
+from autograder.grading.jobs import GradeJob, discover, run_batch
+from autograder.grading.pipeline import make_context
+
+pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.sandbox]
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 1  # grade with the first calibration seed: the reference then reproduces its key run
+
+
+def open_dir(prefix: str) -> Path:
+    """A temp folder other uids can traverse (the sandbox and the checker read from it)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def course_root():
+    """A course root that shares source/, release/ and datasets/ with the repository."""
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox needs root to set up uids and cgroups")
+    root = open_dir("course-e2e-")
+    shutil.copy(ROOT / "course_config.py", root / "course_config.py")
+    for name in ("source", "release", "datasets"):
+        (root / name).symlink_to(ROOT / name)
+    weights = root / "weights"
+    weights.mkdir(mode=0o755)
+    old = os.environ.get("COURSE_WEIGHTS_DIR")
+    os.environ["COURSE_WEIGHTS_DIR"] = str(weights)
+    yield root
+    if old is None:
+        os.environ.pop("COURSE_WEIGHTS_DIR", None)
+    else:
+        os.environ["COURSE_WEIGHTS_DIR"] = old
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def course_for_tests(root: Path, **limits) -> Course:
+    course = load_course(root)
+    c = course.config
+    return Course(root=root, config=replace(
+        c,
+        limits=replace(c.limits, cell_timeout_s=limits.get("cell_timeout_s", 120),
+                       notebook_budget_s=600, memory_mb=4096),
+        grading=replace(c.grading, seed=SEED, concurrency=2, answer_key_dir=str(root / "keys")),
+        assignments=(replace(c.assignments[0], accuracy_margin=0.3, calibration_seeds=(SEED, 2)),),
+    ))
+
+
+@pytest.fixture(scope="module")
+def calibrated(course_root):
+    course = course_for_tests(course_root)
+    ctx = make_context(course, "cnn_transfer", profile_name="reduced", out_dir=course_root / "out",
+                       weights_mode="stand-in", need_key=False)
+    key = calibrate(ctx, seeds=course.config.assignments[0].calibration_seeds)
+    return course, key
+
+
+def test_calibration_derives_the_key_from_the_reference(calibrated):
+    """Does the key hold the reference's answers and model facts, consistent with each other?"""
+    course, key = calibrated
+    assert key["profile"] == "reduced" and key["weights_mode"] == "stand-in"
+    assert key["seeds"] == [SEED, 2]
+    convs = [r for r in key["models"]["cnn_model"]["layers"] if r["type"] == "Conv2D"]
+    assert [c["params"] for c in convs] == [key["answers"]["conv1_params"],
+                                            key["answers"]["conv2_params"]]
+    ft = key["models"]["ft_model"]
+    assert ft["counts"]["trainable"] == key["answers"]["ft_trainable_params"]
+    assert sum(ft["backbone_trainable"]) == 10
+    assert len(ft["backbone_trainable"]) == key["answers"]["backbone_layers"]
+    for model in ("cnn_model", "tl_model", "ft_model"):
+        assert len(key["accuracy"][model]) == 2
+        assert 0 <= key["thresholds"][model] < min(key["accuracy"][model])
+
+
+@pytest.fixture(scope="module")
+def graded_batch(calibrated, course_root):
+    course, _ = calibrated
+    subs = course_root / "submissions"
+    source = ROOT / "source" / "cnn_transfer" / "cnn_transfer.ipynb"
+    write_samples(source, subs, names=["reference", "wrong_params", "unfrozen_backbone",
+                                       "wider_head", "forger"])
+    (subs / "broken_file").mkdir()
+    (subs / "broken_file" / "cnn_transfer.ipynb").write_text('{"cells": [')
+    (subs / "empty").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), subs / "empty" / "cnn_transfer.ipynb")
+    out = course_root / "out"
+    ctx = make_context(course, "cnn_transfer", profile_name="reduced", out_dir=out,
+                       weights_mode="stand-in")
+    jobs = discover([subs], notebook="cnn_transfer.ipynb", assignment_id="cnn_transfer")
+    outcome = run_batch(ctx, jobs)
+    results = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
+    return course, outcome, results
+
+
+def _points(course: Course) -> dict[str, float]:
+    return course.config.assignments[0].points
+
+
+def _failed(result: dict) -> dict[str, str]:
+    return {t["name"]: t["output"] for t in result["tests"] if t["score"] < t["max_score"]}
+
+
+def test_the_batch_finishes_with_every_submission_graded(graded_batch):
+    """Does every submission, broken ones included, end with a results file and no grader error?"""
+    course, outcome, results = graded_batch
+    assert outcome.failed == {}
+    assert set(results) == {"reference", "wrong_params", "unfrozen_backbone", "wider_head",
+                            "forger", "broken_file", "empty"}
+    assert outcome.grades_csv.read_text().count("\n") == 1 + len(results)
+
+
+def test_the_reference_solution_gets_full_marks(graded_batch):
+    course, _, results = graded_batch
+    ref = results["reference"]
+    assert _failed(ref) == {}, _failed(ref)
+    assert ref["score"] == sum(_points(course).values())
+    assert messages.STAND_IN_LABEL in ref["output"]
+
+
+def test_wrong_parameter_counts_cost_only_those_items(graded_batch):
+    """Does forgetting the bias cost the arithmetic item and the frozen-count prediction, nothing else?"""
+    course, _, results = graded_batch
+    failed = _failed(results["wrong_params"])
+    assert set(failed) == {"q1_conv_params", "q3_frozen_counts"}
+    assert "plus one bias per filter" in failed["q1_conv_params"]
+    p = _points(course)
+    assert results["wrong_params"]["score"] == sum(p.values()) - p["q1_conv_params"] - p["q3_frozen_counts"]
+
+
+def test_an_unfrozen_backbone_is_caught_from_the_saved_model(graded_batch):
+    course, _, results = graded_batch
+    failed = _failed(results["unfrozen_backbone"])
+    assert set(failed) == {"q5_finetune_frozen"}
+    assert "freeze everything except the last 10 layers" in failed["q5_finetune_frozen"]
+
+
+def test_a_different_valid_architecture_gets_full_marks(graded_batch):
+    """Does a wider hidden layer with dropout, which the rubric allows, lose nothing?"""
+    course, _, results = graded_batch
+    assert _failed(results["wider_head"]) == {}
+
+
+def test_kernel_side_forgery_changes_nothing(graded_batch):
+    """Do patched numpy testing, a fake count_params, an input transformer and edited points
+    leave the forger with exactly the score of its real work?"""
+    course, _, results = graded_batch
+    p = _points(course)
+    assert set(_failed(results["forger"])) == {"q1_conv_params", "q3_frozen_counts",
+                                               "q5_finetune_frozen"}
+    assert results["forger"]["max_score"] == sum(p.values())
+
+
+def test_a_broken_file_gets_a_clear_zero(graded_batch):
+    course, _, results = graded_batch
+    broken = results["broken_file"]
+    assert broken["score"] == 0
+    assert "is not a readable notebook" in broken["tests"][0]["output"]
+    assert "resubmit" in broken["tests"][0]["output"] or "submit again" in broken["tests"][0]["output"]
+
+
+def test_an_empty_notebook_is_explained_item_by_item(graded_batch):
+    course, _, results = graded_batch
+    empty = results["empty"]
+    assert empty["score"] == 0
+    assert all("was not defined" in t["output"] for t in empty["tests"]), empty["tests"]
+
+
+def test_feedback_page_shows_summary_curves_and_cells(graded_batch, course_root):
+    page = (course_root / "out" / "reference" / "feedback.html").read_text()
+    assert "Model summary: cnn_model" in page and "Conv2D" in page
+    assert "<svg" in page and "cnn_history" in page
+    assert "Against the 120 s limit per cell" in page
+    assert "BEGIN HIDDEN TESTS" not in page and "rubric" not in page.split("<h2>Rubric</h2>")[0]
+
+
+def test_a_killed_batch_resumes_without_losing_or_double_counting(calibrated, course_root):
+    """After `course grade` is killed with SIGKILL mid-batch, does a re-run finish the rest
+    and count each student exactly once?"""
+    course, _ = calibrated
+    subs = course_root / "resume-subs"
+    for student in ("ann", "ben", "cat"):
+        (subs / student).mkdir(parents=True)
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("conv1_params = 416")])
+        nbformat.write(nb, subs / student / "cnn_transfer.ipynb")
+    config_py = course_root / "course_config.py"
+    original = config_py.read_text()
+    config_py.write_text(original.replace("concurrency=2", "concurrency=1").replace(
+        'GradingSettings(', f'GradingSettings(answer_key_dir="{course_root / "keys"}", '))
+    out = course_root / "resume-out"
+    argv = [sys.executable, "-m", "autograder.cli", "grade", "cnn_transfer", str(subs),
+            "--out", str(out), "--profile", "reduced", "--weights-mode", "stand-in"]
+    env = {**os.environ, "COURSE_ROOT": str(course_root)}
+    try:
+        proc = subprocess.Popen(argv, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*/results.json")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        first = {p.parent.name for p in out.glob("*/results.json")}
+        assert 1 <= len(first) < 3
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "skipped (already graded" in done.stdout
+        rows = (out / "grades.csv").read_text().splitlines()[1:]
+        assert sorted(r.split(",")[0] for r in rows) == ["ann", "ben", "cat"]
+    finally:
+        config_py.write_text(original)
