@@ -1,0 +1,199 @@
+"""The grade-on-submit service: a JupyterHub-managed service at ``/services/<hub.service_name>/``.
+
+The hub starts it (``c.JupyterHub.services``, with a command) as root, hands it an API
+token with the ``admin`` role, and proxies ``/services/<name>/`` to ``hub.service_port``.
+It polls the exchange's ``inbound`` every second, queues new submissions, grades them
+(:mod:`autograder.hosting.gradequeue`) and publishes nbgrader-style feedback.
+
+Pages (hub OAuth through ``jupyterhub.services.auth.HubOAuthenticated``):
+
+- ``/`` — a student sees only their own submissions (state, queue position, score,
+  feedback); the instructor (``hub.instructor``) sees everyone's and can re-grade.
+- ``/jobs/<id>/feedback`` — the feedback page, for its student and the instructor; 403
+  for anyone else. ``/api/jobs`` — the same rows as JSON.
+- ``/health`` — no log-in, for ``course hub up``.
+
+Decisions: polling rather than inotify (works on the network filesystems a shared
+exchange lives on in production); a job is only ever graded from a private snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import signal
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from autograder.course.config import load_course
+from autograder.hosting import accounts
+from autograder.hosting.gradequeue import GRADE_MARGIN_S, CourseGradeRunner, GradingQueue, Job, JobStore, job_summary
+
+SCAN_INTERVAL_S = 1.0
+
+
+class _Base(HubOAuthenticated, web.RequestHandler):
+    @property
+    def queue(self) -> GradingQueue:
+        return self.settings["queue"]
+
+    @property
+    def instructor(self) -> str:
+        return self.settings["instructor"]
+
+    def user_name(self) -> str:
+        user = self.current_user
+        assert user is not None
+        return user["name"]
+
+    def visible_jobs(self) -> list[Job]:
+        name = self.user_name()
+        jobs = sorted(self.queue.store.jobs.values(), key=lambda j: j.found_at, reverse=True)
+        return jobs if name == self.instructor else [j for j in jobs if j.student == name]
+
+    def job_for_user(self, job_id: str) -> Job:
+        job = self.queue.store.jobs.get(job_id)
+        name = self.user_name()
+        if job is None or (name != self.instructor and job.student != name):
+            raise web.HTTPError(403 if job is not None else 404)
+        return job
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.write({"status": "ok", "pending": len(self.settings["queue"].pending)})
+
+
+class JobsApiHandler(_Base):
+    @web.authenticated
+    def get(self) -> None:
+        rows = [job_summary(j, self.queue.position(j.job_id)) for j in self.visible_jobs()]
+        if self.user_name() != self.instructor:
+            for row in rows:
+                row.pop("detail", None)
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"user": self.user_name(), "jobs": rows}))
+
+
+class FeedbackHandler(_Base):
+    @web.authenticated
+    def get(self, job_id: str) -> None:
+        job = self.job_for_user(job_id)
+        page = self.queue.results_dir(job) / "feedback.html"
+        if not job.feedback_published or not page.is_file():
+            raise web.HTTPError(404, "no feedback yet")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.write(page.read_bytes())
+
+
+class RegradeHandler(_Base):
+    @web.authenticated
+    def post(self, job_id: str) -> None:
+        if self.user_name() != self.instructor:
+            raise web.HTTPError(403, "only the instructor can re-grade")
+        self.queue.regrade(self.job_for_user(job_id).job_id)
+        self.redirect(self.settings["prefix"])
+
+
+class StatusPage(_Base):
+    @web.authenticated
+    def get(self) -> None:
+        name = self.user_name()
+        is_instructor = name == self.instructor
+        prefix = self.settings["prefix"]
+        rows = []
+        for job in self.visible_jobs():
+            quoted = html.escape(urllib.parse.quote(job.job_id, safe=""))
+            note = f"{job.message} {job.detail}" if is_instructor else job.message
+            position = self.queue.position(job.job_id)
+            state = f"{job.state} (#{position} in queue)" if position else job.state
+            score = "" if job.score is None else f"{job.score:g} / {job.max_score:g}"
+            link = (f'<a href="{prefix}jobs/{quoted}/feedback">feedback</a>'
+                    if job.feedback_published else "")
+            action = ""
+            if is_instructor:
+                action = (f'<form method="post" action="{prefix}jobs/{quoted}/regrade">'
+                          f'{self.xsrf_form_html()}<button>Re-grade</button></form>')
+            rows.append(
+                f"<tr data-job='{html.escape(job.job_id)}'><td>{html.escape(job.student)}</td>"
+                f"<td>{html.escape(job.assignment_id)}</td><td>{html.escape(job.submitted_at)}</td>"
+                f"<td class='state'>{html.escape(state)}</td><td class='score'>{score}</td>"
+                f"<td class='note'>{html.escape(note.strip())}</td><td>{link}</td><td>{action}</td></tr>"
+            )
+        who = "all submissions (instructor view)" if is_instructor else f"submissions of {html.escape(name)}"
+        body = "".join(rows) or "<tr><td colspan='8'>No submission yet.</td></tr>"
+        self.write(
+            "<!doctype html><html><head><meta charset='utf-8'><title>Autograder</title>"
+            "<meta http-equiv='refresh' content='5'>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;"
+            "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
+            f"<h1>Autograder — {who}</h1><table><tr><th>student</th><th>assignment</th>"
+            "<th>submitted</th><th>state</th><th>score</th><th>note</th><th></th><th></th></tr>"
+            f"{body}</table></body></html>"
+        )
+
+
+def make_app(queue: GradingQueue, *, prefix: str, instructor: str) -> web.Application:
+    routes: list[Any] = [
+        (prefix, StatusPage),
+        (url_path_join(prefix, "health"), HealthHandler),
+        (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+        (url_path_join(prefix, "api/jobs"), JobsApiHandler),
+        (url_path_join(prefix, r"jobs/([^/]+)/feedback"), FeedbackHandler),
+        (url_path_join(prefix, r"jobs/([^/]+)/regrade"), RegradeHandler),
+    ]
+    return web.Application(routes, cookie_secret=os.urandom(32), queue=queue, prefix=prefix,
+                           instructor=instructor, xsrf_cookies=False)
+
+
+def build_queue() -> tuple[GradingQueue, str, str, int]:
+    course = load_course()
+    c = course.config
+    state = Path(os.environ.get("COURSE_HUB_STATE") or course.path(c.hub.state_dir)) / "service"
+    state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o700)
+    layout = accounts.ExchangeLayout(root=Path(c.hub.exchange_dir), course_id=c.course_id)
+    instructor = accounts.lookup_account(c.hub.instructor)
+    runner = CourseGradeRunner(course_root=course.root,
+                               timeout_s=c.limits.notebook_budget_s + GRADE_MARGIN_S)
+    queue = GradingQueue(
+        inbound=layout.inbound, feedback_dir=layout.feedback, work_dir=state / "work",
+        notebooks={a.assignment_id: a.notebook for a in c.assignments}, runner=runner,
+        feedback_gid=instructor.gid if instructor else 0, store=JobStore(state / "jobs.json"),
+    )
+    return queue, c.hub.instructor, str(state), c.grading.concurrency
+
+
+async def serve() -> None:
+    queue, instructor, state, workers = build_queue()
+    Path(state, "service.pid").write_text(str(os.getpid()))
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/autograder/")
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:18082")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    app = make_app(queue, prefix=prefix, instructor=instructor)
+    app.listen(port, address="127.0.0.1")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(queue.run_scanner(interval_s=SCAN_INTERVAL_S))]
+    tasks += [asyncio.create_task(queue.run_worker()) for _ in range(max(1, workers))]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    Path(state, "service.pid").unlink(missing_ok=True)
+
+
+def main() -> None:
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The grade-on-submit queue and the exchange rules, with a fake grader (no hub, no TensorFlow)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import stat
+from pathlib import Path
+
+import pytest
+
+from autograder.hosting import exchange
+from autograder.hosting.gradequeue import (
+    DONE, FAILED, QUEUED, REJECTED, GradeOutcome, GradingFailed, GradingQueue, JobStore, read_outcome,
+)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another uid")
+NOTEBOOK = "cnn_transfer.ipynb"
+STUDENT = "nobody"  # exists on every Debian machine; stands for a student uid
+SECRET = "ab" * 64
+
+
+class FakeGrader:
+    """Writes results.json + feedback.html like `course grade`, and records its calls."""
+
+    def __init__(self, *, score: float = 7.0, fail: bool = False) -> None:
+        self.calls: list[tuple[str, Path, str]] = []
+        self.score, self.fail = score, fail
+
+    async def __call__(self, *, assignment_id: str, notebook: Path, student: str, out_dir: Path) -> GradeOutcome:
+        self.calls.append((assignment_id, notebook, student))
+        if self.fail:
+            raise GradingFailed("the grader crashed at /secret/path")
+        folder = out_dir / student
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"score": self.score, "execution_time": 1.0,
+                                                         "tests": [{"name": "q1", "max_score": 10}]}))
+        (folder / "feedback.html").write_text(f"<p>Score {self.score:g} / 10</p>")
+        return read_outcome(out_dir, student)
+
+
+def _submit(inbound: Path, *, name: str, owner: str, timestamp: str = "2026-01-01 10:00:00.000000 UTC") -> Path:
+    folder = inbound / f"{name}+cnn_transfer+{timestamp}+R4nd0m"
+    folder.mkdir()
+    (folder / NOTEBOOK).write_text("{}")
+    (folder / "submission_secret.txt").write_text(SECRET)
+    (folder / "timestamp.txt").write_text(timestamp)
+    uid = pwd.getpwnam(owner).pw_uid
+    for path in (folder, *folder.iterdir()):
+        os.chown(path, uid, uid)
+    os.chmod(folder, 0o777)  # as nbgrader leaves it
+    return folder
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> dict[str, Path]:
+    paths = {name: tmp_path / name for name in ("inbound", "feedback", "work")}
+    for path in paths.values():
+        path.mkdir()
+    return paths
+
+
+def _queue(layout: dict[str, Path], grader: FakeGrader) -> GradingQueue:
+    return GradingQueue(inbound=layout["inbound"], feedback_dir=layout["feedback"], work_dir=layout["work"],
+                        notebooks={"cnn_transfer": NOTEBOOK}, runner=grader, feedback_gid=0,
+                        store=JobStore(layout["work"] / "jobs.json"))
+
+
+def test_a_submission_is_queued_graded_and_its_feedback_published(layout):
+    """Does one submission go queued -> done, with feedback where `nbgrader fetch_feedback` looks?"""
+    grader = FakeGrader()
+    queue = _queue(layout, grader)
+    folder = _submit(layout["inbound"], name=STUDENT, owner=STUDENT)
+    (job,) = queue.scan()
+    assert job.state == QUEUED and queue.position(job.job_id) == 1
+    asyncio.run(queue.grade_next())
+    assert job.state == DONE and job.score == 7.0 and job.max_score == 10
+    feedback = layout["feedback"] / f"{exchange.feedback_hash(SECRET, 'cnn_transfer')}.html"
+    assert "Score 7" in feedback.read_text()
+    st = feedback.stat()
+    assert st.st_uid == pwd.getpwnam(STUDENT).pw_uid and stat.S_IMODE(st.st_mode) == 0o440
+    # graded from a private snapshot, never from the exchange copy
+    assert grader.calls[0][1].is_relative_to(layout["work"])
+    assert stat.S_IMODE(folder.stat().st_mode) == exchange.SUBMISSION_DIR_MODE
+
+
+def test_the_feedback_name_is_nbgraders():
+    """Is our hash the one nbgrader's fetch_feedback computes?"""
+    from nbgrader.utils import notebook_hash
+
+    assert exchange.feedback_hash(SECRET, "cnn_transfer") == notebook_hash(secret=SECRET, notebook_id="cnn_transfer")
+
+
+def test_a_submission_made_by_someone_else_is_rejected(layout):
+    """Is submitting under another student's name (nbgrader#1097) refused, with a reason?"""
+    grader = FakeGrader()
+    queue = _queue(layout, grader)
+    _submit(layout["inbound"], name="daemon", owner=STUDENT)
+    (job,) = queue.scan()
+    assert job.state == REJECTED and "not by daemon" in job.message
+    assert queue.pending == [] and grader.calls == []
+
+
+def test_an_unknown_assignment_is_rejected(layout):
+    queue = _queue(layout, FakeGrader())
+    folder = _submit(layout["inbound"], name=STUDENT, owner=STUDENT)
+    folder.rename(layout["inbound"] / folder.name.replace("cnn_transfer", "other"))
+    (job,) = queue.scan()
+    assert job.state == REJECTED and "not an assignment" in job.message
+
+
+def test_a_grader_crash_fails_the_job_without_leaking_paths_to_the_student(layout):
+    queue = _queue(layout, FakeGrader(fail=True))
+    _submit(layout["inbound"], name=STUDENT, owner=STUDENT)
+    (job,) = queue.scan()
+    asyncio.run(queue.grade_next())
+    assert job.state == FAILED and "/secret/path" not in job.message and "/secret/path" in job.detail
+
+
+def test_queue_order_positions_and_regrade(layout):
+    """Are jobs graded first-in first-out, and can a graded job be queued again?"""
+    grader = FakeGrader()
+    queue = _queue(layout, grader)
+    _submit(layout["inbound"], name=STUDENT, owner=STUDENT, timestamp="2026-01-01 10:00:00.000000 UTC")
+    first, = queue.scan()
+    _submit(layout["inbound"], name=STUDENT, owner=STUDENT, timestamp="2026-01-01 11:00:00.000000 UTC")
+    second, = queue.scan()
+    assert (queue.position(first.job_id), queue.position(second.job_id)) == (1, 2)
+    asyncio.run(queue.grade_next())
+    assert first.state == DONE and queue.position(second.job_id) == 1
+    queue.regrade(first.job_id)
+    assert queue.position(first.job_id) == 2
+
+
+def test_a_restarted_service_remembers_and_requeues(layout):
+    """Does a new service process skip graded jobs and re-queue interrupted ones?"""
+    queue = _queue(layout, FakeGrader())
+    _submit(layout["inbound"], name=STUDENT, owner=STUDENT, timestamp="2026-01-01 10:00:00.000000 UTC")
+    _submit(layout["inbound"], name=STUDENT, owner=STUDENT, timestamp="2026-01-01 11:00:00.000000 UTC")
+    queue.scan()
+    asyncio.run(queue.grade_next())
+    again = _queue(layout, FakeGrader())
+    assert again.scan() == []
+    assert len(again.pending) == 1
