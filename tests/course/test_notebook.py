@@ -1,0 +1,182 @@
+"""The reference (source) notebook, executed: every graded name exists with the right value.
+
+The reduced profile runs on every test run (about half a minute); the full profile,
+which pins the recitation's numbers, runs once under the ``slow`` marker.
+Stand-in weights throughout: the ImageNet file is not available to CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from autograder.course.config import Course, load_course
+from autograder.course.datasets import build_dataset, student_splits_dir
+
+REPO = Path(__file__).resolve().parents[2]
+ASSIGNMENT = "cnn_transfer"
+FACTS_MARK = "COURSE-TEST-FACTS::"
+
+# Appended to a copy of the notebook: reads the kernel's variables into one JSON line.
+# (Tests may trust the reference kernel; graded runs never do this.)
+FACTS_CELL = r'''
+import json as _json, os as _os, tempfile as _tempfile
+import numpy as _np
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return {"tuple": [_plain(v) for v in value]}
+    if isinstance(value, (_np.integer,)):
+        return {"numpy": int(value)}
+    return value
+
+_facts = {"answers": {}, "models": {}, "histories": {}, "undefined": []}
+for _name in ANSWER_NAMES:
+    if _name in globals():
+        _facts["answers"][_name] = _plain(globals()[_name])
+    else:
+        _facts["undefined"].append(_name)
+for _name in MODEL_NAMES:
+    if _name not in globals():
+        _facts["undefined"].append(_name)
+        continue
+    _m = globals()[_name]
+    _path = _os.path.join(_tempfile.mkdtemp(), _name + ".keras")
+    _m.save(_path)
+    _loaded = keras.models.load_model(_path, safe_mode=True)
+    _facts["models"][_name] = {
+        "input_shape": list(_m.input_shape), "output_shape": list(_m.output_shape),
+        "params": int(_m.count_params()),
+        "trainable": int(sum(_np.prod(w.shape) for w in _m.trainable_weights)),
+        "loaded_trainable": int(sum(_np.prod(w.shape) for w in _loaded.trainable_weights)),
+        "loaded_loss": _loaded.loss if isinstance(_loaded.loss, str) else repr(_loaded.loss),
+        "layers": [type(l).__name__ for l in _m.layers],
+    }
+for _name in HISTORY_NAMES:
+    if _name not in globals():
+        _facts["undefined"].append(_name)
+        continue
+    _h = getattr(globals()[_name], "history", globals()[_name])
+    _facts["histories"][_name] = {k: [float(v) for v in vs] for k, vs in _h.items()}
+_facts["ft_tail_max_diff"] = ft_tail_max_diff
+print("COURSE-TEST-FACTS::" + _json.dumps(_facts))
+'''
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"tuple"}:
+        return tuple(_decode(v) for v in value["tuple"])
+    return value
+
+
+def execute_reference(course: Course, *, profile: str, work: Path) -> dict[str, Any]:
+    """Run the source notebook (plus the facts cell) in a fresh kernel; return the facts."""
+    from nbclient import NotebookClient
+
+    if not (student_splits_dir(course) / "train").is_dir():
+        build_dataset(course)
+    assignment = course.config.assignment(ASSIGNMENT)
+    source = course.source_dir(ASSIGNMENT)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("course_helpers.py", "settings.json"):
+        shutil.copy2(source / name, work / name)
+    nb = nbformat.read(source / assignment.notebook, as_version=4)
+    names = (f"ANSWER_NAMES = {list(assignment.answer_names)!r}\n"
+             f"MODEL_NAMES = {list(assignment.model_names)!r}\n"
+             f"HISTORY_NAMES = {list(assignment.history_names)!r}\n")
+    nb.cells.append(nbformat.v4.new_code_cell(names + FACTS_CELL))
+    env = {**os.environ, "COURSE_PROFILE": profile, "COURSE_WEIGHTS_MODE": "stand-in",
+           "COURSE_DATA_DIR": str(student_splits_dir(course)),
+           "COURSE_WEIGHTS_DIR": str(work / "no-weights"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    client = NotebookClient(nb, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(work)}})
+    client.execute(env=env)
+    nbformat.write(nb, work / "executed.ipynb")
+    stdout = [o.get("text", "") for c in nb.cells if c.cell_type == "code"
+              for o in c.get("outputs", []) if o.get("name") == "stdout"]
+    facts_line = [line for text in stdout for line in text.splitlines()
+                  if line.startswith(FACTS_MARK)]
+    facts = json.loads(facts_line[-1][len(FACTS_MARK):])
+    facts["answers"] = {k: _decode(v) for k, v in facts["answers"].items()}
+    facts["stdout"] = "".join(stdout)
+    return facts
+
+
+@pytest.fixture(scope="module")
+def course() -> Course:
+    return load_course(REPO)
+
+
+@pytest.fixture(scope="module")
+def reduced(course: Course, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return execute_reference(course, profile="reduced", work=tmp_path_factory.mktemp("reduced"))
+
+
+def _check_common(facts: dict[str, Any], course: Course, *, profile: str) -> None:
+    p = course.config.profiles[profile]
+    size = p.image_size_px
+    a = facts["answers"]
+    assert facts["undefined"] == []
+    assert (a["conv1_params"], a["conv2_params"]) == (416, 4128)
+    assert (a["shape_stride1_valid"], a["shape_stride2_valid"], a["shape_stride2_same"]) == (
+        (223, 223, 32), (112, 112, 32), (112, 112, 32))
+    assert a["conv1_kernel_shape"] == (2, 2, 3, 32)
+    cnn = facts["models"]["cnn_model"]
+    assert a["frozen_non_trainable_params"] == 416 + 4128
+    assert a["frozen_trainable_params"] == cnn["params"] - 4544
+    assert cnn["trainable"] == cnn["params"]  # unfrozen again before export
+    assert cnn["input_shape"] == [None, size, size, 3] and cnn["output_shape"] == [None, 1]
+    assert (a["backbone_layers"], a["backbone_params"]) == (175, 23_587_712)
+    assert a["embedding_shape"] == (size // 32, size // 32, 2048)
+    head = (size // 32) ** 2 * 2048 * 256 + 256 + 257
+    tl = facts["models"]["tl_model"]
+    assert tl["params"] == head and tl["input_shape"] == [None, *a["embedding_shape"]]
+    ft = facts["models"]["ft_model"]
+    assert ft["input_shape"] == [None, size, size, 3] and ft["output_shape"] == [None, 1]
+    assert a["ft_trainable_params"] == ft["trainable"] == ft["loaded_trainable"]
+    assert ft["params"] == 23_587_712 + head
+    assert "Lambda" not in ft["layers"]
+    assert all(m["loaded_loss"] == "binary_crossentropy" for m in facts["models"].values())
+    assert a["chosen_model"] in ("tl", "ft")
+    h = facts["histories"]
+    for name, epochs in (("cnn_history", p.cnn_epochs), ("tl_history", p.head_epochs),
+                         ("ft_history", p.finetune_epochs)):
+        assert set(h[name]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}, name
+        assert len(h[name]["val_accuracy"]) == epochs, name
+    tl_val, ft_val = h["tl_history"]["val_accuracy"][-1], h["ft_history"]["val_accuracy"][-1]
+    assert a["chosen_model"] == ("ft" if ft_val > tl_val else "tl")  # chosen on validation
+    assert facts["ft_tail_max_diff"] < 1e-4
+    assert "STAND-IN WEIGHTS (untrained)" in facts["stdout"]
+
+
+@pytest.mark.kernel
+def test_reference_defines_every_graded_name(reduced: dict[str, Any], course: Course) -> None:
+    """At the reduced profile, is every answer, model and history defined with the right value?"""
+    _check_common(reduced, course, profile="reduced")
+    assert reduced["answers"]["ft_trainable_params"] == 4_465_664 + 2 * 2 * 2048 * 256 + 513
+
+
+@pytest.mark.kernel
+def test_public_checks_pass_on_the_reference(reduced: dict[str, Any], course: Course) -> None:
+    """Did every public check print its well-formed line (none raised)?"""
+    lines = reduced["stdout"].splitlines()
+    for item in course.config.assignment(ASSIGNMENT).points:
+        assert any(line.startswith(f"{item}: ") and "well-formed" in line for line in lines), item
+
+
+@pytest.mark.slow
+@pytest.mark.kernel
+def test_full_profile_keeps_the_recitation_numbers(course: Course, tmp_path: Path) -> None:
+    """At 224 px and 10 epochs, are the seed's numbers exactly what the models report?"""
+    facts = execute_reference(course, profile="full", work=tmp_path / "full")
+    _check_common(facts, course, profile="full")
+    a, m = facts["answers"], facts["models"]
+    assert a["embedding_shape"] == (7, 7, 2048)
+    assert m["tl_model"]["params"] == 25_690_625
+    assert (a["ft_trainable_params"], m["ft_model"]["params"]) == (30_156_289, 49_278_337)

@@ -1,0 +1,243 @@
+"""The release: nbgrader's student version, with helpers, settings and data, and nothing secret."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.cli import main
+from autograder.course.config import Course, load_course
+from autograder.course.datasets import build_dataset, grading_split_dir, student_splits_dir
+from autograder.course.release import (
+    build_release,
+    check_release,
+    release_assignment,
+    settings_payload,
+    sync_points,
+)
+from autograder.errors import ReleaseError
+
+REPO = Path(__file__).resolve().parents[2]
+ASSIGNMENT = "cnn_transfer"
+
+
+def _ensure_dataset(course: Course) -> None:
+    if not (student_splits_dir(course) / "train").is_dir() or not grading_split_dir(course).is_dir():
+        build_dataset(course)
+
+
+def _regions(source: str, begin: str, end: str) -> list[str]:
+    """Lines inside ``### BEGIN <x>`` / ``### END <x>`` regions, stripped, long enough to be telling."""
+    lines: list[str] = []
+    for block in re.findall(rf"### {begin}\n(.*?)### {end}", source, re.DOTALL):
+        lines += [line.strip() for line in block.splitlines() if len(line.strip()) > 12]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def course() -> Course:
+    course = load_course(REPO)
+    _ensure_dataset(course)
+    return course
+
+
+@pytest.fixture(scope="module")
+def released(course: Course, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh release built into a temporary folder (the committed one is checked separately)."""
+    out = tmp_path_factory.mktemp("release") / ASSIGNMENT
+    build_release(course, ASSIGNMENT, out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def source_nb(course: Course) -> nbformat.NotebookNode:
+    return nbformat.read(course.source_dir(ASSIGNMENT) / "cnn_transfer.ipynb", as_version=4)
+
+
+def _public_lines(nb: nbformat.NotebookNode) -> set[str]:
+    """Stripped lines the student is meant to see: everything outside the secret regions."""
+    text = "\n".join(cell.source for cell in nb.cells)
+    for begin, end in (("BEGIN SOLUTION", "END SOLUTION"), ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")):
+        text = re.sub(rf"### {begin}\n.*?### {end}", "", text, flags=re.DOTALL)
+    return {line.strip() for line in text.splitlines()}
+
+
+def _secret_lines(nb: nbformat.NotebookNode, begin: str, end: str) -> list[str]:
+    public = _public_lines(nb)
+    return [line for cell in nb.cells if cell.cell_type == "code"
+            for line in _regions(cell.source, begin, end) if line not in public]
+
+
+def _texts(folder: Path) -> dict[str, str]:
+    """Every released text file; for the notebook, its code cells (the prose is public by design)."""
+    texts = {}
+    for p in folder.rglob("*"):
+        if p.suffix == ".ipynb":
+            nb = nbformat.read(p, as_version=4)
+            texts[str(p.relative_to(folder))] = "\n".join(
+                c.source for c in nb.cells if c.cell_type == "code")
+        elif p.is_file() and p.suffix in (".py", ".json", ".md", ".txt"):
+            texts[str(p.relative_to(folder))] = p.read_text()
+    return texts
+
+
+def test_release_has_the_promised_layout(released: Path) -> None:
+    """Does the release hold the notebook, helpers, settings and the three student splits?"""
+    assert (released / "cnn_transfer.ipynb").is_file()
+    assert (released / "course_helpers.py").is_file()
+    assert (released / "settings.json").is_file()
+    for split in ("train", "validation", "test"):
+        for cls in ("handbags", "shoes"):
+            assert any((released / "data" / split / cls).glob("*.jpg")), (split, cls)
+
+
+def test_release_has_no_solution_code(released: Path, source_nb: nbformat.NotebookNode) -> None:
+    """Is every line of every solution region absent from every released text file?"""
+    solution_lines = _secret_lines(source_nb, "BEGIN SOLUTION", "END SOLUTION")
+    assert len(solution_lines) > 20  # the regions were found at all
+    for name, text in _texts(released).items():
+        assert "BEGIN SOLUTION" not in text, name
+        leaked = [line for line in solution_lines if line in text]
+        assert not leaked, f"{name} leaks solution lines: {leaked[:3]}"
+
+
+def test_release_has_no_hidden_tests(released: Path, source_nb: nbformat.NotebookNode) -> None:
+    """Are the hidden test regions and their asserts gone, while the public checks stay?"""
+    hidden = _secret_lines(source_nb, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+    assert len(hidden) > 20
+    nb_text = (released / "cnn_transfer.ipynb").read_text()
+    assert "HIDDEN TESTS" not in nb_text
+    for name, text in _texts(released).items():
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"{name} leaks hidden tests: {leaked[:3]}"
+    checks = [c.source for c in nbformat.reads(nb_text, as_version=4).cells
+              if c.cell_type == "code" and c.source.startswith("course_helpers.check(")]
+    assert len(checks) == len(load_course(REPO).config.assignment(ASSIGNMENT).points)
+
+
+def test_release_has_nothing_of_the_grading_split(course: Course, released: Path) -> None:
+    """No folder named like the grading split, no path to it, no file with a grading image's hash."""
+    for path in released.rglob("*"):
+        assert not {"hidden", "grading"} & set(path.relative_to(released).parts), path
+    grading = grading_split_dir(course)
+    secret_hashes = {hashlib.sha256(p.read_bytes()).hexdigest()
+                     for p in grading.rglob("*") if p.is_file()}
+    assert secret_hashes
+    shipped = {hashlib.sha256(p.read_bytes()).hexdigest() for p in released.rglob("*") if p.is_file()}
+    assert not secret_hashes & shipped
+    for name, text in _texts(released).items():
+        assert str(grading) not in text and "datasets/hidden" not in text, name
+
+
+def test_settings_come_from_course_config(course: Course, released: Path) -> None:
+    """Is settings.json exactly what course_config.py says (sizes, profiles, weights)?"""
+    shipped = json.loads((released / "settings.json").read_text())
+    assignment = course.config.assignment(ASSIGNMENT)
+    assert shipped == settings_payload(course, assignment)
+    assert shipped["profiles"]["full"]["image_size_px"] == 224
+    assert shipped["weights"]["md5"] == course.config.weights.md5
+    assert shipped["classes"] == list(course.config.dataset.classes)
+
+
+def test_points_come_from_course_config(course: Course, released: Path) -> None:
+    """Does every autograded test cell carry its rubric item's points from the config?"""
+    nb = nbformat.read(released / "cnn_transfer.ipynb", as_version=4)
+    points = {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"]
+              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    assert points == course.config.assignment(ASSIGNMENT).points
+
+
+def test_points_mismatch_names_the_item(course: Course, source_nb: nbformat.NotebookNode) -> None:
+    """Is a rubric item without a test cell (or the reverse) an error that names it?"""
+    assignment = course.config.assignment(ASSIGNMENT)
+    more = replace(assignment, points={**assignment.points, "q9_missing": 1})
+    with pytest.raises(ReleaseError, match="q9_missing"):
+        sync_points(source_nb, more)
+    fewer = replace(assignment, points={k: v for k, v in assignment.points.items()
+                                        if k != "q5_model_choice"})
+    with pytest.raises(ReleaseError, match="q5_model_choice"):
+        sync_points(source_nb, fewer)
+    changed = replace(assignment, points={**assignment.points, "q1_conv_params": 7})
+    synced = sync_points(source_nb, changed)
+    assert {c.metadata.nbgrader["points"] for c in synced.cells
+            if c.metadata.get("nbgrader", {}).get("grade_id") == "q1_conv_params"} == {7}
+
+
+def test_nbgrader_accepts_the_source(source_nb: nbformat.NotebookNode) -> None:
+    """Does nbgrader's own metadata validator accept the source notebook, ids unique?"""
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    CheckCellMetadata().preprocess(source_nb, {})
+    ids = [c.metadata.nbgrader["grade_id"] for c in source_nb.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids))
+    for cell in source_nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            assert meta["locked"] and "### BEGIN HIDDEN TESTS" in cell.source, meta["grade_id"]
+            assert cell.source.startswith(f'course_helpers.check("{meta["grade_id"]}")')
+
+
+def test_release_is_deterministic(course: Course, released: Path, tmp_path: Path) -> None:
+    """Do two builds from the same source give byte-identical trees?"""
+    again = tmp_path / ASSIGNMENT
+    build_release(course, ASSIGNMENT, out_dir=again)
+    for path in released.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (again / path.relative_to(released)).read_bytes(), path
+
+
+@pytest.fixture
+def scratch_course(course: Course, tmp_path: Path) -> Course:
+    """A copy of the course root (config, source) sharing the built dataset, so release/ may change."""
+    root = tmp_path / "course"
+    root.mkdir()
+    for name in ("course_config.py", "nbgrader_config.py"):
+        shutil.copy2(REPO / name, root / name)
+    shutil.copytree(REPO / "source", root / "source",
+                    ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    (root / "datasets").mkdir()
+    for sub in ("build", "hidden"):
+        (root / "datasets" / sub).symlink_to(course.path(f"datasets/{sub}"))
+    return load_course(root)
+
+
+def test_check_detects_a_modified_release(scratch_course: Course) -> None:
+    """Does --check list a changed, a missing and an extra file, and pass when fresh?"""
+    release_assignment(scratch_course, ASSIGNMENT)
+    assert check_release(scratch_course, ASSIGNMENT).stale == ()
+    dest = scratch_course.release_dir(ASSIGNMENT)
+    with open(dest / "course_helpers.py", "a") as f:
+        f.write("# edited by hand\n")
+    (dest / "data" / "train" / "shoes" / "extra.jpg").write_bytes(b"x")
+    first = sorted((dest / "data" / "test" / "handbags").glob("*.jpg"))[0]
+    first.unlink()
+    stale = check_release(scratch_course, ASSIGNMENT).stale
+    assert set(stale) == {"course_helpers.py", "data/train/shoes/extra.jpg",
+                          str(first.relative_to(dest))}
+
+
+def test_cli_release_check_fails_on_stale(
+    scratch_course: Course, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Does `course release --check` exit non-zero naming the stale file and the fix?"""
+    monkeypatch.setenv("COURSE_ROOT", str(scratch_course.root))
+    assert main(["release", ASSIGNMENT]) == 0
+    assert main(["release", ASSIGNMENT, "--check"]) == 0
+    (scratch_course.release_dir(ASSIGNMENT) / "settings.json").write_text("{}\n")
+    assert main(["release", ASSIGNMENT, "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "settings.json" in err and f"course release {ASSIGNMENT}" in err
+
+
+def test_committed_release_is_fresh(course: Course) -> None:
+    """Is the committed release/ what the source and config produce today?"""
+    if not course.release_dir(ASSIGNMENT).is_dir():
+        pytest.skip("release/ not generated in this checkout")
+    assert check_release(course, ASSIGNMENT).stale == ()
