@@ -510,6 +510,9 @@ async def _run_notebook(
     finally:
         if log is not None:
             log.close()
+    process = getattr(km.provisioner, "process", None)
+    if cgroup is not None and process is not None:
+        cgroup.leader_pid = process.pid  # sh -> prlimit -> setpriv -> bwrap: one pid
     try:
         await client.async_start_new_kernel_client()
         if sandboxed:
@@ -534,8 +537,9 @@ async def _run_notebook(
                 run.alive = False
         else:
             run.notes.append(messages.EXPORT_LOST.format(cell=run.stopped_at))
-        monitor.close()
     finally:
+        if monitor is not None:
+            monitor.close()
         if cgroup is not None:
             cgroup.kill_all()
         try:
@@ -543,8 +547,16 @@ async def _run_notebook(
         except Exception:
             pass
         if client.kc is not None:
+            context = client.kc.context
             client.kc.stop_channels()
+            context.destroy(linger=0)  # ours (see SandboxedKernelManager.client)
         await km.cleanup_resources()
+        if process is not None:  # reap the outer process (a zombie otherwise)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     return run
 
 
@@ -577,11 +589,12 @@ class _DropMonitor:
 
     def __init__(self, kc: Any) -> None:
         self._addr = f"inproc://iopub-monitor-{uuid.uuid4().hex}"
-        self._socket = None
+        self._watched = kc.iopub_channel.socket
+        self._socket: zmq.Socket | None = None
         try:
-            kc.iopub_channel.socket.monitor(self._addr, zmq.EVENT_DISCONNECTED)
-            sync = zmq.Context.shadow(kc.context.underlying)
-            self._socket = sync.socket(zmq.PAIR)
+            self._watched.monitor(self._addr, zmq.EVENT_DISCONNECTED)
+            self._sync = zmq.Context.shadow(kc.context.underlying)
+            self._socket = self._sync.socket(zmq.PAIR)
             self._socket.connect(self._addr)
         except (zmq.ZMQError, AttributeError):
             self._socket = None
@@ -595,6 +608,10 @@ class _DropMonitor:
 
     def close(self) -> None:
         if self._socket is not None:
+            try:
+                self._watched.disable_monitor()
+            except zmq.ZMQError:
+                pass
             self._socket.close(linger=0)
             self._socket = None
 
@@ -679,15 +696,16 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
             status, limit, text = CELL_OK, None, ""
             if pids_hit:
                 limit, text = "max_processes", messages.CELL_PIDS.format(limit=limits.max_processes)
-        dropped = monitor.dropped()
-        if client.output_cut or dropped:
-            if limit is None:
-                limit = "output_bytes"
-            note = (messages.OUTPUT_DROPPED if dropped else messages.OUTPUT_CUT).format(
-                cell=index, limit=limits.output_bytes)
-            run.notes.append(note)
-            if not text:
-                text = note
+        output_notes = []
+        if client.output_cut:
+            output_notes.append(messages.OUTPUT_CUT.format(cell=index, limit=limits.output_bytes))
+        if monitor.dropped():
+            output_notes.append(messages.OUTPUT_DROPPED.format(
+                cell=index, limit=limits.output_bytes + 2**20))
+        if output_notes:
+            limit = limit or "output_bytes"
+            text = text or output_notes[0]
+            run.notes.extend(output_notes)
         run.cells.append(CellRun(index, grade_id, status, runtime, limit, text[:MESSAGE_CHARS * 2]))
 
 

@@ -132,15 +132,31 @@ class Cgroup:
     """One job's cgroup: create with limits, join by argv prefix, kill all, remove."""
 
     version: int = 0
+    leader_pid: int | None = None
+    """The grader's direct child (outer bwrap). Killed last, so that it reaps the sandbox's
+    init and nothing is left as a zombie of a PID 1 that may never reap."""
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the group (the leader last); wait until it is empty."""
+        if self.leader_pid is not None:
+            self._kill_listed(spare=self.leader_pid)
+            deadline = time.monotonic() + 2.0
+            while set(self.pids()) - {self.leader_pid} and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self._kill_everything()
+
+    def _kill_listed(self, *, spare: int | None) -> None:
+        raise NotImplementedError
+
+    def _kill_everything(self) -> None:
+        self._kill_listed(spare=None)
+        self._wait_empty(5.0)
 
     def procs_files(self) -> list[Path]:
         """The ``cgroup.procs`` files a process writes its pid into to join."""
         raise NotImplementedError
 
     def pids(self) -> list[int]:
-        raise NotImplementedError
-
-    def kill_all(self) -> None:
         raise NotImplementedError
 
     def read_events(self) -> CgroupEvents:
@@ -180,6 +196,13 @@ def _read_pids(path: Path) -> list[int]:
         return [int(p) for p in path.read_text().split()]
     except (OSError, ValueError):
         return []
+
+
+def _sigkill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _rmdir_retry(path: Path) -> None:
@@ -225,27 +248,25 @@ class CgroupV1(Cgroup):
             found.update(_read_pids(procs))
         return sorted(found)
 
-    def kill_all(self) -> None:
+    def _kill_listed(self, *, spare: int | None) -> None:
         # Freeze first so nothing can fork between listing and killing.
         state = self.dirs["freezer"] / "freezer.state"
-        try:
-            state.write_text("FROZEN")
-            deadline = time.monotonic() + 2.0
-            while "FROZEN" not in state.read_text() and time.monotonic() < deadline:
-                time.sleep(0.01)
-        except OSError:
-            pass
         for _ in range(3):
+            try:
+                state.write_text("FROZEN")
+                deadline = time.monotonic() + 2.0
+                while "FROZEN" not in state.read_text() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            except OSError:
+                pass
             for pid in self.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                if pid != spare:
+                    _sigkill(pid)
             try:
                 state.write_text("THAWED")
             except OSError:
                 pass
-            if self._wait_empty(2.0):
+            if spare is not None or self._wait_empty(2.0):
                 return
 
     def read_events(self) -> CgroupEvents:
@@ -290,16 +311,25 @@ class CgroupV2(Cgroup):
     def pids(self) -> list[int]:
         return _read_pids(self.path / "cgroup.procs")
 
-    def kill_all(self) -> None:
+    def _kill_listed(self, *, spare: int | None) -> None:
+        if spare is None:
+            try:
+                (self.path / "cgroup.kill").write_text("1")
+                return
+            except OSError:
+                pass
+        freeze = self.path / "cgroup.freeze"
         try:
-            (self.path / "cgroup.kill").write_text("1")
+            freeze.write_text("1")
         except OSError:
-            for pid in self.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self._wait_empty(5.0)
+            pass
+        for pid in self.pids():
+            if pid != spare:
+                _sigkill(pid)
+        try:
+            freeze.write_text("0")
+        except OSError:
+            pass
 
     def read_events(self) -> CgroupEvents:
         return CgroupEvents(

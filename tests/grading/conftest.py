@@ -1,0 +1,96 @@
+"""Fixtures for the execute/export tests: a course with small limits, a temporary
+release folder, and a factory that runs a zoo notebook through the real grader."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.course.config import Course, load_course
+from autograder.facts import ExecutionResult
+from autograder.grading import sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL_LIMITS = {
+    "cell_timeout_s": 3,
+    "notebook_budget_s": 60,
+    "memory_mb": 400,
+    "max_processes": 64,
+    "output_bytes": 20_000,
+    "disk_mb": 64,
+    "file_size_mb": 32,
+    "export_mb": 64,
+}
+RELEASE_GRADE_IDS = ("q1_conv_params", "q1_output_shapes", "q2_cnn_architecture")
+
+
+@pytest.fixture(scope="session")
+def base_course() -> Course:
+    return load_course(REPO)
+
+
+def course_with(base: Course, **limits: float) -> Course:
+    """The real course config with small limits (and any overrides) for tests."""
+    config = base.config
+    new_limits = dataclasses.replace(config.limits, **{**SMALL_LIMITS, **limits})
+    return Course(root=base.root, config=dataclasses.replace(config, limits=new_limits))
+
+
+@pytest.fixture
+def release_dir(tmp_path: Path, base_course: Course) -> Path:
+    """A stand-in for release/<id>/: helpers, settings, a tiny data folder, a notebook."""
+    release = tmp_path / "release"
+    for split in ("train", "validation", "test"):
+        for cls in ("handbags", "shoes"):
+            (release / "data" / split / cls).mkdir(parents=True)
+            (release / "data" / split / cls / "0.jpg").write_bytes(b"\xff\xd8\xff")
+    (release / "course_helpers.py").write_text("def settings():\n    return {}\n")
+    (release / "settings.json").write_text(json.dumps({"profiles": {}}))
+    cells = []
+    for grade_id in RELEASE_GRADE_IDS:
+        cell = nbformat.v4.new_code_cell("pass")
+        cell.metadata["nbgrader"] = {"grade_id": grade_id, "grade": True, "points": 1}
+        cells.append(cell)
+    assignment = base_course.config.assignments[0]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), release / assignment.notebook)
+    return release
+
+
+@pytest.fixture
+def sandbox_ready(base_course: Course) -> None:
+    """Skip (naming the missing parts) where the sandbox cannot run: not root, no bwrap..."""
+    prefix = base_course.config.grading.sandbox_user_prefix
+    missing = sandbox.probe_sandbox(prefix=prefix, slots=1)
+    if missing:
+        pytest.skip("sandbox unavailable: " + "; ".join(missing))
+
+
+RunZoo = Callable[..., ExecutionResult]
+
+
+@pytest.fixture
+def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_ready: None) -> RunZoo:
+    """Run a notebook (cell sources or a NotebookNode) in the sandbox; limits overridable."""
+    from autograder.grading.execute import execute_submission
+    import zoo
+
+    counter = iter(range(1000))
+
+    def run(notebook: list[str] | nbformat.NotebookNode, **limits: float) -> ExecutionResult:
+        n = next(counter)
+        nb = zoo.build(notebook) if isinstance(notebook, list) else notebook
+        path = tmp_path / f"submission{n}.ipynb"
+        nbformat.write(nb, path)
+        course = course_with(base_course, **limits)
+        return execute_submission(
+            path, course=course, assignment=course.config.assignments[0], student=f"zoo{n}",
+            slot=0, job_dir=tmp_path / f"job{n}", profile="reduced", weights_mode="stand-in",
+            release_dir=release_dir,
+        )
+
+    return run

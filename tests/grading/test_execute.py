@@ -1,0 +1,307 @@
+"""Stage 1 and 2 against the zoo: does each hostile or broken notebook get the status,
+the limit and the message a student would expect, and does the grader stay in charge?"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import zoo
+
+from autograder.errors import SandboxUnavailable, SubmissionError
+from autograder.facts import CELL_ERROR, CELL_KILLED, CELL_NOT_RUN, CELL_OK, CELL_TIMEOUT
+from autograder.grading import messages, sandbox
+from autograder.grading.execute import read_submission
+
+pytestmark = [pytest.mark.kernel, pytest.mark.sandbox]
+
+
+def statuses(result) -> list[str]:
+    return [c.status for c in result.cells]
+
+
+def test_plain_notebook_runs_and_exports(run_zoo):
+    """Does a plain notebook run every cell and export its answers with where they were set?"""
+    result = run_zoo(zoo.HELLO)
+    assert statuses(result) == [CELL_OK, CELL_OK]
+    assert result.kernel_status == "finished"
+    assert result.sandboxed
+    assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
+    assert result.defined_in == {"conv1_params": 1, "conv2_params": 2}
+    assert [c.index for c in result.cells] == [1, 2]  # the markdown cell keeps its place
+
+
+def test_error_is_recorded_and_grading_goes_on(run_zoo):
+    """Is an exception recorded as name + message, with the next cell still run?"""
+    result = run_zoo(zoo.ERROR_THEN_OK)
+    assert statuses(result) == [CELL_OK, CELL_ERROR, CELL_OK]
+    assert result.cells[1].message == "ValueError: wrong shape"
+    assert "/work" not in result.cells[1].message
+    assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
+
+
+def test_infinite_loop_times_out_and_next_cell_runs(run_zoo):
+    """Does the cell timeout interrupt an infinite loop and keep grading the next cell?"""
+    result = run_zoo(zoo.INFINITE_LOOP)
+    assert statuses(result) == [CELL_OK, CELL_TIMEOUT, CELL_OK]
+    loop = result.cells[1]
+    assert loop.limit == "cell_timeout_s"
+    assert loop.message == messages.CELL_TIMEOUT.format(limit_s=3)
+    assert 3 <= loop.runtime_s < 3 + 8
+    assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
+
+
+def test_loop_ignoring_sigint_is_killed_and_answers_are_lost(run_zoo):
+    """Is a loop that ignores SIGINT killed after the grace period, later cells not run,
+    and is it said clearly that the answers (export needs a live kernel) were lost?"""
+    result = run_zoo(zoo.IGNORES_SIGINT)
+    assert statuses(result) == [CELL_OK, CELL_KILLED, CELL_NOT_RUN]
+    assert result.cells[1].limit == "cell_timeout_s"
+    assert "did not stop when interrupted" in result.cells[1].message
+    assert result.cells[2].message == messages.CELL_NOT_RUN_AFTER.format(cell=2)
+    assert result.kernel_status == "killed"
+    assert result.answers == {}
+    assert messages.EXPORT_LOST.format(cell=2) in result.notes
+
+
+def test_memory_bomb_is_stopped_as_oom(run_zoo):
+    """Does a memory bomb end as "oom" at its own cell, naming the memory limit?"""
+    result = run_zoo(zoo.MEMORY_BOMB)
+    assert statuses(result) == [CELL_OK, CELL_KILLED, CELL_NOT_RUN]
+    assert result.cells[1].limit == "memory_mb"
+    assert result.cells[1].message == messages.CELL_OOM.format(limit_mb=400)
+    assert result.kernel_status == "oom"
+
+
+def test_fork_bomb_hits_the_process_limit_and_kernel_survives(run_zoo):
+    """Does a fork bomb run into pids.max (the cell errors, naming the limit) while the
+    kernel lives on, and are the children gone after grading?"""
+    result = run_zoo(zoo.FORK_BOMB)
+    assert statuses(result)[:2] == [CELL_OK, CELL_ERROR]
+    assert result.cells[1].limit == "max_processes"
+    assert result.cells[1].message.startswith("BlockingIOError")
+    assert messages.CELL_PIDS.format(limit=64) in result.cells[1].message
+    # While the children live, IPython itself may not get a thread for the next cell:
+    # that cell runs and is recorded either way, and the kernel survives to export.
+    assert result.cells[2].status in (CELL_OK, CELL_ERROR)
+    assert result.kernel_status == "finished"
+    assert result.answers["conv1_params"] == 416
+    assert _processes_of_slot_user() == []
+
+
+def test_os_exit_is_a_kernel_death_at_that_cell(run_zoo):
+    """Is os._exit reported as the kernel dying at that cell, with the exit code?"""
+    result = run_zoo(zoo.OS_EXIT)
+    assert statuses(result) == [CELL_OK, CELL_KILLED, CELL_NOT_RUN]
+    assert result.cells[1].limit == "kernel_died"
+    assert "exited with code 3" in result.cells[1].message
+    assert result.kernel_status == "died"
+    assert result.answers == {}
+
+
+def test_segfault_is_a_kernel_death_at_that_cell(run_zoo):
+    """Is a segmentation fault reported as the kernel dying at that cell?"""
+    result = run_zoo(zoo.SEGFAULT)
+    assert statuses(result) == [CELL_OK, CELL_KILLED, CELL_NOT_RUN]
+    assert result.cells[1].limit == "kernel_died"
+    assert result.cells[1].message.startswith("The Python kernel died")
+    assert result.kernel_status == "died"
+
+
+def test_hundred_megabyte_line_is_cut_without_growing_the_grader(run_zoo):
+    """Is a 100 MB single line cut at the byte limit, and does the grader's memory stay flat?"""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run_zoo(zoo.HUGE_LINE, memory_mb=800)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 50
+    assert result.cells[0].limit == "output_bytes"
+    assert result.cells[0].status == CELL_OK
+    assert result.cells[1].status == CELL_OK
+    # libzmq dropped the one oversized message before Python saw it.
+    assert messages.OUTPUT_DROPPED.format(cell=1, limit=20_000 + 2**20) in result.notes
+    assert result.answers == {"conv1_params": 416}
+
+
+def test_many_lines_are_cut_at_the_byte_limit(run_zoo, tmp_path):
+    """Are many small lines cut at limits.output_bytes (bytes, not lines), with a note?"""
+    result = run_zoo(zoo.MANY_LINES)
+    assert result.cells[0].limit == "output_bytes"
+    assert result.cells[0].message == messages.OUTPUT_CUT.format(cell=1, limit=20_000)
+    assert result.answers == {"conv1_params": 416}
+
+
+def test_network_is_unreachable(run_zoo):
+    """Do connections to loopback and to public addresses all fail?"""
+    result = run_zoo(zoo.NETWORK)
+    assert result.cells[0].status == CELL_OK
+    assert "connected" not in result.answers["backbone_layers"]
+    assert len(result.answers["backbone_layers"]) == 4
+
+
+def test_files_outside_scratch_are_out_of_reach(run_zoo):
+    """Are /root, the course files, the gradebook, other jobs and the venv unreadable or
+    unwritable, while the scratch folder works?"""
+    result = run_zoo(zoo.FILESYSTEM)
+    seen = dict(result.answers["chosen_model"])
+    assert seen.pop("write scratch") == "allowed"
+    assert all(outcome != "allowed" for outcome in seen.values()), seen
+
+
+def test_disk_filler_hits_the_disk_limit(run_zoo):
+    """Does writing past the job's tmpfs size fail in that cell, naming the disk limit?"""
+    result = run_zoo(zoo.DISK_FILLER)
+    assert statuses(result) == [CELL_OK, CELL_ERROR, CELL_OK]
+    assert result.cells[1].limit == "disk_mb"
+    assert "disk space" in result.cells[1].message
+
+
+def test_setsid_daemon_does_not_outlive_grading(run_zoo):
+    """Is a double-forked setsid daemon gone after grading, before it could write?"""
+    result = run_zoo(zoo.SETSID_DAEMON)
+    assert result.answers["chosen_model"] == "up"  # it was running during the cell
+    assert _processes_of_slot_user() == []
+    time.sleep(5)  # longer than the daemon's sleep
+    assert _processes_of_slot_user() == []
+    assert not list(Path(sandbox.STAGE_ROOT).glob("*/scratch/export/daemon-was-here"))
+
+
+def test_monkeypatching_does_not_change_exported_values(run_zoo):
+    """Do patched numpy.testing / builtins leave the export working with the real values?"""
+    result = run_zoo(zoo.MONKEYPATCH)
+    assert statuses(result) == [CELL_OK, CELL_OK, CELL_OK]
+    assert result.answers == {"conv1_params": 999, "conv2_params": 7}
+
+
+def test_input_transformer_only_affects_student_cells(run_zoo):
+    """Does a transformer that blanks every later cell leave the grader's export intact?"""
+    result = run_zoo(zoo.INPUT_TRANSFORMER)
+    assert result.answers == {"conv1_params": 416}  # conv2_params's cell became `pass`
+    assert not any("could not collect" in note for note in result.notes)
+
+
+def test_kernel_is_seeded_and_has_course_environment(run_zoo):
+    """Is Python's random seeded (same value twice), the COURSE_* variables set, the
+    release helpers and data visible, and stderr output free of cost?"""
+    first, second = run_zoo(zoo.SEEDED), run_zoo(zoo.SEEDED)
+    assert first.answers["conv1_params"] == second.answers["conv1_params"]
+    assert first.answers["chosen_model"] == ["reduced", "stand-in", "/sandbox/work/data"]
+    assert first.answers["backbone_layers"] == ["test", "train", "validation"]
+    assert statuses(first) == [CELL_OK, CELL_OK]
+
+
+def test_budget_stops_the_notebook_but_keeps_earlier_answers(run_zoo):
+    """When the notebook budget runs out, is that cell marked, the rest not run, and what
+    was defined before still exported?"""
+    result = run_zoo(zoo.BUDGET, notebook_budget_s=6, cell_timeout_s=5)
+    assert statuses(result) == [CELL_OK, CELL_OK, CELL_KILLED, CELL_NOT_RUN]
+    assert result.cells[2].limit == "notebook_budget_s"
+    assert result.kernel_status == "budget"
+    assert result.answers == {"conv1_params": 1}
+
+
+def test_edited_metadata_is_matched_only_to_known_unique_ids(run_zoo):
+    """Are grade_ids taken from metadata only when the release knows them and they are
+    unique, and does a skip-execution tag not stop a cell from running?"""
+    nb = zoo.build(["conv1_params = 1", "conv2_params = 2", "a = 1", "b = 2", "c = 3"])
+    nb.cells[1].metadata["nbgrader"] = {"grade_id": "q2_cnn_architecture"}
+    nb.cells[2].metadata["nbgrader"] = {"grade_id": "made_up_by_student"}
+    nb.cells[3].metadata["nbgrader"] = {"grade_id": "q1_output_shapes"}
+    nb.cells[4].metadata["nbgrader"] = {"grade_id": "q1_output_shapes"}
+    nb.cells[5].metadata["tags"] = ["skip-execution", "raises-exception"]
+    result = run_zoo(nb)
+    assert [c.grade_id for c in result.cells] == ["q2_cnn_architecture", None, None, None, None]
+    assert statuses(result) == [CELL_OK] * 5
+    assert result.answers == {"conv1_params": 1, "conv2_params": 2}
+
+
+def test_deleted_cells_just_leave_names_undefined(run_zoo):
+    """Does a submission without the cell that defines a name just lack that answer?"""
+    result = run_zoo(zoo.HELLO[:1])
+    assert result.answers == {"conv1_params": 416}
+    assert "conv2_params" not in result.answer_errors
+
+
+def test_keras_model_is_exported_into_the_grader_folder(run_zoo, tmp_path):
+    """Is a Keras model saved as .keras and copied into the grader's own folder, with its
+    history, while a non-model under a model name is reported?"""
+    result = run_zoo(zoo.KERAS_MODEL, cell_timeout_s=120, memory_mb=2048, max_processes=512)
+    assert result.cells[0].status == CELL_OK, result.cells[0].message
+    path = result.models["cnn_model"]
+    assert path.is_file() and path.read_bytes()[:4] == b"PK\x03\x04"
+    assert path.is_relative_to(tmp_path)
+    assert set(result.histories["cnn_history"]) == {"loss"}
+    assert len(result.histories["cnn_history"]["loss"]) == 2
+    assert result.answer_errors["tl_model"] == messages.MODEL_NOT_KERAS.format(type_name="str")
+
+
+def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_course, tmp_path):
+    """Is a machine without the sandbox refused with the missing part named, and does the
+    explicit waiver run unsandboxed and say so?"""
+    import dataclasses
+
+    from conftest import course_with
+
+    from autograder.grading import execute
+
+    monkeypatch.setattr(sandbox, "probe_sandbox", lambda **_: ["bwrap: install bubblewrap"])
+    with pytest.raises(SandboxUnavailable, match="bwrap: install bubblewrap"):
+        run_zoo(zoo.HELLO)
+    course = course_with(base_course)
+    waived = dataclasses.replace(course.config, grading=dataclasses.replace(
+        course.config.grading, allow_unsandboxed=True))
+    monkeypatch.setattr(execute, "read_submission", lambda _: zoo.build(zoo.HELLO))
+    result = execute.execute_submission(
+        Path(__file__), course=type(course)(root=course.root, config=waived),
+        assignment=waived.assignments[0], student="open", slot=0,
+        job_dir=tmp_path / "unsandboxed-job",
+        profile="reduced", weights_mode="stand-in")
+    assert not result.sandboxed
+    assert result.notes[0] == messages.UNSANDBOXED
+    assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
+
+
+def _processes_of_slot_user() -> list[str]:
+    """Live processes of slot 0's uid (zombies are dead: they wait for PID 1 to reap them)."""
+    user = sandbox.find_sandbox_user("course-sbx", 0)
+    ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-u", str(user.uid)],
+                        capture_output=True, text=True)
+    return [line for line in ps.stdout.splitlines()
+            if line.strip() and not line.split()[1].startswith("Z")]
+
+
+# ---------------------------------------------------------------------------------------
+# Files that are not notebooks: no kernel needed
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ('{"cells": [', "is not valid JSON"),
+    (json.dumps({"nbformat": 3, "nbformat_minor": 0, "cells": [], "metadata": {}}),
+     "has nbformat 3"),
+    (json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {}}),
+     "has no code cells"),
+    ("[1, 2]", "is JSON but not a notebook"),
+])
+def test_unreadable_submission_is_a_submission_error(tmp_path, content, expected):
+    """Does malformed JSON, a wrong nbformat or an empty notebook raise a SubmissionError
+    naming the file and saying what to do?"""
+    path = tmp_path / "homework.ipynb"
+    path.write_text(content)
+    with pytest.raises(SubmissionError) as info:
+        read_submission(path)
+    assert info.value.message.startswith("homework.ipynb ")
+    assert expected in info.value.message
+    assert info.value.hint
+
+
+def test_notebook_with_only_markdown_is_empty(tmp_path):
+    """Is a notebook whose cells are all markdown refused as having no code?"""
+    path = tmp_path / "empty.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("hi")])
+    nbformat.write(nb, path)
+    with pytest.raises(SubmissionError, match="has no code cells"):
+        read_submission(path)
