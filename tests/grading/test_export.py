@@ -1,0 +1,151 @@
+"""The trusted half of the export: does the grader take only plain files and plain data
+from the folder the sandbox wrote, and find where names were defined?"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from autograder.course.settings import Assignment
+from autograder.grading import messages
+from autograder.grading.export import (
+    ANSWERS_FILE,
+    HISTORIES_FILE,
+    MODELS_DIR,
+    assigned_names,
+    collect_exports,
+    defined_in,
+    export_expression,
+)
+
+A = Assignment(assignment_id="a", notebook="a.ipynb", answer_names=("x", "y", "z"),
+               model_names=("m", "n"), history_names=("h",), points={"q": 1})
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "export"
+    (folder / MODELS_DIR).mkdir(parents=True)
+    return folder
+
+
+def write_answers(folder: Path, answers: dict, errors: dict | None = None) -> None:
+    (folder / ANSWERS_FILE).write_text(json.dumps({"answers": answers, "errors": errors or {}}))
+
+
+def test_plain_answers_are_taken_and_unknown_names_dropped(export_dir, tmp_path):
+    """Are JSON answers for known names kept, and names the assignment does not list dropped?"""
+    write_answers(export_dir, {"x": 416, "y": [None, 7, 7, 2048], "evil": 1}, {"z": "is a set"})
+    (export_dir / HISTORIES_FILE).write_text("{}")
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.answers == {"x": 416, "y": [None, 7, 7, 2048]}
+    assert facts.answer_errors == {"z": "is a set"}
+    assert facts.notes == ()
+
+
+def test_nan_and_deep_values_are_refused(export_dir, tmp_path):
+    """Is a NaN (which JSON cannot hold) refused, and a too-deep list reported per name?"""
+    (export_dir / ANSWERS_FILE).write_text('{"answers": {"x": NaN}, "errors": {}}')
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.answers == {}
+    assert "answers.json: holds NaN" in facts.notes[0]
+    write_answers(export_dir, {"y": [[[[[1]]]]]})
+    facts = collect_exports(export_dir, tmp_path / "out2", assignment=A, export_mb=10)
+    assert "y" in facts.answer_errors
+
+
+def test_symlinked_answers_file_is_refused(export_dir, tmp_path):
+    """Is answers.json refused when it is a symlink (e.g. to a grader file)?"""
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"answers": {"x": 1}, "errors": {}}))
+    (export_dir / ANSWERS_FILE).symlink_to(secret)
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.answers == {}
+    assert "not a plain file" in facts.notes[0]
+
+
+def test_fifo_and_hard_link_are_refused(export_dir, tmp_path):
+    """Are a FIFO (would block the grader) and a hard link refused without reading them?"""
+    os.mkfifo(export_dir / ANSWERS_FILE)
+    target = tmp_path / "elsewhere.keras"
+    target.write_bytes(b"PK\x03\x04data")
+    os.link(target, export_dir / MODELS_DIR / "m.keras")
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.answers == {} and facts.models == {}
+    assert any("not a plain file" in n for n in facts.notes)
+    assert any("hard links" in n for n in facts.notes)
+
+
+def test_symlinked_models_folder_is_refused(export_dir, tmp_path):
+    """Is a models folder swapped for a symlink ignored (O_NOFOLLOW on every step)?"""
+    (export_dir / MODELS_DIR).rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "m.keras").write_bytes(b"PK\x03\x04")
+    (export_dir / MODELS_DIR).symlink_to(elsewhere)
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.models == {}
+
+
+def test_models_are_copied_under_the_size_cap(export_dir, tmp_path):
+    """Is a .keras file copied into the grader folder, a non-zip refused, and the total
+    export size capped?"""
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(b"PK\x03\x04" + b"0" * 100)
+    (export_dir / MODELS_DIR / "n.keras").write_bytes(b"#!/bin/sh\n")
+    out = tmp_path / "out"
+    facts = collect_exports(export_dir, out, assignment=A, export_mb=10)
+    assert facts.models == {"m": out / MODELS_DIR / "m.keras"}
+    assert (out / MODELS_DIR / "m.keras").read_bytes()[:4] == b"PK\x03\x04"
+    assert any("n.keras is not a .keras archive" in n for n in facts.notes)
+    (export_dir / MODELS_DIR / "n.keras").write_bytes(b"PK\x03\x04" + b"0" * (2 * 2**20))
+    facts = collect_exports(export_dir, tmp_path / "out2", assignment=A, export_mb=1)
+    assert "n" not in facts.models
+    assert any("larger than" in n for n in facts.notes)
+
+
+def test_oversized_json_is_refused(export_dir, tmp_path):
+    """Is a JSON file above the cap refused without parsing it?"""
+    write_answers(export_dir, {"x": "a" * 9000})
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=0)
+    assert facts.answers == {}
+    assert "allowed" in facts.notes[0]
+
+
+def test_histories_keep_only_lists_of_numbers(export_dir, tmp_path):
+    """Are histories kept as lists of floats, with non-numeric series dropped?"""
+    (export_dir / HISTORIES_FILE).write_text(json.dumps(
+        {"h": {"loss": [1, 0.5], "bad": ["x"]}, "other": {"loss": [1]}}))
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.histories == {"h": {"loss": [1.0, 0.5]}}
+
+
+def test_missing_export_folder_is_a_note(tmp_path):
+    """Does a missing export folder give a note rather than a crash?"""
+    facts = collect_exports(tmp_path / "nope", tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.notes == (messages.EXPORT_FAILED.format(reason="no export folder"),)
+
+
+def test_assigned_names_cover_top_level_bindings():
+    """Are plain, annotated, augmented, tuple, for, with, import and def bindings found,
+    magics skipped, and names inside functions ignored?"""
+    source = ("%matplotlib inline\nx = 1\ny: int = 2\nz += 1\na, (b, *c) = t\n"
+              "for i in r: pass\nwith o as w: pass\nimport numpy as np\n"
+              "def f():\n    hidden = 1\n!ls\n")
+    assert assigned_names(source) == {"x", "y", "z", "a", "b", "c", "i", "w", "np", "f"}
+    assert assigned_names("x = (") == set()
+
+
+def test_defined_in_is_the_last_executed_assignment():
+    """Is a name's cell the last executed one that assigns it?"""
+    assert defined_in([(1, "x = 1"), (3, "x = 2\ny = 1"), (4, "print(x)")], {"x", "y", "q"}) \
+        == {"x": 3, "y": 3}
+
+
+def test_export_expression_is_one_expression():
+    """Is the in-kernel export a single expression (so it can go in user_expressions)?"""
+    import ast
+
+    ast.parse(export_expression(A, export_dir="/sandbox/export"), mode="eval")

@@ -1,0 +1,132 @@
+"""The sandbox's parts without a Jupyter kernel: is the argv what we think, do the
+cgroups kill what they hold, and does the probe name what is missing?"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder.errors import SandboxUnavailable
+from autograder.grading import sandbox
+
+USER = sandbox.SandboxUser(name="course-sbx0", uid=12345, gid=12346)
+
+
+def _argv(tmp_path: Path, **kw) -> list[str]:
+    layout = sandbox.JobLayout(job_dir=tmp_path / "job", stage=tmp_path / "stage")
+    return sandbox.build_sandbox_argv(
+        [sys.executable, "-m", "ipykernel_launcher"], user=USER, layout=layout,
+        ro_binds=[(tmp_path / "helpers.py", "/sandbox/work/course_helpers.py")],
+        env={"COURSE_PROFILE": "reduced"}, cgroup=None, file_size_mb=10, **kw)
+
+
+def test_argv_drops_root_before_bubblewrap(tmp_path):
+    """Does the command switch to the slot uid and drop capabilities before bwrap runs?"""
+    argv = _argv(tmp_path)
+    setpriv, bwrap = argv.index("setpriv"), argv.index(sandbox.BWRAP)
+    assert setpriv < bwrap
+    assert argv[setpriv:bwrap] == ["setpriv", "--reuid", "12345", "--regid", "12346",
+                                   "--clear-groups", "--inh-caps=-all", "--no-new-privs"]
+    assert ["--fsize=10485760", "--core=0"] == argv[1:3]
+    for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv"):
+        assert flag in argv
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+
+
+def test_argv_shows_no_course_files(tmp_path):
+    """Are /root, the course repository and the gradebook absent from every bind?"""
+    argv = _argv(tmp_path)
+    sources = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
+    venv = str(sandbox.venv_dir() or "/nonexistent")
+    for source in sources:
+        assert not source.startswith("/root")
+        assert source.startswith(("/usr", "/etc/", venv, str(tmp_path))), source
+    assert "/work/main" not in [s for s in sources if not s.startswith(venv)]
+    writable = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
+    assert all(w.startswith(str(tmp_path / "stage")) for w in writable)
+    assert argv[argv.index("--remount-ro") + 1] in ("/", "/dev")
+
+
+def test_argv_joins_the_cgroup_first(tmp_path):
+    """Does the process join the job cgroup before prlimit/setpriv/bwrap start?"""
+
+    class FakeGroup(sandbox.Cgroup):
+        def procs_files(self):
+            return [Path("/sys/fs/cgroup/memory/x/cgroup.procs")]
+
+    layout = sandbox.JobLayout(job_dir=tmp_path / "job", stage=tmp_path / "stage")
+    argv = sandbox.build_sandbox_argv(["python"], user=USER, layout=layout, ro_binds=[],
+                                      env={}, cgroup=FakeGroup(), file_size_mb=1)
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert argv.index("/sys/fs/cgroup/memory/x/cgroup.procs") < argv.index("prlimit")
+
+
+def test_unknown_slot_user_names_the_setup_command():
+    """Is a missing slot user a SandboxUnavailable that says to run `course sandbox setup`?"""
+    with pytest.raises(SandboxUnavailable) as info:
+        sandbox.find_sandbox_user("no-such-prefix-", 7)
+    assert "no-such-prefix-7" in info.value.message
+    assert "course sandbox setup" in info.value.hint
+
+
+def test_probe_names_a_missing_user():
+    """Does the probe list a missing uid as a part, with what to do?"""
+    missing = sandbox.probe_sandbox(prefix="no-such-prefix-", slots=1)
+    assert any(m.startswith("unprivileged uid: sandbox user no-such-prefix-0") for m in missing)
+
+
+@pytest.mark.sandbox
+def test_probe_is_clean_on_a_prepared_machine(sandbox_ready, base_course):
+    """After `course sandbox setup`, does the probe find nothing missing?"""
+    prefix = base_course.config.grading.sandbox_user_prefix
+    assert sandbox.probe_sandbox(prefix=prefix, slots=1) == []
+
+
+@pytest.mark.sandbox
+def test_cgroup_kill_takes_a_detached_setsid_tree(sandbox_ready):
+    """Does killing the cgroup end a double-forked setsid daemon that left its parent?"""
+    group = sandbox.create_cgroup(f"test-{os.getpid()}", memory_mb=64, max_processes=16)
+    try:
+        script = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+                  "    if os.fork() == 0:\n        time.sleep(60)\n    os._exit(0)\n")
+        subprocess.run([*group.join_prefix(), sys.executable, "-c", script], check=True)
+        deadline = time.monotonic() + 5
+        while not group.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        daemons = group.pids()
+        assert len(daemons) == 1
+        group.kill_all()
+        assert group.pids() == []
+        assert _dead(daemons[0])
+    finally:
+        group.remove()
+
+
+@pytest.mark.sandbox
+def test_cgroup_counts_pids_max_hits(sandbox_ready):
+    """Is a fork past pids.max refused and counted as an event?"""
+    group = sandbox.create_cgroup(f"pids-{os.getpid()}", memory_mb=256, max_processes=4)
+    try:
+        script = ("import os, time\nkids = []\ntry:\n    for _ in range(20):\n"
+                  "        pid = os.fork()\n        if pid == 0:\n            time.sleep(5)\n"
+                  "            os._exit(0)\n        kids.append(pid)\n"
+                  "except BlockingIOError:\n    print(len(kids))\n")
+        run = subprocess.run([*group.join_prefix(), sys.executable, "-c", script],
+                             capture_output=True, text=True, timeout=30)
+        assert 0 < int(run.stdout) < 4
+        assert group.read_events().pids_max_hits > 0
+    finally:
+        group.remove()
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for PID 1 to reap it (nothing left that can run)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
