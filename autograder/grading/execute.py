@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -393,7 +394,8 @@ def execute_submission(
     facts = None
     try:
         try:
-            cgroup = sandbox.create_cgroup(f"{student}-{uuid.uuid4().hex[:8]}",
+            safe = re.sub(r"[^A-Za-z0-9_-]", "_", student)[:40]  # ids come from folder names
+            cgroup = sandbox.create_cgroup(f"{safe}-{uuid.uuid4().hex[:8]}",
                                            memory_mb=limits.memory_mb,
                                            max_processes=limits.max_processes)
         except SandboxUnavailable:
