@@ -407,6 +407,7 @@ def execute_submission(
             work_dir=inside["work"], tmp_dir=inside["tmp"],
             extra={"COURSE_PROFILE": profile, "COURSE_WEIGHTS_MODE": weights_mode,
                    "COURSE_DATA_DIR": inside["data"], "PYTHONHASHSEED": str(grading.seed),
+                   "COURSE_SEED": str(grading.seed),
                    **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {})})
         ro_binds = _ro_binds(layout, release, weights_file) if sandboxed else []
         run = asyncio.run(_run_notebook(
