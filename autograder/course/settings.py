@@ -39,7 +39,7 @@ class DatasetSettings:
     """Seed of the student splits; each image is a function of (seed, split, class, index)."""
     grading_seed: int = 77_003_311
     """Independent seed stream for the hidden grading split."""
-    difficulty: float = 0.1
+    difficulty: float = 0.05
     """0 = clean product shots, 1 = heavy clutter; calibrated in datasets/README.md."""
     classes: tuple[str, ...] = ("handbags", "shoes")
     """Class folder names; Keras sorts them, so the first is label 0."""
