@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,94 @@ def test_full_profile_keeps_the_recitation_numbers(course: Course, tmp_path: Pat
     assert a["embedding_shape"] == (7, 7, 2048)
     assert m["tl_model"]["params"] == 25_690_625
     assert (a["ft_trainable_params"], m["ft_model"]["params"]) == (30_156_289, 49_278_337)
+
+
+# ---------------------------------------------------------------- course_helpers, no kernel
+
+
+@pytest.fixture
+def helpers(course: Course, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The shipped course_helpers module, imported from a copy with its settings.json."""
+    import importlib.util
+
+    for name in ("course_helpers.py", "settings.json"):
+        shutil.copy2(course.source_dir(ASSIGNMENT) / name, tmp_path / name)
+    for var in ("COURSE_PROFILE", "COURSE_WEIGHTS_MODE", "COURSE_WEIGHTS_DIR", "COURSE_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    spec = importlib.util.spec_from_file_location("course_helpers_under_test",
+                                                  tmp_path / "course_helpers.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_helpers_settings_follow_the_profile(helpers: Any, course: Course,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does settings() give the default profile, and the reduced one under $COURSE_PROFILE?"""
+    assert helpers.settings().image_size_px == course.config.profiles["full"].image_size_px
+    monkeypatch.setenv("COURSE_PROFILE", "reduced")
+    s = helpers.settings()
+    assert (s.profile, s.image_size_px, s.cnn_epochs) == ("reduced", 64, 2)
+    assert s.classes == course.config.dataset.classes and s.batch_size == 32
+    monkeypatch.setenv("COURSE_PROFILE", "huge")
+    with pytest.raises(helpers.CourseSetupError, match="reduced"):
+        helpers.settings()
+
+
+def test_helpers_weights_modes(helpers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Stand-in: banner and None (or the seeded stand-in file); ImageNet: verified or a clear error."""
+    import hashlib
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("COURSE_WEIGHTS_DIR", str(cache))
+    monkeypatch.setenv("COURSE_WEIGHTS_MODE", "stand-in")
+    assert helpers.resnet50_weights() is None
+    assert "STAND-IN WEIGHTS (untrained)" in capsys.readouterr().out
+    standin = cache / helpers._raw_settings()["weights"]["standin_file_name"]
+    standin.write_bytes(b"seeded")
+    assert helpers.resnet50_weights() == standin
+    monkeypatch.delenv("COURSE_WEIGHTS_MODE")
+    with pytest.raises(helpers.CourseSetupError, match="course weights import FILE"):
+        helpers.resnet50_weights()
+    real = cache / helpers._raw_settings()["weights"]["file_name"]
+    real.write_bytes(b"not the real file")
+    with pytest.raises(helpers.CourseSetupError, match="corrupt"):
+        helpers.resnet50_weights()
+    raw = helpers._raw_settings()
+    monkeypatch.setitem(raw["weights"], "md5", hashlib.md5(b"not the real file").hexdigest())
+    helpers._verified_weights.cache_clear()
+    assert helpers.resnet50_weights() == real
+
+
+def test_helpers_data_dir(helpers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does data_dir() honour $COURSE_DATA_DIR and say what is missing?"""
+    for split in ("train", "validation", "test"):
+        (tmp_path / "d" / split).mkdir(parents=True)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "d"))
+    assert helpers.data_dir() == tmp_path / "d"
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(helpers.CourseSetupError, match="train, validation, test"):
+        helpers.data_dir()
+
+
+def test_public_checks_are_friendly(helpers: Any, course: Course) -> None:
+    """Do the public checks name the variable and the fix, without revealing answers?"""
+    ns: dict[str, Any] = {"conv1_params": 416.0, "conv2_params": 4128}
+    _, problems = helpers._checks(ns, "q1_conv_params")
+    assert problems == ["your conv1_params should be an int (a whole number), not float"]
+    _, problems = helpers._checks({}, "q5_model_choice")
+    assert problems == ["chosen_model is not defined yet: run the cells above that define it"]
+    _, problems = helpers._checks({"chosen_model": "test"}, "q5_model_choice")
+    assert problems and "4128" not in " ".join(problems)
+    _, problems = helpers._checks({"shape_stride1_valid": [223, 223, 32],
+                                   "shape_stride2_valid": (112, 112, 32),
+                                   "shape_stride2_same": (112, 112, 32)}, "q1_output_shapes")
+    assert len(problems) == 1 and "tuple" in problems[0]
+    for item in course.config.assignment(ASSIGNMENT).points:
+        helpers._checks({}, item)  # every rubric item has a public check
+    with pytest.raises(KeyError):
+        helpers._checks({}, "q0_unknown")
