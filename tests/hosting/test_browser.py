@@ -1,0 +1,228 @@
+"""The whole loop in headless Chromium on the local hub: fetch, answer, submit, graded feedback.
+
+One story, in order (module-scoped state): student1 logs in, fetches the assignment in
+Lab's Nbgrader > Assignments panel, answers question 1a, saves and submits; the grading
+service runs the real `course grade` (reduced profile, stand-in weights); student1
+fetches feedback and reads the score; student2 submits too and cannot open student1's
+feedback or status; the instructor sees both submissions and opens formgrader in its own
+tab. Screenshots go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.slow]
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ANSWER = "conv1_params = 2 * 2 * 3 * 32 + 32\nconv2_params = 2 * 2 * 32 * 32 + 32\nprint(conv1_params, conv2_params)"
+GRADE_TIMEOUT_S = 600
+SPAWN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser(hub) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (scripts/bootstrap.sh installs it)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def story() -> dict[str, Any]:
+    """What one step of the story leaves for the next."""
+    return {}
+
+
+def _login(browser: Any, hub: Any, user: str) -> tuple[Any, Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", hub.password)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=SPAWN_TIMEOUT_MS)
+    page.wait_for_selector(".jp-LabShell", timeout=SPAWN_TIMEOUT_MS)
+    return context, page
+
+
+def _open_assignments(page: Any) -> None:
+    """Nbgrader > Assignment List (the panel titled "Assignments")."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+    page.wait_for_selector("text=Released assignments")
+
+
+def _button(page: Any, assignment_id: str, label: str) -> Any:
+    """The ``label`` button in the panel row of ``assignment_id`` (rows are ``div.col-md-12``)."""
+    button = page.get_by_role("button", name=label, exact=True)
+    row = page.locator("div.col-md-12", has=page.locator(".item_name", has_text=assignment_id)).filter(has=button)
+    return row.get_by_role("button", name=label, exact=True).first
+
+
+def _fetch_and_submit(page: Any, user: str, assignment_id: str, notebook: str, *, answer: str | None,
+                      artifacts: Path) -> float:
+    _open_assignments(page)
+    _button(page, assignment_id, "Fetch").click()
+    _button(page, assignment_id, "Submit").wait_for()
+    page.screenshot(path=str(artifacts / f"{user}-1-fetched.png"))
+    if answer is not None:
+        page.goto(page.url.split("/lab")[0] + f"/lab/tree/{assignment_id}/{notebook}?reset")
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        page.wait_for_selector("#jp-main-statusbar >> text=/Idle/", timeout=SPAWN_TIMEOUT_MS)
+        cell = page.locator(".jp-CodeCell", has_text="print(conv1_params, conv2_params)").first
+        cell.scroll_into_view_if_needed()
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(answer)
+        page.keyboard.press("Control+s")
+        page.wait_for_selector(".jp-mod-dirty", state="detached")
+        page.screenshot(path=str(artifacts / f"{user}-2-answered.png"))
+        _open_assignments(page)
+    submit = _button(page, assignment_id, "Submit")
+    submitted_at = time.time()
+    submit.click()
+    _button(page, assignment_id, "Fetch Feedback").wait_for()
+    page.screenshot(path=str(artifacts / f"{user}-3-submitted.png"))
+    return submitted_at
+
+
+def _jobs(context: Any, hub: Any) -> list[dict[str, Any]]:
+    response = context.request.get(f"{hub.url}{hub.service_path}api/jobs")
+    assert response.ok, response.status
+    return response.json()["jobs"]
+
+
+def _wait_graded(context: Any, hub: Any, user: str, *, timeout_s: float = GRADE_TIMEOUT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = [j for j in _jobs(context, hub) if j["student"] == user]
+        if jobs and jobs[0]["state"] in ("done", "failed", "rejected"):
+            return jobs[0]
+        time.sleep(2)
+    raise AssertionError(f"{user}'s submission was not graded within {timeout_s:g} s")
+
+
+def test_student_fetches_answers_and_submits(hub, browser, story, artifacts):
+    """Can a student do the whole hand-in in Lab's Assignments panel?"""
+    a = hub.course.config.assignments[0]
+    user = hub.students[0]
+    context, page = _login(browser, hub, user)
+    story["s1"] = (context, page)
+    # Visit the service once so its OAuth cookie exists for API calls from this context.
+    page.goto(f"{hub.url}{hub.service_path}")
+    page.wait_for_selector("h1")
+    page.goto(f"{hub.url}/user/{user}/lab?reset")
+    page.wait_for_selector(".jp-LabShell")
+    story["submitted_at"] = _fetch_and_submit(page, user, a.assignment_id, a.notebook, answer=ANSWER,
+                                              artifacts=artifacts)
+
+
+def test_submission_is_graded_by_the_real_grader(hub, story):
+    """Does the service grade it with `course grade`, and give the points for the answered item?"""
+    context, _ = story["s1"]
+    job = _wait_graded(context, hub, hub.students[0])
+    story["job"] = job
+    assert job["state"] == "done", job
+    assert job["feedback_published"] is True
+    assert job["score"] >= hub.course.config.assignments[0].points["q1_conv_params"]
+    story["graded_after_s"] = job["finished_at"] - story["submitted_at"]
+
+
+def test_student_fetches_feedback_and_sees_the_score(hub, story, artifacts):
+    a = hub.course.config.assignments[0]
+    user = hub.students[0]
+    context, page = story["s1"]
+    page.goto(f"{hub.url}/user/{user}/lab?reset")
+    page.wait_for_selector(".jp-LabShell")
+    _open_assignments(page)
+    page.wait_for_selector("text=(feedback available to fetch)")
+    _button(page, a.assignment_id, "Fetch Feedback").click()
+    page.wait_for_selector("text=(view feedback)")
+    page.screenshot(path=str(artifacts / f"{user}-4-feedback-fetched.png"))
+    listing = context.request.get(f"{hub.url}/user/{user}/api/contents/{a.assignment_id}/feedback").json()
+    (stamp,) = [entry["name"] for entry in listing["content"]]
+    feedback_url = f"{hub.url}/user/{user}/files/{a.assignment_id}/feedback/{urllib.parse.quote(stamp)}/" \
+                   f"{Path(a.notebook).stem}.html"
+    page.goto(feedback_url)
+    text = page.inner_text("body")
+    page.screenshot(path=str(artifacts / f"{user}-5-feedback-page.png"), full_page=False)
+    score = story["job"]["score"]
+    assert f"{score:g}" in text, text[:500]
+    story["feedback_url"] = feedback_url
+
+
+def test_another_student_cannot_see_the_first_ones_work(hub, browser, story, artifacts):
+    """Is student1's feedback closed to student2 (service page, service feedback, Lab files, exchange file)?"""
+    a = hub.course.config.assignments[0]
+    first, second = hub.students[0], hub.students[1]
+    context, page = _login(browser, hub, second)
+    story["s2"] = (context, page)
+    page.goto(f"{hub.url}{hub.service_path}")
+    page.wait_for_selector("h1")
+    assert first not in page.inner_text("table")
+    page.screenshot(path=str(artifacts / f"{second}-status-page.png"))
+    job_id = urllib.parse.quote(story["job"]["job_id"], safe="")
+    assert context.request.get(f"{hub.url}{hub.service_path}jobs/{job_id}/feedback").status == 403
+    assert all(j["student"] == second for j in _jobs(context, hub))
+    assert context.request.get(story["feedback_url"], max_redirects=0).status in (302, 403, 404)
+    # The published file in the exchange: student2 cannot read it even knowing its name.
+    feedback_dir = Path(hub.course.config.hub.exchange_dir) / hub.course.config.course_id / "feedback"
+    (published,) = list(feedback_dir.glob("*.html"))
+    denied = subprocess.run(["setpriv", f"--reuid={second}", f"--regid={second}", "--init-groups",
+                             "cat", str(published)], capture_output=True, text=True)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    listing = subprocess.run(["setpriv", f"--reuid={second}", f"--regid={second}", "--init-groups",
+                              "ls", str(feedback_dir)], capture_output=True, text=True)
+    assert listing.returncode != 0
+    # and student2 hands in too (no answer), for the instructor's view
+    page.goto(f"{hub.url}/user/{second}/lab?reset")
+    page.wait_for_selector(".jp-LabShell")
+    _fetch_and_submit(page, second, a.assignment_id, a.notebook, answer=None, artifacts=artifacts)
+
+
+def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
+    context, page = _login(browser, hub, hub.instructor)
+    _wait_graded(context, hub, hub.students[1])
+    page.goto(f"{hub.url}{hub.service_path}")
+    page.wait_for_selector("h1")
+    table = page.inner_text("table")
+    assert hub.students[0] in table and hub.students[1] in table
+    assert page.locator("button", has_text="Re-grade").count() >= 2
+    page.screenshot(path=str(artifacts / "instructor-service-view.png"))
+    # formgrader in its own tab (JupyterHub >= 4.1 forbids it inside Lab's iframe)
+    formgrader = context.new_page()
+    formgrader.goto(f"{hub.url}/user/{hub.instructor}/formgrader", timeout=SPAWN_TIMEOUT_MS)
+    formgrader.wait_for_selector("text=Manage Assignments")
+    formgrader.wait_for_selector(f"td >> text={hub.course.config.assignments[0].assignment_id}")
+    formgrader.screenshot(path=str(artifacts / "instructor-formgrader.png"))
+    for key in ("s1", "s2"):
+        story[key][0].close()
+    context.close()
+
+
+def test_latency_is_within_the_goal(story, artifacts):
+    """Is feedback there within the notebook's own runtime + 30 s (recorded for bench/RESULTS.md)?"""
+    job = story["job"]
+    record = {"submit_to_feedback_s": story["graded_after_s"], "notebook_runtime_s": job["runtime_s"],
+              "grade_s": job["finished_at"] - job["started_at"],
+              "queue_wait_s": job["started_at"] - job["found_at"], "pickup_s": job["found_at"] - story["submitted_at"]}
+    (artifacts / "hub-latency.json").write_text(json.dumps(record, indent=1))
+    assert record["pickup_s"] < 5
+    assert record["submit_to_feedback_s"] <= job["runtime_s"] + 30, record
