@@ -241,3 +241,22 @@ def test_committed_release_is_fresh(course: Course) -> None:
     if not course.release_dir(ASSIGNMENT).is_dir():
         pytest.skip("release/ not generated in this checkout")
     assert check_release(course, ASSIGNMENT).stale == ()
+
+
+def test_nbgrader_failure_is_a_release_error(course: Course, tmp_path: Path) -> None:
+    """Does a failing generate_assignment become a ReleaseError carrying nbgrader's last lines?"""
+    import subprocess
+
+    calls = []
+
+    def failing(argv, cwd):  # type: ignore[no-untyped-def]
+        calls.append((list(argv), cwd))
+        return subprocess.CompletedProcess(argv, 1, stdout="", stderr="[GenerateAssignmentApp] "
+                                           "ERROR | Cell 'a_conv_params': unmatched solution marker")
+
+    with pytest.raises(ReleaseError, match="unmatched solution marker") as info:
+        build_release(course, ASSIGNMENT, out_dir=tmp_path / "out", runner=failing)
+    assert "course release" in (info.value.hint or "")
+    argv, cwd = calls[0]
+    assert argv[1:4] == ["-m", "nbgrader", "generate_assignment"] and "--no-db" in argv
+    assert cwd == course.root and not (tmp_path / "out").exists()
