@@ -183,7 +183,7 @@ class CourseConfig:
     profiles: dict[str, Profile] = field(
         default_factory=lambda: {
             "full": Profile(image_size_px=224, cnn_epochs=10, head_epochs=10, finetune_epochs=10),
-            "reduced": Profile(image_size_px=64, cnn_epochs=2, head_epochs=2, finetune_epochs=1),
+            "reduced": Profile(image_size_px=96, cnn_epochs=5, head_epochs=5, finetune_epochs=2),
         }
     )
     default_profile: str = "full"

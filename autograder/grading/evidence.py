@@ -179,6 +179,12 @@ def compile_facts(model: Any) -> dict[str, Any]:
     return {"optimizer": optimizer, "loss": loss, "metrics": [str(m) for m in flat]}
 
 
+def trainable_pattern(model: Any) -> list[bool]:
+    """Which layers train, in order; input layers hold no weights, so they count as frozen
+    (Keras does not save their flag, and a reloaded one always says trainable)."""
+    return [bool(layer.trainable) and type(layer).__name__ != "InputLayer" for layer in model.layers]
+
+
 def find_backbone(model: Any) -> Any | None:
     """The nested ResNet50 model inside ``model``, if any (the largest nested model)."""
     import keras

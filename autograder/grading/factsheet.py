@@ -22,6 +22,7 @@ from autograder.grading.evidence import (
     find_backbone,
     layer_rows,
     load_image_folder,
+    trainable_pattern,
     weight_counts,
 )
 
@@ -59,7 +60,7 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
         }
         nested = find_backbone(model)
         if nested is not None:
-            facts["backbone_trainable"] = [bool(layer.trainable) for layer in nested.layers]
+            facts["backbone_trainable"] = trainable_pattern(nested)
         sheet["models"][name] = facts
         if name in EMBEDDING_MODELS:
             sheet["accuracy"][name] = accuracy(model, embedded["grading"], grading[1])

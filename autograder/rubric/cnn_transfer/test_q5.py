@@ -2,7 +2,13 @@
 
 import numpy as np
 
-from autograder.grading.evidence import accuracy, fail, find_backbone, weight_counts
+from autograder.grading.evidence import (
+    accuracy,
+    fail,
+    find_backbone,
+    trainable_pattern,
+    weight_counts,
+)
 from autograder.rubric.cnn_transfer.shapes import as_int, fmt
 
 
@@ -12,7 +18,7 @@ def test_q5_finetune_frozen(evidence, key, trusted_backbone):
     if backbone is None:
         fail("ft_model should contain the ResNet50 backbone as a nested model.")
     want_pattern = key["models"]["ft_model"]["backbone_trainable"]
-    got_pattern = [bool(l.trainable) for l in backbone.layers]
+    got_pattern = trainable_pattern(backbone)
     if got_pattern != want_pattern:
         open_layers = sum(got_pattern)
         fail(f"In ft_model's ResNet50, {open_layers} of {len(got_pattern)} layers are trainable; "
