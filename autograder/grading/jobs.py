@@ -24,9 +24,11 @@ from typing import Any, Protocol
 from autograder.errors import SubmissionError
 from autograder.facts import GradeResult
 from autograder.grading.pipeline import GradeJob, GradingContext, grade_submission
-from autograder.grading.gradebook import record_grades
+from autograder.grading.gradebook import ensure_assignment, record_grades
 from autograder.grading.report import RESULTS_FILE, write_grades_csv
 from autograder.progress import Progress, report
+
+GRADEBOOK_FILE = "gradebook.db"
 
 
 def discover(paths: Iterable[Path], *, notebook: str, assignment_id: str) -> list[GradeJob]:
@@ -121,6 +123,8 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             if force:
                 (ctx.out_dir / job.student / RESULTS_FILE).unlink(missing_ok=True)
             todo.append(job)
+    ensure_assignment(ctx.course.root / GRADEBOOK_FILE, assignment_id=ctx.assignment.assignment_id,
+                      notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
     own = executor is None
     executor = executor or make_executor(ctx)
     try:
@@ -143,11 +147,8 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
     return outcome
 
 
-GRADEBOOK_FILE = "gradebook.db"
-
 
 def record_in_gradebook(ctx: GradingContext, result: GradeResult) -> None:
-    """Scores into nbgrader's gradebook when the course has one (``course release`` makes it)."""
-    db = ctx.course.root / GRADEBOOK_FILE
-    if db.is_file():
-        record_grades(db, result, notebook_id=Path(ctx.assignment.notebook).stem)
+    """Scores into nbgrader's gradebook (in the course root, which no sandbox mounts)."""
+    record_grades(ctx.course.root / GRADEBOOK_FILE, result,
+                  notebook_id=Path(ctx.assignment.notebook).stem)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.course.config import load_course
+from autograder.course.config import Course, load_course
 from autograder.errors import SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading.jobs import GradeJob, LocalExecutor, discover, run_batch
@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def ctx(tmp_path) -> GradingContext:
-    course = load_course(ROOT)
+    loaded = load_course(ROOT)
+    course = Course(root=tmp_path, config=loaded.config)  # its own gradebook, not the repo's
     return GradingContext(course=course, assignment=course.config.assignments[0],
                           profile_name="reduced", weights_mode="stand-in", weights_file=None,
                           key_file=tmp_path / "key.json", grading_dir=tmp_path,
@@ -80,6 +81,13 @@ def test_a_broken_job_never_stops_the_batch_and_is_retried(ctx, tmp_path):
     assert sorted(r.student for r in outcome.graded) == ["alice", "carol"]
     assert list(outcome.failed) == ["broken"] and "grader bug" in outcome.failed["broken"]
     assert outcome.grades_csv.read_text().count("\n") == 3  # header + two students
+
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("q1_conv_params", "cnn_transfer", "cnn_transfer", "alice")
+        assert grade.score == 1.0 and grade.max_score == 2.0
+        assert {s.id for s in gb.students} == {"alice", "carol"}  # no row for the failed job
 
     calls.clear()
     again = run_batch(ctx, jobs, grade=writing_grader(calls), executor=LocalExecutor(2))
