@@ -206,6 +206,18 @@ def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
     assert hub.students[0] in table and hub.students[1] in table
     assert page.locator("button", has_text="Re-grade").count() >= 2
     page.screenshot(path=str(artifacts / "instructor-service-view.png"))
+    # re-grade student2's submission from the instructor view
+    before = [j for j in _jobs(context, hub) if j["student"] == hub.students[1]][0]
+    page.locator("tr", has_text=hub.students[1]).get_by_role("button", name="Re-grade").click()
+    page.wait_for_selector("h1")
+    deadline = time.monotonic() + GRADE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        again = [j for j in _jobs(context, hub) if j["job_id"] == before["job_id"]][0]
+        if again["attempts"] == before["attempts"] + 1 and again["state"] == "done":
+            break
+        time.sleep(2)
+    else:
+        raise AssertionError(f"the re-grade did not finish: {again}")
     # formgrader in its own tab (JupyterHub >= 4.1 forbids it inside Lab's iframe)
     formgrader = context.new_page()
     formgrader.goto(f"{hub.url}/user/{hub.instructor}/formgrader", timeout=SPAWN_TIMEOUT_MS)
