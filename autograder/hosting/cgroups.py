@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def _write(path: Path, value: str) -> bool:
 
 
 def prepare_group(user: str, *, mem_limit_bytes: int, pids_max: int, cpu_limit: float,
-                  root: Path = CGROUP_ROOT) -> UserGroup:
+                  root: Path = CGROUP_ROOT, parent: str = PARENT) -> UserGroup:
     """Create (or reuse) the user's group and set its limits; best effort per controller."""
     version = detect_version(root)
     dirs: list[Path] = []
@@ -79,7 +80,7 @@ def prepare_group(user: str, *, mem_limit_bytes: int, pids_max: int, cpu_limit: 
                     "cpu.cfs_quota_us": str(int(cpu_limit * _CPU_PERIOD_US))},
         }
         for controller, values in settings.items():
-            folder = root / controller / PARENT / user
+            folder = root / controller / parent / user
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError:
@@ -87,11 +88,11 @@ def prepare_group(user: str, *, mem_limit_bytes: int, pids_max: int, cpu_limit: 
             if all(_write(folder / name, value) for name, value in values.items()):
                 dirs.append(folder)
     elif version == 2:
-        parent = root / PARENT
-        parent.mkdir(exist_ok=True)
-        for holder in (root, parent):
+        holder_dir = root / parent
+        holder_dir.mkdir(exist_ok=True)
+        for holder in (root, holder_dir):
             _write(holder / "cgroup.subtree_control", "+memory +pids +cpu")
-        folder = parent / user
+        folder = holder_dir / user
         folder.mkdir(exist_ok=True)
         _write(folder / "memory.max", str(mem_limit_bytes))
         _write(folder / "memory.swap.max", "0")
@@ -132,19 +133,33 @@ def kill_group(group: UserGroup) -> int:
     return killed
 
 
-def existing_groups(root: Path = CGROUP_ROOT) -> list[UserGroup]:
+def existing_groups(root: Path = CGROUP_ROOT, *, parent: str = PARENT) -> list[UserGroup]:
     """The user groups left under ``course-hub`` (for ``course hub down``)."""
     version = detect_version(root)
     by_user: dict[str, list[Path]] = {}
     if version == 1:
         for controller in ("memory", "pids", "cpu"):
-            parent = root / controller / PARENT
-            if parent.is_dir():
-                for folder in parent.iterdir():
+            holder = root / controller / parent
+            if holder.is_dir():
+                for folder in holder.iterdir():
                     if folder.is_dir():
                         by_user.setdefault(folder.name, []).append(folder)
-    elif version == 2 and (root / PARENT).is_dir():
-        for folder in (root / PARENT).iterdir():
+    elif version == 2 and (root / parent).is_dir():
+        for folder in (root / parent).iterdir():
             if folder.is_dir():
                 by_user[folder.name] = [folder]
     return [UserGroup(user=u, version=version, dirs=tuple(d)) for u, d in sorted(by_user.items())]
+
+
+def remove_group(group: UserGroup) -> None:
+    """Kill what is left in the group and remove its folders (empty groups only can be removed)."""
+    kill_group(group)
+    for folder in group.dirs:
+        for _ in range(50):
+            try:
+                folder.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # processes still exiting
+                time.sleep(0.05)
