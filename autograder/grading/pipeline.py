@@ -70,11 +70,11 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
     try:
         try:
             cell_sources = read_cell_sources(job.notebook)
-        except SubmissionError as exc:
+            execution = execute_stage(ctx, job, slot=slot, job_dir=work / "job")
+        except SubmissionError as exc:  # not a notebook we can run: a clear zero, nothing else
             result = unreadable_result(ctx, job, exc)
             report.write_student_reports(result, student_dir, limits=ctx.limit_values)
             return result
-        execution = execute_stage(ctx, job, slot=slot, job_dir=work / "job")
         facts_dir = export_facts(execution, work / "facts")
         checked, log = check.run_rubric(
             CheckInputs(

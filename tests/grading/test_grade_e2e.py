@@ -186,11 +186,11 @@ def test_a_broken_file_gets_a_clear_zero(graded_batch):
     assert "resubmit" in broken["tests"][0]["output"] or "submit again" in broken["tests"][0]["output"]
 
 
-def test_an_empty_notebook_is_explained_item_by_item(graded_batch):
+def test_an_empty_notebook_gets_a_clear_zero(graded_batch):
     course, _, results = graded_batch
     empty = results["empty"]
     assert empty["score"] == 0
-    assert all("was not defined" in t["output"] for t in empty["tests"]), empty["tests"]
+    assert all("has no code cells" in t["output"] for t in empty["tests"]), empty["tests"]
 
 
 def test_feedback_page_shows_summary_curves_and_cells(graded_batch, course_root):
