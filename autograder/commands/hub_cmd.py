@@ -46,7 +46,10 @@ def run_down(args: argparse.Namespace) -> int:
     from autograder.hosting import localhub
 
     report = localhub.down(load_course())
-    console.print("The hub is stopped." if report.hub_stopped else "The hub did not stop in time; killed it.")
+    if not report.was_running:
+        console.print("No hub was running.")
+    else:
+        console.print("The hub is stopped." if report.hub_stopped else "The hub did not stop in time; killed it.")
     for what in report.killed:
         console.print(f"  also stopped: {what}")
     return 0

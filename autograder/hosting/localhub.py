@@ -75,6 +75,7 @@ class HubStatus:
 
 @dataclass(frozen=True)
 class DownReport:
+    was_running: bool
     hub_stopped: bool
     killed: tuple[str, ...] = ()
     """What had to be stopped by PID after the hub was gone."""
@@ -274,4 +275,5 @@ def down(course: Course, *, timeout_s: float = STOP_TIMEOUT_S) -> DownReport:
     for pid_file in (paths.hub_pid, paths.proxy_pid, paths.service / "service.pid",
                      *paths.servers.glob("*.pid")):
         pid_file.unlink(missing_ok=True)
-    return DownReport(hub_stopped=stopped or hub_pid is None, killed=tuple(killed))
+    return DownReport(was_running=hub_pid is not None, hub_stopped=stopped or hub_pid is None,
+                      killed=tuple(killed))
