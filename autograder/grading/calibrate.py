@@ -25,8 +25,13 @@ import numpy as np
 
 from autograder.errors import GradingError
 from autograder.grading import check
-from autograder.grading.evidence import CheckInputs
-from autograder.grading.pipeline import GradeJob, GradingContext, execute_stage, export_facts
+from autograder.grading.pipeline import (
+    GradeJob,
+    GradingContext,
+    execute_stage,
+    export_facts,
+    with_embeddings,
+)
 from autograder.progress import Progress, report
 
 # Facts that legitimately vary between seeds (trained weights change, shapes do not).
@@ -42,6 +47,8 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
               ) -> dict[str, Any]:
     """Run the reference solution per seed, measure it, and write the answer key."""
     source = ctx.course.source_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook
+    report(progress, 0, len(seeds), "embedding the hidden splits")
+    ctx = with_embeddings(ctx)
     sheets = []
     for n, seed in enumerate(seeds):
         report(progress, n, len(seeds), f"reference run, seed {seed}")
@@ -63,11 +70,7 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
                 )
             facts = export_facts(execution, work / "facts")
             sheet = check.run_factsheet(
-                CheckInputs(facts_dir=facts, key_file=None, grading_dir=ctx.grading_dir,
-                            validation_dir=ctx.validation_dir, weights_file=ctx.weights_file,
-                            classes=ctx.course.config.dataset.classes,
-                            image_size_px=ctx.image_size_px(), epochs=ctx.epochs(),
-                            report_file=work / "sheet.json"),
+                ctx.check_inputs(facts, report_file=work / "sheet.json", with_key=False),
                 answer_names=list(ctx.assignment.answer_names),
                 model_names=list(ctx.assignment.model_names),
             )

@@ -53,8 +53,42 @@ def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: 
     return records
 
 
+def run_embeddings(inputs: CheckInputs, *, cache_dir: Path,
+                   timeout_s: float = CHECK_TIMEOUT_S) -> Path:
+    """The trusted backbone's embeddings of the hidden splits, computed once per cache key.
+
+    Every submission's transfer-learning head is checked on the same embeddings, so they
+    are computed once (in the same confinement as the checks) and reused by the batch and
+    by later batches; ``cache_dir`` names the weights, image size and split contents.
+    """
+    from autograder.grading.trusted import EMBEDDING_FILES
+
+    if all((cache_dir / f).is_file() for f in EMBEDDING_FILES.values()):
+        return cache_dir
+    argv = [sys.executable, "-m", "autograder.grading.trusted"]
+    keep = {}
+
+    def collect(private: Path) -> None:
+        for name in EMBEDDING_FILES.values():
+            if (private / name).is_file():
+                keep[name] = (private / name).read_bytes()
+
+    _, log = _run_confined(argv, inputs, timeout_s=timeout_s, before_cleanup=collect)
+    if len(keep) != len(EMBEDDING_FILES):
+        raise GradingError(f"embedding the hidden splits failed; the log ends with:\n{log}",
+                           hint="check the weights with `course weights status`")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in keep.items():
+        tmp = cache_dir / (name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        tmp.replace(cache_dir / name)
+    return cache_dir
+
+
 def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
-                  extra_env: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
+                  extra_env: dict[str, str] | None = None,
+                  before_cleanup: Any = None) -> tuple[dict[str, Any], str]:
     private = Path(tempfile.mkdtemp(prefix="course-check-"))
     try:
         report = private / "report.json"
@@ -81,6 +115,8 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
         except subprocess.TimeoutExpired as exc:
             log = f"checker timed out after {timeout_s:.0f} s\n{exc.stdout or ''}"[-4000:]
         records = json.loads(report.read_text()) if report.is_file() else {}
+        if before_cleanup is not None:
+            before_cleanup(private)
         return records, log
     finally:
         shutil.rmtree(private, ignore_errors=True)

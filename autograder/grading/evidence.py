@@ -235,6 +235,8 @@ class CheckInputs:
     image_size_px: int
     epochs: dict[str, int]
     report_file: Path
+    embeddings_dir: Path | None = None
+    """Precomputed trusted embeddings of the hidden splits (``grading.npy``, ``validation.npy``)."""
 
     ENV = "COURSE_CHECK_INPUTS"
 
@@ -249,6 +251,7 @@ class CheckInputs:
             "image_size_px": self.image_size_px,
             "epochs": self.epochs,
             "report_file": str(self.report_file),
+            "embeddings_dir": str(self.embeddings_dir) if self.embeddings_dir else None,
         }
         return {self.ENV: json.dumps(data)}
 
@@ -265,4 +268,5 @@ class CheckInputs:
             image_size_px=int(data["image_size_px"]),
             epochs={k: int(v) for k, v in data["epochs"].items()},
             report_file=Path(data["report_file"]),
+            embeddings_dir=Path(data["embeddings_dir"]) if data.get("embeddings_dir") else None,
         )

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from autograder.errors import SubmissionError
 from autograder.facts import GradeResult
-from autograder.grading.pipeline import GradeJob, GradingContext, grade_submission
+from autograder.grading.pipeline import GradeJob, GradingContext, grade_submission, with_embeddings
 from autograder.grading.gradebook import ensure_assignment, record_grades
 from autograder.grading.report import RESULTS_FILE, write_grades_csv
 from autograder.progress import Progress, report
@@ -123,6 +123,8 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             if force:
                 (ctx.out_dir / job.student / RESULTS_FILE).unlink(missing_ok=True)
             todo.append(job)
+    if todo and grade is grade_submission:
+        ctx = with_embeddings(ctx)  # once per batch, before any job needs them
     ensure_assignment(ctx.course.root / GRADEBOOK_FILE, assignment_id=ctx.assignment.assignment_id,
                       notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
     own = executor is None

@@ -12,10 +12,11 @@ grading logic of its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import nbformat
@@ -26,6 +27,8 @@ from autograder.errors import SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading import check, messages, report, score
 from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
+
+STATE_DIR = ".course-state"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class GradingContext:
     grading_dir: Path
     validation_dir: Path
     out_dir: Path
+    embeddings_dir: Path | None = None
+    """Trusted embeddings of the hidden splits, once :func:`with_embeddings` has made them."""
 
     @property
     def limit_values(self) -> dict[str, float]:
@@ -60,6 +65,42 @@ class GradingContext:
 
     def image_size_px(self) -> int:
         return self.course.config.profiles[self.profile_name].image_size_px
+
+    def check_inputs(self, facts_dir: Path, *, report_file: Path, with_key: bool = True) -> CheckInputs:
+        return CheckInputs(
+            facts_dir=facts_dir, key_file=self.key_file if with_key else None,
+            grading_dir=self.grading_dir, validation_dir=self.validation_dir,
+            weights_file=self.weights_file, classes=self.course.config.dataset.classes,
+            image_size_px=self.image_size_px(), epochs=self.epochs(), report_file=report_file,
+            embeddings_dir=self.embeddings_dir,
+        )
+
+
+def with_embeddings(ctx: GradingContext) -> GradingContext:
+    """The context with the trusted embeddings cache filled (computed once per cache key)."""
+    if ctx.embeddings_dir is not None:
+        return ctx
+    parts = [str(ctx.weights_file), str(ctx.image_size_px())]
+    if ctx.weights_file is not None and ctx.weights_file.is_file():
+        info = ctx.weights_file.stat()
+        parts += [str(info.st_size), str(info.st_mtime_ns)]
+    for folder in (ctx.grading_dir, ctx.validation_dir):
+        parts += [f"{p.relative_to(folder)}:{p.stat().st_size}" for p in sorted(folder.rglob("*"))
+                  if p.is_file()]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+    cache = ctx.course.root / STATE_DIR / "embeddings" / key
+    for folder in (ctx.course.root / STATE_DIR, cache.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)  # the confined checker reads the cache as an unprivileged uid
+    if not cache.is_dir() or not any(cache.iterdir()):
+        work = Path(tempfile.mkdtemp(prefix="course-embed-"))
+        work.chmod(0o755)
+        try:
+            check.run_embeddings(ctx.check_inputs(work, report_file=work / "r.json", with_key=False),
+                                 cache_dir=cache)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return replace(ctx, embeddings_dir=cache)
 
 
 def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeResult:
@@ -77,12 +118,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
             return result
         facts_dir = export_facts(execution, work / "facts")
         checked, log = check.run_rubric(
-            CheckInputs(
-                facts_dir=facts_dir, key_file=ctx.key_file, grading_dir=ctx.grading_dir,
-                validation_dir=ctx.validation_dir, weights_file=ctx.weights_file,
-                classes=ctx.course.config.dataset.classes, image_size_px=ctx.image_size_px(),
-                epochs=ctx.epochs(), report_file=work / "report.json",
-            ),
+            ctx.check_inputs(facts_dir, report_file=work / "report.json"),
             rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
         )
         report.write_atomic(student_dir / "grader.log", log)  # for staff; never released

@@ -69,18 +69,25 @@ def trusted_backbone(inputs: CheckInputs):
     return build_backbone(inputs.weights_file, image_size_px=inputs.image_size_px)
 
 
+def _embeddings(request: pytest.FixtureRequest, inputs: CheckInputs, split: str, images_fixture: str):
+    from autograder.grading.trusted import EMBEDDING_FILES, embed
+
+    if inputs.embeddings_dir is not None and (inputs.embeddings_dir / EMBEDDING_FILES[split]).is_file():
+        import numpy as np
+
+        return np.load(inputs.embeddings_dir / EMBEDDING_FILES[split], allow_pickle=False)
+    images = request.getfixturevalue(images_fixture)[0]
+    return embed(request.getfixturevalue("trusted_backbone"), images)
+
+
 @pytest.fixture(scope="session")
-def grading_embeddings(trusted_backbone, grading_set):
-    from autograder.grading.trusted import embed
-
-    return embed(trusted_backbone, grading_set[0])
+def grading_embeddings(request, inputs):
+    return _embeddings(request, inputs, "grading", "grading_set")
 
 
 @pytest.fixture(scope="session")
-def validation_embeddings(trusted_backbone, validation_set):
-    from autograder.grading.trusted import embed
-
-    return embed(trusted_backbone, validation_set[0])
+def validation_embeddings(request, inputs):
+    return _embeddings(request, inputs, "validation", "validation_set")
 
 
 def _item(nodeid: str) -> str:
