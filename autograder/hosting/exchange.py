@@ -13,7 +13,9 @@ Closing nbgrader's known exchange weaknesses:
   folder and every notebook in it belong to the uid of the student its name claims.
 - #978 (world-readable inbound): inbound is 2733; after pick-up the submission folder is
   closed to others (0750 / files 0640, group = the instructor's through setgid) and
-  graded from a private snapshot, so later edits cannot change a grade.
+  graded from a private snapshot, so later edits cannot change a grade. All of it goes
+  through ``O_NOFOLLOW`` descriptors: a student who swaps a file for a symbolic link
+  cannot make the root service read or chmod anything outside their submission.
 - #1202 (reading others' feedback): the feedback folder is 0711 (no listing), names are
   unguessable, and each feedback file belongs to its student with mode 0440 (group =
   the instructor's), so even a leaked name does not let another student read it.
@@ -79,32 +81,6 @@ def list_submissions(inbound: Path) -> list[Submission]:
     return found
 
 
-def verify_owner(submission: Submission, notebook_name: str) -> Path:
-    """The submitted notebook, after checking that the student named in the folder owns it all."""
-    try:
-        uid = pwd.getpwnam(submission.student).pw_uid
-    except KeyError:
-        raise SubmissionRejected(f"{submission.student!r} is not a user of this course") from None
-    folder_stat = os.lstat(submission.folder)
-    if folder_stat.st_uid != uid:
-        owner = _user_name(folder_stat.st_uid)
-        raise SubmissionRejected(
-            f"submitted by {owner}, not by {submission.student}: a submission must come from its own student"
-        )
-    notebook = submission.folder / notebook_name
-    if not notebook.exists() and not notebook.is_symlink():
-        raise SubmissionRejected(f"the submission has no {notebook_name}")
-    for path in submission.folder.rglob("*"):
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            raise SubmissionRejected(f"{path.name} is a symbolic link; submit plain files")
-        if st.st_uid != uid:
-            raise SubmissionRejected(
-                f"{path.name} belongs to {_user_name(st.st_uid)}, not to {submission.student}"
-            )
-    return notebook
-
-
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -112,23 +88,82 @@ def _user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-def close_submission(submission: Submission) -> None:
-    """Take write access away from everyone but the owner, and read access from other students."""
-    for folder, _, files in os.walk(submission.folder):
-        for name in files:
-            os.chmod(os.path.join(folder, name), SUBMISSION_FILE_MODE)
-        os.chmod(folder, SUBMISSION_DIR_MODE | (os.stat(folder).st_mode & stat.S_ISGID))
+def _open_nofollow(name: str, dir_fd: int, flags: int = 0) -> int:
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | flags, dir_fd=dir_fd)
+    except OSError as exc:  # ELOOP: a symbolic link
+        raise SubmissionRejected(f"{name} is not a plain file or folder; submit plain files") from exc
 
 
-def snapshot(submission: Submission, notebook: Path, dest: Path) -> tuple[Path, str]:
-    """Copy the notebook and the secret into ``dest`` (private); return the copy and the secret."""
+def _check_owner(fd: int, name: str, uid: int, student: str) -> os.stat_result:
+    st = os.fstat(fd)
+    if st.st_uid != uid:
+        raise SubmissionRejected(f"{name} belongs to {_user_name(st.st_uid)}, not to {student}: "
+                                 "a submission must come from its own student")
+    return st
+
+
+def pick_up(submission: Submission, notebook_name: str, dest: Path) -> tuple[Path, str]:
+    """Check, close and snapshot a submission; return the private copy of the notebook and the secret.
+
+    The service runs as root and the student owns the folder, so every step works on file
+    descriptors opened with ``O_NOFOLLOW`` (never on paths a student could swap for a symbolic
+    link between a check and a use): the folder and each file must belong to the student the
+    folder's name claims (nbgrader#1097); each is then closed to others and the notebook and
+    the secret are read from the very descriptors that were checked.
+    """
+    try:
+        uid = pwd.getpwnam(submission.student).pw_uid
+    except KeyError:
+        raise SubmissionRejected(f"{submission.student!r} is not a user of this course") from None
+    inbound_fd = os.open(submission.folder.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        top = _open_nofollow(submission.folder.name, inbound_fd, os.O_DIRECTORY)
+    finally:
+        os.close(inbound_fd)
+    try:
+        _check_owner(top, "the submission folder", uid, submission.student)
+        os.fchmod(top, SUBMISSION_DIR_MODE)  # others lose write access first
+        contents = _close_tree(top, uid, submission.student)
+    finally:
+        os.close(top)
+    if notebook_name not in contents:
+        raise SubmissionRejected(f"the submission has no {notebook_name}")
     dest.mkdir(parents=True, exist_ok=True)
     os.chmod(dest, 0o700)
-    copy = dest / notebook.name
-    shutil.copyfile(notebook, copy)
-    secret_file = submission.folder / "submission_secret.txt"
-    secret = secret_file.read_text() if secret_file.is_file() else ""
+    copy = dest / notebook_name
+    copy.write_bytes(contents[notebook_name])
+    secret = contents.get("submission_secret.txt", b"").decode("ascii", errors="replace").strip()
+    (dest.parent / "submission_secret.txt").write_text(secret)
     return copy, secret
+
+
+_KEEP = ("submission_secret.txt", "timestamp.txt")
+
+
+def _close_tree(dir_fd: int, uid: int, student: str, *, depth: int = 0) -> dict[str, bytes]:
+    """Owner-check and close every entry below ``dir_fd``; return the top-level notebooks and secret."""
+    kept: dict[str, bytes] = {}
+    for name in os.listdir(dir_fd):
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not (is_dir or stat.S_ISREG(st.st_mode)):
+            raise SubmissionRejected(f"{name} is not a plain file or folder; submit plain files")
+        fd = _open_nofollow(name, dir_fd, os.O_DIRECTORY if is_dir else 0)
+        try:
+            _check_owner(fd, name, uid, student)
+            if is_dir:
+                os.fchmod(fd, SUBMISSION_DIR_MODE)
+                if depth < 8:
+                    _close_tree(fd, uid, student, depth=depth + 1)
+            else:
+                os.fchmod(fd, SUBMISSION_FILE_MODE)
+                if depth == 0 and (name.endswith(".ipynb") or name in _KEEP):
+                    with os.fdopen(os.dup(fd), "rb") as fh:
+                        kept[name] = fh.read()
+        finally:
+            os.close(fd)
+    return kept
 
 
 def feedback_hash(secret: str, notebook_id: str) -> str:

@@ -209,9 +209,7 @@ class GradingQueue:
         notebook_name = self.notebooks.get(submission.assignment_id)
         if notebook_name is None:
             raise SubmissionRejected(f"{submission.assignment_id!r} is not an assignment of this course")
-        notebook = exchange.verify_owner(submission, notebook_name)
-        exchange.close_submission(submission)
-        exchange.snapshot(submission, notebook, self._snapshot_dir(submission.job_id, submission.student))
+        exchange.pick_up(submission, notebook_name, self._snapshot_dir(submission.job_id, submission.student))
 
     def _snapshot_dir(self, job_id: str, student: str) -> Path:
         return self.work_dir / job_id / "submission" / student
@@ -256,8 +254,7 @@ class GradingQueue:
         outcome = await self.runner(assignment_id=job.assignment_id, notebook=notebook,
                                     student=job.student, out_dir=out_dir)
         job.score, job.max_score, job.runtime_s = outcome.score, outcome.max_score, outcome.runtime_s
-        secret_file = self.inbound / job.job_id / "submission_secret.txt"
-        secret = secret_file.read_text() if secret_file.is_file() else ""
+        secret = (snapshot_dir.parent / "submission_secret.txt").read_text()  # captured at pick-up
         exchange.publish_feedback(outcome.feedback_html, feedback_dir=self.feedback_dir, secret=secret,
                                   notebook_id=Path(self.notebooks[job.assignment_id]).stem,
                                   student=job.student, group_gid=self.feedback_gid)

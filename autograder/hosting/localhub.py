@@ -272,6 +272,9 @@ def down(course: Course, *, timeout_s: float = STOP_TIMEOUT_S) -> DownReport:
     for group in cgroups.existing_groups():
         if cgroups.kill_group(group):
             killed.append(f"processes left in the cgroup of {group.user}")
+        deadline = time.monotonic() + 5.0
+        while cgroups.group_pids(group) and time.monotonic() < deadline:  # return only once they are gone
+            time.sleep(0.1)
     for pid_file in (paths.hub_pid, paths.proxy_pid, paths.service / "service.pid",
                      *paths.servers.glob("*.pid")):
         pid_file.unlink(missing_ok=True)

@@ -99,8 +99,32 @@ def test_a_submission_made_by_someone_else_is_rejected(layout):
     queue = _queue(layout, grader)
     _submit(layout["inbound"], name="daemon", owner=STUDENT)
     (job,) = queue.scan()
-    assert job.state == REJECTED and "not by daemon" in job.message
+    assert job.state == REJECTED and "belongs to nobody, not to daemon" in job.message
     assert queue.pending == [] and grader.calls == []
+
+
+def test_a_symlink_cannot_make_the_root_service_touch_other_files(layout, tmp_path):
+    """Is a notebook that is a symbolic link (e.g. to a root-only file) refused, and the target left alone?"""
+    target = tmp_path / "root-only.txt"
+    target.write_text("secret")
+    target.chmod(0o600)
+    queue = _queue(layout, FakeGrader())
+    folder = _submit(layout["inbound"], name=STUDENT, owner=STUDENT)
+    (folder / NOTEBOOK).unlink()
+    (folder / NOTEBOOK).symlink_to(target)
+    os.lchown(folder / NOTEBOOK, pwd.getpwnam(STUDENT).pw_uid, -1)
+    (job,) = queue.scan()
+    assert job.state == REJECTED and "plain file" in job.message
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not any(layout["work"].rglob(NOTEBOOK))
+
+
+def test_a_file_of_another_user_inside_the_submission_is_refused(layout):
+    queue = _queue(layout, FakeGrader())
+    folder = _submit(layout["inbound"], name=STUDENT, owner=STUDENT)
+    os.chown(folder / NOTEBOOK, 0, 0)
+    (job,) = queue.scan()
+    assert job.state == REJECTED and f"{NOTEBOOK} belongs to root" in job.message
 
 
 def test_an_unknown_assignment_is_rejected(layout):

@@ -29,6 +29,18 @@ def _course_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=180, env={**os.environ, "COURSE_ROOT": str(REPO)})
 
 
+def _live_processes_of(users: set[str], *, grace_s: float = 5.0) -> list[str]:
+    """Processes of ``users`` that are not zombies, after a short grace for ones being killed."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        ps = subprocess.run(["ps", "-o", "user=,pid=,stat=,comm=", "-u", ",".join(sorted(users))],
+                            capture_output=True, text=True).stdout.splitlines()
+        live = [line for line in ps if line.split()[2][0] != "Z"]
+        if not live or time.monotonic() > deadline:
+            return live
+        time.sleep(0.2)
+
+
 def test_a_second_up_is_harmless(hub):
     """Does `up` on a running hub leave it alone and just report it?"""
     before = localhub.status(hub.course).hub_pid
@@ -109,9 +121,7 @@ def test_down_leaves_no_process_and_up_comes_back(hub):
     for group in cgroups.existing_groups():
         assert cgroups.group_pids(group) == set()
     users = {hub.course.config.hub.instructor, *hub.students}
-    leftovers = subprocess.run(["ps", "-o", "user=,pid=,comm=", "-u", ",".join(users)],
-                               capture_output=True, text=True).stdout.strip()
-    assert leftovers == ""
+    assert _live_processes_of(users) == []
     assert not paths.hub_pid.exists()
     assert _course_cli("hub", "status").returncode == 1
     up = subprocess.run([sys.prefix + "/bin/course", "hub", "up"], cwd=REPO, capture_output=True, text=True,
