@@ -12,7 +12,7 @@ Closing nbgrader's known exchange weaknesses:
 - #1097 (submitting as someone else, ``--student``): a submission is graded only when its
   folder and every notebook in it belong to the uid of the student its name claims.
 - #978 (world-readable inbound): inbound is 2733; after pick-up the submission folder is
-  closed to others (0750 / files 0640, group = the instructor's through setgid) and
+  closed to others (0750 / files 0640, group = the instructor's, so ``nbgrader collect`` works) and
   graded from a private snapshot, so later edits cannot change a grade. All of it goes
   through ``O_NOFOLLOW`` descriptors: a student who swaps a file for a symbolic link
   cannot make the root service read or chmod anything outside their submission.
@@ -118,13 +118,15 @@ def pick_up(submission: Submission, notebook_name: str, dest: Path) -> tuple[Pat
         raise SubmissionRejected(f"{submission.student!r} is not a user of this course") from None
     inbound_fd = os.open(submission.folder.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
+        staff_gid = os.fstat(inbound_fd).st_gid  # the instructor's group: `nbgrader collect` reads through it
         top = _open_nofollow(submission.folder.name, inbound_fd, os.O_DIRECTORY)
     finally:
         os.close(inbound_fd)
     try:
         _check_owner(top, "the submission folder", uid, submission.student)
         os.fchmod(top, SUBMISSION_DIR_MODE)  # others lose write access first
-        contents = _close_tree(top, uid, submission.student)
+        os.fchown(top, -1, staff_gid)
+        contents = _close_tree(top, uid, submission.student, staff_gid=staff_gid)
     finally:
         os.close(top)
     if notebook_name not in contents:
@@ -141,7 +143,7 @@ def pick_up(submission: Submission, notebook_name: str, dest: Path) -> tuple[Pat
 _KEEP = ("submission_secret.txt", "timestamp.txt")
 
 
-def _close_tree(dir_fd: int, uid: int, student: str, *, depth: int = 0) -> dict[str, bytes]:
+def _close_tree(dir_fd: int, uid: int, student: str, *, staff_gid: int, depth: int = 0) -> dict[str, bytes]:
     """Owner-check and close every entry below ``dir_fd``; return the top-level notebooks and secret."""
     kept: dict[str, bytes] = {}
     for name in os.listdir(dir_fd):
@@ -152,10 +154,11 @@ def _close_tree(dir_fd: int, uid: int, student: str, *, depth: int = 0) -> dict[
         fd = _open_nofollow(name, dir_fd, os.O_DIRECTORY if is_dir else 0)
         try:
             _check_owner(fd, name, uid, student)
+            os.fchown(fd, -1, staff_gid)
             if is_dir:
                 os.fchmod(fd, SUBMISSION_DIR_MODE)
                 if depth < 8:
-                    _close_tree(fd, uid, student, depth=depth + 1)
+                    _close_tree(fd, uid, student, staff_gid=staff_gid, depth=depth + 1)
             else:
                 os.fchmod(fd, SUBMISSION_FILE_MODE)
                 if depth == 0 and (name.endswith(".ipynb") or name in _KEEP):

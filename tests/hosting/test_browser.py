@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from autograder.hosting import accounts  # noqa: E402
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.slow]
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -227,6 +230,20 @@ def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
     for key in ("s1", "s2"):
         story[key][0].close()
     context.close()
+
+
+def test_the_instructor_can_still_collect_with_nbgrader(hub):
+    """Does the hardened exchange still let `nbgrader collect` (formgrader's Collect) read submissions?"""
+    a = hub.course.config.assignments[0]
+    account = accounts.lookup_account(hub.instructor)
+    course_dir = accounts.instructor_course_dir(hub.course, account)
+    env = {"HOME": str(account.home), "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    done = subprocess.run(["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--init-groups",
+                           "nbgrader", "collect", a.assignment_id, "--update"],
+                          cwd=course_dir, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
+    for student in hub.students:
+        assert (course_dir / "submitted" / student / a.assignment_id / a.notebook).is_file()
 
 
 def test_latency_is_within_the_goal(story, artifacts):
