@@ -174,7 +174,7 @@ def up(course: Course, *, timeout_s: float = HEALTH_TIMEOUT_S) -> HubInfo:
                        hint="sudo .venv/bin/course hub up")
     if http_ok(health):
         raise HubError(f"another hub already answers at {health}",
-                       hint=f"stop it, or change hub.port in course_config.py")
+                       hint="stop it, or change hub.port in course_config.py")
     prepare_machine(course, paths)
     log = open(paths.log, "ab")
     process = subprocess.Popen(

@@ -11,7 +11,6 @@ tab. Screenshots go to tests/artifacts/.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
