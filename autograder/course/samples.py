@@ -47,7 +47,8 @@ def _replace(nb: nbformat.NotebookNode, grade_id: str, old: str, new: str) -> No
     cell.source = cell.source.replace(old, new)
 
 
-def _insert_after(nb: nbformat.NotebookNode, grade_id: str, source: str) -> None:
+def insert_cell_after(nb: nbformat.NotebookNode, grade_id: str, source: str) -> None:
+    """Add a code cell right after the cell with ``grade_id`` (for hostile test submissions)."""
     index = nb.cells.index(_cell(nb, grade_id))
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
 

@@ -539,7 +539,7 @@ async def _run_notebook(
                 run.notes.append(messages.EXPORT_FAILED.format(reason=why))
                 run.alive = False
         else:
-            run.notes.append(messages.EXPORT_LOST.format(cell=run.stopped_at))
+            run.notes.append(messages.EXPORT_LOST.format(cell=run.stopped_at + 1))
     finally:
         if monitor is not None:
             monitor.close()
@@ -630,7 +630,7 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
         grade_id = grade_ids.get(index)
         if run.stopped_at is not None:
             run.cells.append(CellRun(index, grade_id, CELL_NOT_RUN, 0.0, message=
-                                     messages.CELL_NOT_RUN_AFTER.format(cell=run.stopped_at)))
+                                     messages.CELL_NOT_RUN_AFTER.format(cell=run.stopped_at + 1)))
             continue
         if not cell.source.strip():
             run.cells.append(CellRun(index, grade_id, CELL_OK, 0.0))

@@ -31,6 +31,10 @@ CHECK_DID_NOT_RUN = (
     "This item could not be checked because the checker stopped early. "
     "Course staff have been told; your other items are unaffected."
 )
+REPLAYED = (
+    "The kernel stopped at cell {cell}. To give credit for the work before it, the grader ran "
+    "cells 1–{last} again in a fresh kernel and graded what they defined."
+)
 PASSED = "Correct."
 STAND_IN_LABEL = (
     "Stand-in weights: ResNet50 ran with untrained (stand-in) weights, not ImageNet, "

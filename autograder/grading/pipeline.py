@@ -141,13 +141,39 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
         shutil.rmtree(work, ignore_errors=True)
 
 
+# Kernel endings after which nothing could be exported from the kernel.
+LOST_KERNEL = ("killed", "died", "oom")
+
+
 def execute_stage(ctx: GradingContext, job: GradeJob, *, slot: int, job_dir: Path) -> ExecutionResult:
+    """Execute (and export). When the kernel was lost at cell k, replay cells before k in a
+    fresh sandboxed kernel, so the crash costs only the items that needed cell k or later."""
     from autograder.grading.execute import execute_submission
 
-    return execute_submission(
-        job.notebook, course=ctx.course, assignment=ctx.assignment, student=job.student,
-        slot=slot, job_dir=job_dir, profile=ctx.profile_name, weights_mode=ctx.weights_mode,
-        weights_file=ctx.weights_file,
+    def run(notebook: Path, folder: Path) -> ExecutionResult:
+        return execute_submission(
+            notebook, course=ctx.course, assignment=ctx.assignment, student=job.student,
+            slot=slot, job_dir=folder, profile=ctx.profile_name, weights_mode=ctx.weights_mode,
+            weights_file=ctx.weights_file,
+        )
+
+    first = run(job.notebook, job_dir)
+    stopped = next((c.index for c in first.cells if c.status == "killed"), None)
+    if first.kernel_status not in LOST_KERNEL or stopped is None or first.answers or first.models:
+        return first
+    before = [c for c in first.cells if c.index < stopped]
+    if not before:
+        return first
+    nb = nbformat.read(job.notebook, as_version=4)
+    nb.cells = nb.cells[:stopped]
+    replay_nb = job_dir.parent / "replay.ipynb"
+    nbformat.write(nb, replay_nb)
+    replay = run(replay_nb, job_dir.parent / "replay-job")
+    kept = [n for n in first.notes if not n.startswith(messages.EXPORT_LOST.split("{")[0])]
+    return replace(
+        first, answers=replay.answers, answer_errors=replay.answer_errors, models=replay.models,
+        histories=replay.histories, defined_in=replay.defined_in,
+        notes=(*kept, messages.REPLAYED.format(cell=stopped + 1, last=stopped)),
     )
 
 

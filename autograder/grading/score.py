@@ -64,7 +64,7 @@ def explain_missing(
             return messages.STOPPED_IN_DEFINING_CELL.format(
                 name=name, cell=_cell_label(cell), what=describe(cell, limit_values))
     stopped = next((c for c in execution.cells if c.status in ("killed", "timeout")
-                    and (not defining or c.index < min(defining))), None)
+                    and (not defining or c.index < max(defining))), None)
     if stopped is not None:
         return messages.STOPPED_BEFORE.format(
             name=name, cell=_cell_label(stopped), what=describe(stopped, limit_values))

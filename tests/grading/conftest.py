@@ -94,3 +94,48 @@ def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_read
         )
 
     return run
+
+
+# ---------------------------------------------------------------------------
+# End-to-end grading (test_grade_*.py): one course root and one calibration per session.
+# Plain helpers live in e2e_support.py, which test modules import directly.
+
+from e2e_support import e2e_course, open_dir  # noqa: E402
+
+@pytest.fixture(scope="session")
+def e2e_root():
+    """A course root that shares source/, release/ and datasets/ with the repository,
+    with its own gradebook, answer keys and stand-in weights folder."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox needs root to set up uids and cgroups")
+    sandbox.ensure_sandbox_users("course-sbx", 2)
+    root = open_dir("course-e2e-")
+    shutil.copy(REPO / "course_config.py", root / "course_config.py")
+    for name in ("source", "release", "datasets"):
+        (root / name).symlink_to(REPO / name)
+    weights = root / "weights"
+    weights.mkdir(mode=0o755)
+    old = os.environ.get("COURSE_WEIGHTS_DIR")
+    os.environ["COURSE_WEIGHTS_DIR"] = str(weights)
+    yield root
+    if old is None:
+        os.environ.pop("COURSE_WEIGHTS_DIR", None)
+    else:
+        os.environ["COURSE_WEIGHTS_DIR"] = old
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def calibrated(e2e_root):
+    """The reduced-profile, stand-in answer key, calibrated from the reference solution."""
+    from autograder.grading.calibrate import calibrate
+    from autograder.grading.pipeline import make_context
+
+    course = e2e_course(e2e_root)
+    ctx = make_context(course, "cnn_transfer", profile_name="reduced", out_dir=e2e_root / "out",
+                       weights_mode="stand-in", need_key=False)
+    key = calibrate(ctx, seeds=course.config.assignments[0].calibration_seeds)
+    return course, key
