@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="output folder (default: grading.out_dir from course_config.py)")
     grade.add_argument("--force", action="store_true", help="re-grade submissions already graded")
     grade.add_argument("--student", help="student id, when grading a single notebook file")
+    grade.add_argument("--gradebook", type=Path, default=None,
+                       help="nbgrader gradebook to record scores in (default: gradebook.db "
+                            "in the course root)")
     _common(grade)
     grade.set_defaults(func=run_grade)
 
@@ -49,7 +52,7 @@ def run_grade(args: argparse.Namespace) -> int:
     assignment = course.config.assignment(args.assignment)
     out = args.out or course.path(course.config.grading.out_dir)
     ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
-                       out_dir=out, weights_mode=args.weights_mode)
+                       out_dir=out, weights_mode=args.weights_mode, gradebook=args.gradebook)
     paths = args.submissions or [course.root / "submitted"]
     if args.student:
         if len(paths) != 1 or not paths[0].is_file():

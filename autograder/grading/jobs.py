@@ -23,12 +23,17 @@ from typing import Any, Protocol
 
 from autograder.errors import SubmissionError
 from autograder.facts import GradeResult
-from autograder.grading.pipeline import GradeJob, GradingContext, grade_submission, with_embeddings
+from autograder.grading.pipeline import (
+    GRADEBOOK_FILE,
+    GradeJob,
+    GradingContext,
+    grade_submission,
+    with_embeddings,
+)
 from autograder.grading.gradebook import ensure_assignment, record_grades
 from autograder.grading.report import RESULTS_FILE, write_grades_csv
 from autograder.progress import Progress, report
 
-GRADEBOOK_FILE = "gradebook.db"
 
 
 def discover(paths: Iterable[Path], *, notebook: str, assignment_id: str) -> list[GradeJob]:
@@ -125,7 +130,7 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             todo.append(job)
     if todo and grade is grade_submission:
         ctx = with_embeddings(ctx)  # once per batch, before any job needs them
-    ensure_assignment(ctx.course.root / GRADEBOOK_FILE, assignment_id=ctx.assignment.assignment_id,
+    ensure_assignment(gradebook_path(ctx), assignment_id=ctx.assignment.assignment_id,
                       notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
     own = executor is None
     executor = executor or make_executor(ctx)
@@ -150,7 +155,11 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
 
 
 
+def gradebook_path(ctx: GradingContext) -> Path:
+    return ctx.gradebook or ctx.course.root / GRADEBOOK_FILE
+
+
 def record_in_gradebook(ctx: GradingContext, result: GradeResult) -> None:
     """Scores into nbgrader's gradebook (in the course root, which no sandbox mounts)."""
-    record_grades(ctx.course.root / GRADEBOOK_FILE, result,
+    record_grades(gradebook_path(ctx), result,
                   notebook_id=Path(ctx.assignment.notebook).stem)

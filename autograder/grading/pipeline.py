@@ -29,6 +29,7 @@ from autograder.grading import check, messages, report, score
 from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
 
 STATE_DIR = ".course-state"
+GRADEBOOK_FILE = "gradebook.db"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class GradingContext:
     out_dir: Path
     embeddings_dir: Path | None = None
     """Trusted embeddings of the hidden splits, once :func:`with_embeddings` has made them."""
+    gradebook: Path | None = None
+    """nbgrader's gradebook database (default: ``gradebook.db`` in the course root)."""
 
     @property
     def limit_values(self) -> dict[str, float]:
@@ -219,7 +222,8 @@ def unreadable_result(ctx: GradingContext, job: GradeJob, exc: SubmissionError) 
 
 
 def make_context(course: Course, assignment_id: str, *, profile_name: str, out_dir: Path,
-                 weights_mode: str | None = None, need_key: bool = True) -> GradingContext:
+                 weights_mode: str | None = None, need_key: bool = True,
+                 gradebook: Path | None = None) -> GradingContext:
     """Resolve, once per batch, everything the jobs share; errors name the command that fixes them."""
     from autograder.course.datasets import grading_split_dir, student_splits_dir
     from autograder.course.standin import grader_weights
@@ -246,4 +250,5 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     return GradingContext(course=course, assignment=assignment, profile_name=profile_name,
                           weights_mode=mode, weights_file=weights_file, key_file=key,
                           grading_dir=grading_dir, validation_dir=validation_dir,
-                          out_dir=out_dir.resolve())
+                          out_dir=out_dir.resolve(),
+                          gradebook=(gradebook or course.root / GRADEBOOK_FILE).resolve())

@@ -105,11 +105,16 @@ class CourseGradeRunner:
     course_root: Path
     timeout_s: float
     command: tuple[str, ...] = field(default_factory=lambda: (str(Path(sys.prefix) / "bin" / "course"),))
+    gradebook: Path | None = None
+    """The instructor's gradebook, so formgrader shows the scores; owned by ``gradebook_owner``."""
+    gradebook_owner: tuple[int, int] | None = None
 
     async def __call__(self, *, assignment_id: str, notebook: Path, student: str,
                        out_dir: Path) -> GradeOutcome:
         argv = [*self.command, "grade", assignment_id, str(notebook), "--out", str(out_dir),
                 "--student", student, "--force"]
+        if self.gradebook is not None:
+            argv += ["--gradebook", str(self.gradebook)]
         env = {**os.environ, "COURSE_ROOT": str(self.course_root)}
         process = await asyncio.create_subprocess_exec(
             *argv, cwd=self.course_root, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -125,6 +130,8 @@ class CourseGradeRunner:
             _kill_group(process.pid)
             raise
         (out_dir / "grade.log").write_bytes(output or b"")
+        if self.gradebook is not None and self.gradebook_owner and self.gradebook.exists():
+            os.chown(self.gradebook, *self.gradebook_owner)  # formgrader writes manual grades
         if process.returncode != 0:
             tail = (output or b"").decode(errors="replace").strip().splitlines()[-5:]
             raise GradingFailed(f"`course grade` exited with {process.returncode}: " + " | ".join(tail))

@@ -161,8 +161,12 @@ def build_queue() -> tuple[GradingQueue, str, str, int]:
     os.chmod(state, 0o700)
     layout = accounts.ExchangeLayout(root=Path(c.hub.exchange_dir), course_id=c.course_id)
     instructor = accounts.lookup_account(c.hub.instructor)
-    runner = CourseGradeRunner(course_root=course.root,
-                               timeout_s=c.limits.notebook_budget_s + GRADE_MARGIN_S)
+    runner = CourseGradeRunner(
+        course_root=course.root, timeout_s=c.limits.notebook_budget_s + GRADE_MARGIN_S,
+        gradebook=(accounts.instructor_course_dir(course, instructor) / "gradebook.db"
+                   if instructor else None),
+        gradebook_owner=(instructor.uid, instructor.gid) if instructor else None,
+    )
     queue = GradingQueue(
         inbound=layout.inbound, feedback_dir=layout.feedback, work_dir=state / "work",
         notebooks={a.assignment_id: a.notebook for a in c.assignments}, runner=runner,
