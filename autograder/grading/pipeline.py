@@ -152,13 +152,15 @@ def execute_stage(ctx: GradingContext, job: GradeJob, *, slot: int, job_dir: Pat
     """Execute (and export). When the kernel was lost at cell k, replay cells before k in a
     fresh sandboxed kernel, so the crash costs only the items that needed cell k or later."""
     from autograder.grading.execute import execute_submission
+    from autograder.grading.sandbox import slot_lock
 
     def run(notebook: Path, folder: Path) -> ExecutionResult:
-        return execute_submission(
-            notebook, course=ctx.course, assignment=ctx.assignment, student=job.student,
-            slot=slot, job_dir=folder, profile=ctx.profile_name, weights_mode=ctx.weights_mode,
-            weights_file=ctx.weights_file,
-        )
+        with slot_lock(slot):
+            return execute_submission(
+                notebook, course=ctx.course, assignment=ctx.assignment, student=job.student,
+                slot=slot, job_dir=folder, profile=ctx.profile_name,
+                weights_mode=ctx.weights_mode, weights_file=ctx.weights_file,
+            )
 
     first = run(job.notebook, job_dir)
     stopped = next((c.index for c in first.cells if c.status == "killed"), None)

@@ -33,6 +33,8 @@ reads what a kernel wrote (that is :mod:`autograder.grading.export`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -41,7 +43,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -681,3 +683,19 @@ def require_sandbox(*, prefix: str, slots: int = 1) -> None:
             hint="run `course sandbox setup` as root, or set grading.allow_unsandboxed=True "
                  "on a machine that never grades real students",
         )
+
+
+@contextlib.contextmanager
+def slot_lock(slot: int) -> Iterator[None]:
+    """Hold slot ``slot`` for this job, across every grader process on the machine.
+
+    Two graders (say the hub's service and an instructor's ``course grade``) must never
+    run two submissions under one slot uid at once; the second waits for the first.
+    """
+    STAGE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with open(STAGE_ROOT / f"slot-{slot}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

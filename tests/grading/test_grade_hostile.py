@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.sandbox]
 AFTER = "q1_output_shapes"  # hostile cells go right after question 1
 CELL_TIMEOUT_S = 60
 DAEMON_DELAY_S = 12
+DAEMON_MARKER = "hostile-daemon-7c1e"  # in the daemon's argv, to find it among all processes
 
 ATTACK = '''
 import os, socket, subprocess, sys
@@ -46,7 +47,7 @@ for host in ("127.0.0.1", "8.8.8.8"):
     except OSError as exc:
         print("no network", host, type(exc).__name__)
 daemon = "import os, time\\ntime.sleep({delay})\\nfor p in %r:\\n    try:\\n        open(p, 'a').write('late')\\n    except OSError:\\n        pass\\nopen(os.path.expanduser('~') + '/.alive', 'w')" % (targets,)
-subprocess.Popen([sys.executable, "-c", daemon], start_new_session=True,
+subprocess.Popen([sys.executable, "-c", daemon, "{marker}"], start_new_session=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 '''
 
@@ -82,7 +83,7 @@ def hostile_batch(calibrated, e2e_root):
                  REPO / "source" / "cnn_transfer" / "cnn_transfer.ipynb"]
     before = {p: digest(p) for p in protected}
     sources = {**HOSTILE, "attacker": ATTACK.format(targets=[str(p) for p in protected],
-                                                    delay=DAEMON_DELAY_S)}
+                                                    delay=DAEMON_DELAY_S, marker=DAEMON_MARKER)}
     for name, cell in sources.items():
         nb = reference_submission(source)
         insert_cell_after(nb, AFTER, cell)
@@ -116,10 +117,10 @@ def test_the_batch_finishes_and_honest_work_is_untouched(hostile_batch):
     assert _failed(results["honest"]) == {}
 
 
-def test_no_process_of_the_sandbox_users_survives(hostile_batch):
-    for slot in (0, 1):
-        alive = subprocess.run(["pgrep", "-u", f"course-sbx{slot}"], capture_output=True, text=True)
-        assert alive.stdout.strip() == "", f"course-sbx{slot} still runs {alive.stdout}"
+def test_no_daemon_survives_grading(hostile_batch):
+    """Is the detached setsid daemon gone once grading ends (it never wrote, see above)?"""
+    alive = subprocess.run(["pgrep", "-f", DAEMON_MARKER], capture_output=True, text=True)
+    assert alive.stdout.strip() == "", f"the daemon still runs: {alive.stdout}"
 
 
 def test_the_attacker_keeps_exactly_its_honest_score(hostile_batch):
