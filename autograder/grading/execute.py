@@ -381,10 +381,12 @@ def execute_submission(
     release = release_dir or course.release_dir(assignment.assignment_id)
     grade_ids = match_grade_ids(nb, release_grade_ids(release / assignment.notebook))
 
+    # One probe decides: re-probing after a failure could pass and leave `sandboxed` False,
+    # which would run the student's code without the sandbox (found by the hostile zoo).
     missing = sandbox.probe_sandbox(prefix=grading.sandbox_user_prefix, slots=slot + 1)
-    sandboxed = not missing
     if missing and not grading.allow_unsandboxed:
-        sandbox.require_sandbox(prefix=grading.sandbox_user_prefix, slots=slot + 1)
+        sandbox.refuse_incomplete(missing)
+    sandboxed = not missing
     user = sandbox.find_sandbox_user(grading.sandbox_user_prefix, slot) if sandboxed else None
 
     layout = sandbox.JobLayout.for_job(Path(job_dir).resolve(),

@@ -43,6 +43,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -646,7 +647,9 @@ def probe_sandbox(*, prefix: str, slots: int = 1) -> list[str]:
         missing.append("cgroups: no memory/pids hierarchy under /sys/fs/cgroup")
     elif os.geteuid() == 0:
         try:
-            group = create_cgroup(f"probe-{os.getpid()}", memory_mb=64, max_processes=8)
+            # Unique per call: jobs of one batch probe at the same time from several threads.
+            group = create_cgroup(f"probe-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+                                  memory_mb=64, max_processes=8)
             group.remove()
         except SandboxUnavailable as exc:
             missing.append(f"cgroup memory/pids controllers writable: {exc.message}")
@@ -678,11 +681,16 @@ def require_sandbox(*, prefix: str, slots: int = 1) -> None:
     """Raise :class:`SandboxUnavailable` naming every missing part."""
     missing = probe_sandbox(prefix=prefix, slots=slots)
     if missing:
-        raise SandboxUnavailable(
-            "the grading sandbox is incomplete: " + "; ".join(missing),
-            hint="run `course sandbox setup` as root, or set grading.allow_unsandboxed=True "
-                 "on a machine that never grades real students",
-        )
+        refuse_incomplete(missing)
+
+
+def refuse_incomplete(missing: list[str]) -> None:
+    """Raise :class:`SandboxUnavailable` for these missing parts (from one probe)."""
+    raise SandboxUnavailable(
+        "the grading sandbox is incomplete: " + "; ".join(missing),
+        hint="run `course sandbox setup` as root, or set grading.allow_unsandboxed=True "
+             "on a machine that never grades real students",
+    )
 
 
 @contextlib.contextmanager

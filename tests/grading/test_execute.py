@@ -305,3 +305,20 @@ def test_notebook_with_only_markdown_is_empty(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(SubmissionError, match="has no code cells"):
         read_submission(path)
+
+
+def test_a_probe_that_fails_once_never_runs_the_kernel_unsandboxed(run_zoo, monkeypatch):
+    """If the sandbox probe fails (say, under load) and a second probe would pass, is the job
+    still refused rather than run without the sandbox? (The hostile zoo once wrote course files
+    as root this way.)"""
+    calls = []
+    real = sandbox.probe_sandbox
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        return ["bubblewrap as course-sbx0: timed out"] if len(calls) == 1 else real(**kwargs)
+
+    monkeypatch.setattr(sandbox, "probe_sandbox", flaky)
+    with pytest.raises(SandboxUnavailable, match="timed out"):
+        run_zoo(zoo.HELLO)
+    assert len(calls) == 1
