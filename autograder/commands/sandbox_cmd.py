@@ -24,10 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_setup(args: argparse.Namespace) -> int:
-    grading = load_course().config.grading
+    from autograder.course.permissions import GRADER_GROUP, protect_course_files
+
+    course = load_course()
+    grading = course.config.grading
     users = sandbox.ensure_sandbox_users(grading.sandbox_user_prefix, grading.concurrency)
     for user in users:
         console.print(f"sandbox user {user.name}: uid {user.uid}, gid {user.gid}")
+    protect_course_files(course)
+    console.print(f"course secrets closed to other users; the checker reads them as group "
+                  f"{GRADER_GROUP}")
     return run_check(args)
 
 

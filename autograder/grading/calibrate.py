@@ -30,6 +30,7 @@ from autograder.grading.pipeline import (
     GradingContext,
     execute_stage,
     export_facts,
+    open_to_checker,
     with_embeddings,
 )
 from autograder.progress import Progress, report
@@ -55,7 +56,6 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
         seeded = replace(ctx, course=replace(ctx.course, config=replace(
             ctx.course.config, grading=replace(ctx.course.config.grading, seed=seed))))
         work = Path(tempfile.mkdtemp(prefix="course-calibrate-"))
-        work.chmod(0o755)  # the confined fact sheet reads facts/ as an unprivileged uid
         try:
             execution = execute_stage(seeded, GradeJob(student=f"reference-seed{seed}",
                                                        notebook=source), slot=0, job_dir=work / "job")
@@ -90,6 +90,7 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
                weights_mode=ctx.weights_mode)
     ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
     ctx.key_file.write_text(json.dumps(key, indent=1, sort_keys=True))
+    open_to_checker(ctx.key_file.parent.parent)  # answer_keys/: the checker only
     return key
 
 

@@ -105,9 +105,13 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
             **(extra_env or {}),
         }
         if os.geteuid() == 0:
+            from autograder.course.permissions import ensure_grader_group
+
             os.chown(private, NOBODY_UID, NOBODY_UID)
+            # nobody, plus the one group that may read the hidden split, keys and facts
             argv = ["unshare", "--net", "--", "setpriv", f"--reuid={NOBODY_UID}",
-                    f"--regid={NOBODY_UID}", "--clear-groups", "--inh-caps=-all", *argv]
+                    f"--regid={NOBODY_UID}", f"--groups={ensure_grader_group()}",
+                    "--inh-caps=-all", *argv]
         try:
             proc = subprocess.run(argv, env=env, cwd=private, capture_output=True, text=True,
                                   timeout=timeout_s)

@@ -22,6 +22,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.course.config import Course
+from autograder.course.permissions import protect_course_files, share_with_grader
 from autograder.course.settings import Assignment
 from autograder.errors import SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
@@ -92,17 +93,17 @@ def with_embeddings(ctx: GradingContext) -> GradingContext:
                   if p.is_file()]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
     cache = ctx.course.root / STATE_DIR / "embeddings" / key
-    for folder in (ctx.course.root / STATE_DIR, cache.parent):
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o755)  # the confined checker reads the cache as an unprivileged uid
+    (ctx.course.root / STATE_DIR).mkdir(exist_ok=True)
+    (ctx.course.root / STATE_DIR).chmod(0o755)  # holds hub/ (private) and embeddings/ (grader)
     if not cache.is_dir() or not any(cache.iterdir()):
         work = Path(tempfile.mkdtemp(prefix="course-embed-"))
-        work.chmod(0o755)
+        open_to_checker(work)
         try:
             check.run_embeddings(ctx.check_inputs(work, report_file=work / "r.json", with_key=False),
                                  cache_dir=cache)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    open_to_checker(cache.parent)
     return replace(ctx, embeddings_dir=cache)
 
 
@@ -110,7 +111,6 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
     """Run every stage for one submission and write its reports; returns the result."""
     student_dir = ctx.out_dir / job.student
     work = Path(tempfile.mkdtemp(prefix=f"course-grade-{job.student}-"))
-    work.chmod(0o755)  # the confined checker reads facts/ as an unprivileged uid
     try:
         try:
             cell_sources = read_cell_sources(job.notebook)
@@ -190,9 +190,19 @@ def export_facts(execution: ExecutionResult, facts_dir: Path) -> Path:
     (facts_dir / HISTORIES_FILE).write_text(json.dumps(execution.histories))
     for name, path in execution.models.items():
         shutil.move(str(path), facts_dir / MODELS_DIR / f"{name}.keras")
-    for p in (facts_dir, facts_dir / MODELS_DIR, *facts_dir.rglob("*")):
-        p.chmod(0o755 if p.is_dir() else 0o644)  # the confined checker reads as an unprivileged uid
+    open_to_checker(facts_dir.parent)
     return facts_dir
+
+
+def open_to_checker(folder: Path) -> None:
+    """Let the confined checker (nobody + the course-grader group) read ``folder``; as root the
+    folder is closed to everyone else, so no other student can read these facts."""
+    import os
+
+    if os.geteuid() == 0:
+        share_with_grader(folder)
+    else:  # developers without root: the checker runs as themselves
+        folder.chmod(0o700)
 
 
 def read_cell_sources(notebook: Path) -> list[str]:
@@ -233,6 +243,7 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     from autograder.grading.calibrate import key_path
 
     assignment = course.config.assignment(assignment_id)
+    protect_course_files(course)  # every grading run starts from closed secrets
     if profile_name not in course.config.profiles:
         raise ConfigError(f"unknown profile {profile_name!r}",
                           hint=f"use one of: {', '.join(sorted(course.config.profiles))}")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.course.config import Course, check_config
+from autograder.course.permissions import protect_course_files
 from autograder.errors import HubError
 from autograder.hosting import accounts, cgroups
 from autograder.hosting.hubconfig import HubPaths, hub_paths, render_hub_config, venv_dir, write_lab_overrides
@@ -127,6 +128,7 @@ def _hub_problems(course: Course) -> list[str]:
 def prepare_machine(course: Course, paths: HubPaths) -> None:
     """Users, exchange, Lab settings and the hub config (steps 1-4 of ``up``)."""
     h = course.config.hub
+    protect_course_files(course)  # students get shells: solutions and hidden data stay closed
     instructor = accounts.ensure_account(h.instructor)
     accounts.prepare_instructor(course, instructor)
     for name in h.students:

@@ -1,0 +1,86 @@
+"""Who may read what in the course repository, on a machine shared with students.
+
+The local hub gives students real Unix accounts, and the venv they run lives in the
+course repository, so the repository must stay traversable by everyone. What must not
+be readable by them is closed here, idempotently, every time grading or the hub starts:
+
+- private to root: the source notebook (solutions, hidden tests), graded output,
+  and the gradebook;
+- readable by root and the ``course-grader`` group only: what the confined checker
+  reads (the hidden grading split, the rubric, answer keys, trusted embeddings, and
+  each job's exported facts). The checker runs as ``nobody`` with that one group.
+
+Everything else (release/, the kit's code, the venv, the student data) stays public.
+Rejected: moving the venv out of the repository (a second copy of every dependency
+to keep in step) and per-file ACLs (not on every filesystem).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import subprocess
+from pathlib import Path
+
+from autograder.course.config import Course
+from autograder.errors import SandboxUnavailable
+
+GRADER_GROUP = "course-grader"
+PRIVATE_MODE = 0o700
+GROUP_DIR_MODE = 0o750
+GROUP_FILE_MODE = 0o640
+
+
+def ensure_grader_group() -> int:
+    """The gid of ``course-grader``, created as a system group where missing (root only)."""
+    try:
+        return grp.getgrnam(GRADER_GROUP).gr_gid
+    except KeyError:
+        pass
+    if os.geteuid() != 0:
+        raise SandboxUnavailable(f"the {GRADER_GROUP} group does not exist",
+                                 hint="run `sudo course sandbox setup`")
+    subprocess.run(["groupadd", "--system", GRADER_GROUP], check=True, capture_output=True)
+    return grp.getgrnam(GRADER_GROUP).gr_gid
+
+
+def private_paths(course: Course) -> list[Path]:
+    g = course.config.grading
+    return [course.root / "source", course.path(g.out_dir), course.root / "gradebook.db",
+            course.root / "submitted", course.root / ".course-state" / "hub"]
+
+
+def grader_paths(course: Course) -> list[Path]:
+    from autograder.course.datasets import grading_split_dir
+
+    g = course.config.grading
+    import autograder.rubric
+
+    return [grading_split_dir(course).parent, course.path(g.answer_key_dir),
+            Path(autograder.rubric.__file__).parent, course.root / ".course-state" / "embeddings"]
+
+
+def protect_course_files(course: Course) -> None:
+    """Close the secrets to other users (root only; a no-op for anyone else)."""
+    if os.geteuid() != 0:
+        return
+    gid = ensure_grader_group()
+    for path in private_paths(course):
+        if path.is_symlink() or not path.exists():
+            continue
+        os.chown(path, 0, 0)
+        path.chmod(PRIVATE_MODE if path.is_dir() else 0o600)
+    for top in grader_paths(course):
+        if top.is_symlink() or not top.exists():
+            continue
+        share_with_grader(top, gid=gid)
+
+
+def share_with_grader(top: Path, *, gid: int | None = None) -> None:
+    """``root:course-grader``, group-readable, closed to others, for ``top`` and below."""
+    gid = ensure_grader_group() if gid is None else gid
+    for path in [top, *top.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chown(path, 0, gid)
+        path.chmod(GROUP_DIR_MODE if path.is_dir() else GROUP_FILE_MODE)

@@ -1,0 +1,67 @@
+"""On a machine shared with students, the course's secrets are closed to them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from autograder.course.config import load_course
+from autograder.course.permissions import ensure_grader_group, protect_course_files
+
+ROOT = Path(__file__).resolve().parents[2]
+NOBODY = 65534
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
+
+
+def can_read(path: Path, *, groups: str | None = None) -> bool:
+    """Can an unprivileged uid (nobody; optionally with supplementary groups) read ``path``?"""
+    group_args = [f"--groups={groups}"] if groups else ["--clear-groups"]
+    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", *group_args, "--inh-caps=-all",
+           "cat", str(path)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+@pytest.fixture()
+def course_root():
+    root = Path(tempfile.mkdtemp(prefix="course-perm-"))
+    root.chmod(0o755)
+    shutil.copy(ROOT / "course_config.py", root / "course_config.py")
+    files = {
+        "solution": root / "source" / "cnn_transfer" / "cnn_transfer.ipynb",
+        "grading_image": root / "datasets" / "hidden" / "grading" / "shoes" / "0000.jpg",
+        "key": root / "answer_keys" / "cnn_transfer" / "full-imagenet.json",
+        "results": root / "autograded" / "alice" / "results.json",
+        "gradebook": root / "gradebook.db",
+        "public": root / "release" / "cnn_transfer" / "cnn_transfer.ipynb",
+    }
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("secret?")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as a careless checkout would have it
+    yield root, files
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_secrets_are_closed_and_the_checker_keeps_what_it_needs(course_root):
+    """After protection, can another user read nothing secret, the checker's group read exactly
+    the hidden split and the keys, and everyone still read the release?"""
+    root, files = course_root
+    assert all(can_read(p) for p in files.values())  # the hole being closed
+    protect_course_files(load_course(root))
+    gid = str(ensure_grader_group())
+    for name in ("solution", "grading_image", "key", "results", "gradebook"):
+        assert not can_read(files[name]), name
+    assert can_read(files["public"])
+    assert can_read(files["grading_image"], groups=gid)
+    assert can_read(files["key"], groups=gid)
+    assert not can_read(files["solution"], groups=gid)
+    assert not can_read(files["results"], groups=gid)
+    rubric = ROOT / "autograder" / "rubric" / "cnn_transfer" / "test_q1.py"
+    assert not can_read(rubric) and can_read(rubric, groups=gid)
