@@ -46,7 +46,7 @@ for host in ("127.0.0.1", "8.8.8.8"):
         print("CONNECTED", host)
     except OSError as exc:
         print("no network", host, type(exc).__name__)
-daemon = "import os, time\\ntime.sleep({delay})\\nfor p in %r:\\n    try:\\n        open(p, 'a').write('late')\\n    except OSError:\\n        pass\\nopen(os.path.expanduser('~') + '/.alive', 'w')" % (targets,)
+daemon = "import os, time\\ntime.sleep({delay})\\nfor p in %r:\\n    try:\\n        open(p, 'a').write('hacked-late')\\n    except OSError:\\n        pass\\nopen(os.path.expanduser('~') + '/.alive', 'w')" % (targets,)
 subprocess.Popen([sys.executable, "-c", daemon, "{marker}"], start_new_session=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 '''
@@ -64,6 +64,17 @@ def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def honest_grades(gradebook) -> dict[str, float]:
+    """The honest student's item scores, read through nbgrader's own API (the batch adds rows
+    for other students, so the file itself legitimately changes)."""
+    from nbgrader.api import Gradebook
+
+    assert b"hacked" not in gradebook.read_bytes()
+    with Gradebook(f"sqlite:///{gradebook}") as gb:
+        nb = gb.find_submission_notebook("cnn_transfer", "cnn_transfer", "honest")
+        return {g.name: g.score for g in nb.grades}
+
+
 @pytest.fixture(scope="module")
 def hostile_batch(calibrated, e2e_root):
     _, key = calibrated
@@ -78,11 +89,13 @@ def hostile_batch(calibrated, e2e_root):
     ctx = make_context(course, "cnn_transfer", profile_name="reduced", out_dir=out,
                        weights_mode="stand-in")
     run_batch(ctx, discover([subs], notebook="cnn_transfer.ipynb", assignment_id="cnn_transfer"))
+    gradebook = e2e_root / "gradebook.db"
     protected = [out / "honest" / "results.json", out / "honest" / "feedback.html",
-                 e2e_root / "gradebook.db", e2e_root / "course_config.py",
+                 e2e_root / "course_config.py",
                  REPO / "source" / "cnn_transfer" / "cnn_transfer.ipynb"]
     before = {p: digest(p) for p in protected}
-    sources = {**HOSTILE, "attacker": ATTACK.format(targets=[str(p) for p in protected],
+    before["honest grades"] = honest_grades(gradebook)
+    sources = {**HOSTILE, "attacker": ATTACK.format(targets=[str(p) for p in [*protected, gradebook]],
                                                     delay=DAEMON_DELAY_S, marker=DAEMON_MARKER)}
     for name, cell in sources.items():
         nb = reference_submission(source)
@@ -113,7 +126,9 @@ def test_the_batch_finishes_and_honest_work_is_untouched(hostile_batch):
     course, outcome, results, before = hostile_batch
     assert outcome.failed == {}
     assert set(results) == {"honest", *HOSTILE, "attacker"}
-    assert {p: digest(p) for p in before} == before
+    after = {p: digest(p) for p in before if p != "honest grades"}
+    after["honest grades"] = honest_grades(course.root / "gradebook.db")
+    assert after == before
     assert _failed(results["honest"]) == {}
 
 

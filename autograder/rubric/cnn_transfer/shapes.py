@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autograder.grading.evidence import fail
+from autograder.grading.evidence import accuracy, fail
 
 
 def as_shape(value: Any, *, name: str) -> list[int]:
@@ -30,3 +30,13 @@ def without_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def fmt(n: int) -> str:
     return f"{n:,}"
+
+
+def require_accuracy(evidence: Any, key: dict[str, Any], name: str, inputs: Any, labels: Any,
+                     *, how: str = "", expectation: str = "") -> None:
+    """Fail unless model ``name`` reaches the calibrated threshold on the hidden split."""
+    got = accuracy(evidence.model(name), inputs, labels)
+    need = key["thresholds"][name]
+    if got < need:
+        fail(f"{name} reached {got:.0%} accuracy on the hidden split{how}; at least {need:.0%} "
+             f"is expected{expectation}.")

@@ -1,12 +1,7 @@
 """Question 2: the from-scratch CNN (architecture, compile settings, training, accuracy)."""
 
-from autograder.grading.evidence import (
-    accuracy,
-    compile_facts,
-    fail,
-    layer_rows,
-)
-from autograder.rubric.cnn_transfer.shapes import fmt, without_inputs
+from autograder.grading.evidence import compile_facts, fail, layer_rows
+from autograder.rubric.cnn_transfer.shapes import fmt, require_accuracy, without_inputs
 
 # Layers a valid variant may add after Flatten (the rubric allows regularisation there).
 OPTIONAL_AFTER_FLATTEN = {"Dropout"}
@@ -68,9 +63,5 @@ def test_q2_cnn_trained(evidence, inputs):
 
 
 def test_q2_cnn_accuracy(evidence, key, grading_set):
-    images, labels = grading_set
-    got = accuracy(evidence.model("cnn_model"), images, labels)
-    need = key["thresholds"]["cnn_model"]
-    if got < need:
-        fail(f"cnn_model reached {got:.0%} accuracy on the hidden split; at least {need:.0%} "
-             f"is expected for this architecture after the full training.")
+    require_accuracy(evidence, key, "cnn_model", *grading_set,
+                     expectation=" for this architecture after the full training")

@@ -1,7 +1,13 @@
 """Question 4: transfer learning by feature extraction (ResNet50 embeddings + dense head)."""
 
-from autograder.grading.evidence import accuracy, fail, layer_rows, weight_counts
-from autograder.rubric.cnn_transfer.shapes import as_int, as_shape, fmt, without_inputs
+from autograder.grading.evidence import fail, layer_rows, weight_counts
+from autograder.rubric.cnn_transfer.shapes import (
+    as_int,
+    as_shape,
+    fmt,
+    require_accuracy,
+    without_inputs,
+)
 
 
 def test_q4_backbone_facts(evidence, key):
@@ -34,8 +40,5 @@ def test_q4_head_architecture(evidence, key):
 
 
 def test_q4_head_accuracy(evidence, key, grading_set, grading_embeddings):
-    got = accuracy(evidence.model("tl_model"), grading_embeddings, grading_set[1])
-    need = key["thresholds"]["tl_model"]
-    if got < need:
-        fail(f"tl_model reached {got:.0%} accuracy on the hidden split (embedded with the "
-             f"grader's own ResNet50); at least {need:.0%} is expected.")
+    require_accuracy(evidence, key, "tl_model", grading_embeddings, grading_set[1],
+                     how=" (embedded with the grader's own ResNet50)")

@@ -9,7 +9,7 @@ from autograder.grading.evidence import (
     trainable_pattern,
     weight_counts,
 )
-from autograder.rubric.cnn_transfer.shapes import as_int, fmt
+from autograder.rubric.cnn_transfer.shapes import as_int, fmt, require_accuracy
 
 
 def test_q5_finetune_frozen(evidence, key, trusted_backbone):
@@ -45,12 +45,7 @@ def test_q5_finetune_frozen(evidence, key, trusted_backbone):
 
 
 def test_q5_finetune_accuracy(evidence, key, grading_set):
-    images, labels = grading_set
-    got = accuracy(evidence.model("ft_model"), images, labels)
-    need = key["thresholds"]["ft_model"]
-    if got < need:
-        fail(f"ft_model reached {got:.0%} accuracy on the hidden split; at least {need:.0%} "
-             f"is expected.")
+    require_accuracy(evidence, key, "ft_model", *grading_set)
 
 
 def test_q5_model_choice(evidence, validation_set, validation_embeddings):
