@@ -91,7 +91,7 @@ def show_batch(outcome, ctx) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from autograder.grading.calibrate import calibrate
+    from autograder.grading.calibrate import calibrate, calibration_seeds
     from autograder.grading.pipeline import make_context
 
     course = load_course()
@@ -99,7 +99,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
                        out_dir=course.path(course.config.grading.out_dir),
                        weights_mode=args.weights_mode, need_key=False)
-    seeds = args.seeds or assignment.calibration_seeds
+    seeds = args.seeds or calibration_seeds(course.config.grading.seed, assignment.calibration_seeds)
     with progress_bar(f"calibrating {args.assignment}") as bar:
         key = calibrate(ctx, seeds=seeds, progress=bar)
     table = Table(title=f"answer key: {ctx.key_file}")

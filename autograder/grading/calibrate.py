@@ -39,6 +39,12 @@ from autograder.progress import Progress, report
 SEED_DEPENDENT = {"chosen_model"}
 
 
+def calibration_seeds(grading_seed: int, extra: tuple[int, ...]) -> tuple[int, ...]:
+    """The grading seed first, then the configured ones: the reference solution, graded as a
+    student's would be, is then one of the calibration runs and cannot miss its own threshold."""
+    return tuple(dict.fromkeys((grading_seed, *extra)))
+
+
 def key_path(root: Path, key_dir: str, assignment_id: str, profile: str, weights_mode: str) -> Path:
     base = Path(key_dir) if Path(key_dir).is_absolute() else root / key_dir
     return base / assignment_id / f"{profile}-{weights_mode}.json"

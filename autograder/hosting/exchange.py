@@ -30,6 +30,7 @@ import os
 import pwd
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,32 @@ def list_submissions(inbound: Path) -> list[Submission]:
             if submission is not None:
                 found.append(submission)
     return found
+
+
+SECRET_CHARS = 128  # nbgrader writes secrets.token_hex(64)
+SETTLE_S = 300.0
+
+
+def is_complete(submission: Submission, *, now: float | None = None) -> bool:
+    """Has nbgrader finished writing this submission?
+
+    ``nbgrader submit`` copies the files, writes timestamp.txt and submission_secret.txt, and
+    last opens the folder to 0777. Picking a folder up earlier raced it: the secret was still
+    empty and closing the folder broke the student's own submit. A folder that never
+    completes is picked up after ``SETTLE_S`` anyway, and rejected with its reason.
+    """
+    try:
+        st = submission.folder.lstat()
+        secret = (submission.folder / "submission_secret.txt").lstat()
+    except OSError:
+        secret = None
+    if secret is not None and stat.S_IMODE(st.st_mode) == 0o777 and secret.st_size >= SECRET_CHARS:
+        return True
+    try:
+        age = (now or time.time()) - submission.folder.lstat().st_mtime
+    except OSError:
+        return False
+    return age > SETTLE_S
 
 
 def _user_name(uid: int) -> str:

@@ -194,7 +194,7 @@ class GradingQueue:
         """Register submissions not seen before; returns the new jobs (queued or rejected)."""
         new: list[Job] = []
         for submission in exchange.list_submissions(self.inbound):
-            if submission.job_id in self.store.jobs:
+            if submission.job_id in self.store.jobs or not exchange.is_complete(submission):
                 continue
             job = Job(job_id=submission.job_id, student=submission.student,
                       assignment_id=submission.assignment_id, submitted_at=submission.timestamp,

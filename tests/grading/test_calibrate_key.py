@@ -3,7 +3,7 @@
 import pytest
 
 from autograder.errors import GradingError
-from autograder.grading.calibrate import build_key
+from autograder.grading.calibrate import build_key, calibration_seeds
 
 
 def sheet(seed, acc, conv1=416, chosen="tl"):
@@ -39,3 +39,10 @@ def test_seed_dependent_facts_are_refused():
 def test_the_model_choice_may_vary_between_seeds():
     key = build_key([sheet(1, 0.8, chosen="tl"), sheet(2, 0.8, chosen="ft")], margin=0.1)
     assert key["seeds"] == [1, 2]
+
+
+def test_the_grading_seed_is_always_calibrated_first():
+    """Is the seed students are graded with always one of the calibration runs (so the reference
+    solution, graded like a submission, reproduces a key run)?"""
+    assert calibration_seeds(1234, (1, 2, 3)) == (1234, 1, 2, 3)
+    assert calibration_seeds(2, (1, 2, 3)) == (2, 1, 3)

@@ -168,3 +168,21 @@ def test_a_restarted_service_remembers_and_requeues(layout):
     again = _queue(layout, FakeGrader())
     assert again.scan() == []
     assert len(again.pending) == 1
+
+
+def test_a_submission_is_left_alone_until_nbgrader_has_finished_writing_it(tmp_path):
+    """Is a folder still being written by `nbgrader submit` (no secret yet, not yet opened to
+    0777) skipped, then picked up once complete — or once it has sat unfinished too long?"""
+    folder = tmp_path / "student1+cnn_transfer+2026-01-01 10:00:00.000000 UTC"
+    folder.mkdir(mode=0o755)
+    (folder / "cnn_transfer.ipynb").write_text("{}")
+    submission = exchange.parse_submission(folder)
+    assert not exchange.is_complete(submission)
+    (folder / "submission_secret.txt").write_text("ab" * 64)
+    assert not exchange.is_complete(submission)  # nbgrader opens the folder last
+    folder.chmod(0o777)
+    assert exchange.is_complete(submission)
+    (folder / "submission_secret.txt").unlink()
+    assert not exchange.is_complete(submission)
+    later = folder.lstat().st_mtime + exchange.SETTLE_S + 1
+    assert exchange.is_complete(submission, now=later)
