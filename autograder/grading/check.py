@@ -54,6 +54,16 @@ def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: 
     return records
 
 
+def _cache_files() -> list[str]:
+    from autograder.grading.trusted import EMBEDDING_FILES, PRETRAINED_FILE
+
+    return [*EMBEDDING_FILES.values(), PRETRAINED_FILE]
+
+
+def embeddings_ready(cache_dir: Path) -> bool:
+    return all((cache_dir / name).is_file() for name in _cache_files())
+
+
 def run_embeddings(inputs: CheckInputs, *, cache_dir: Path,
                    timeout_s: float = CHECK_TIMEOUT_S) -> Path:
     """The trusted backbone's embeddings of the hidden splits, computed once per cache key.
@@ -62,20 +72,19 @@ def run_embeddings(inputs: CheckInputs, *, cache_dir: Path,
     are computed once (in the same confinement as the checks) and reused by the batch and
     by later batches; ``cache_dir`` names the weights, image size and split contents.
     """
-    from autograder.grading.trusted import EMBEDDING_FILES
-
-    if all((cache_dir / f).is_file() for f in EMBEDDING_FILES.values()):
+    if embeddings_ready(cache_dir):
         return cache_dir
+    wanted = _cache_files()
     argv = [sys.executable, "-m", "autograder.grading.trusted"]
     keep = {}
 
     def collect(private: Path) -> None:
-        for name in EMBEDDING_FILES.values():
+        for name in wanted:
             if (private / name).is_file():
                 keep[name] = (private / name).read_bytes()
 
     _, log = _run_confined(argv, inputs, timeout_s=timeout_s, before_cleanup=collect)
-    if len(keep) != len(EMBEDDING_FILES):
+    if len(keep) != len(wanted):
         raise GradingError(f"embedding the hidden splits failed; the log ends with:\n{log}",
                            hint="check the weights with `course weights status`")
     cache_dir.mkdir(parents=True, exist_ok=True)

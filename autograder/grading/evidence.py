@@ -76,19 +76,25 @@ class Evidence:
             return self.histories[name]
         raise Missing(name)
 
+    def model_file(self, name: str) -> Path:
+        path = self.facts_dir / MODELS_DIR / f"{name}.keras"
+        if not path.is_file():
+            raise Missing(name)
+        return path
+
     def loaded_models(self) -> dict[str, Any]:
         return dict(self._models)
 
     def model(self, name: str) -> Any:
         """The named model, loaded with ``safe_mode=True``; cached per process."""
         if name not in self._models:
-            path = self.facts_dir / MODELS_DIR / f"{name}.keras"
-            if not path.is_file():
-                raise Missing(name)
+            path = self.model_file(name)
             import keras
 
             try:
-                self._models[name] = keras.models.load_model(path, safe_mode=True)
+                # compile=False: the optimizer state (half of a fine-tuned model's 190 MB) is
+                # never needed; compile settings are read from the file's JSON instead.
+                self._models[name] = keras.models.load_model(path, safe_mode=True, compile=False)
             except Exception as exc:  # a hostile or broken file: explain, never crash the batch
                 raise RubricFail(messages.MODEL_LOAD_FAILED.format(
                     name=name, error=_short(exc))) from None
@@ -160,11 +166,18 @@ def weight_counts(model: Any) -> dict[str, int]:
     return {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
 
 
-def compile_facts(model: Any) -> dict[str, Any]:
-    """Loss, optimizer and metrics as saved with the model."""
+def compile_facts(model_file: Path) -> dict[str, Any]:
+    """Loss, optimizer and metrics as saved in a ``.keras`` file's config.json (plain JSON:
+    nothing is deserialised, so nothing in the file can run)."""
+    import zipfile
+
     try:
-        config = model.get_compile_config() or {}
-    except Exception:
+        with zipfile.ZipFile(model_file) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > 16 * 2**20:
+                raise ValueError("config.json is implausibly large")
+            config = json.loads(archive.read(info)).get("compile_config") or {}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         config = {}
     optimizer = config.get("optimizer")
     if isinstance(optimizer, dict):

@@ -64,7 +64,7 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
         facts: dict[str, Any] = {
             "layers": layer_rows(model),
             "counts": weight_counts(model),
-            "compile": compile_facts(model),
+            "compile": compile_facts(ev.model_file(name)),
         }
         nested = find_backbone(model)
         if nested is not None:

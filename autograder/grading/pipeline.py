@@ -95,7 +95,7 @@ def with_embeddings(ctx: GradingContext) -> GradingContext:
     cache = ctx.course.root / STATE_DIR / "embeddings" / key
     (ctx.course.root / STATE_DIR).mkdir(exist_ok=True)
     (ctx.course.root / STATE_DIR).chmod(0o755)  # holds hub/ (private) and embeddings/ (grader)
-    if not cache.is_dir() or not any(cache.iterdir()):
+    if not check.embeddings_ready(cache):
         work = Path(tempfile.mkdtemp(prefix="course-embed-"))
         open_to_checker(work)
         try:

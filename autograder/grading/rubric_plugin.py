@@ -62,6 +62,17 @@ def validation_set(inputs: CheckInputs):
 
 
 @pytest.fixture(scope="session")
+def pretrained(request: pytest.FixtureRequest, inputs: CheckInputs) -> dict[str, list]:
+    """Layer name -> the pretrained (or stand-in) weights, from the batch's cache when there."""
+    from autograder.grading.trusted import PRETRAINED_FILE, pretrained_weights
+
+    if inputs.embeddings_dir is not None and (inputs.embeddings_dir / PRETRAINED_FILE).is_file():
+        return pretrained_weights(inputs.embeddings_dir)
+    backbone = request.getfixturevalue("trusted_backbone")
+    return {layer.name: layer.get_weights() for layer in backbone.layers}
+
+
+@pytest.fixture(scope="session")
 def trusted_backbone(inputs: CheckInputs):
     """ResNet50 without its top, with the verified (or stand-in) weights file."""
     from autograder.grading.trusted import build_backbone

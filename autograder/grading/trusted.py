@@ -30,6 +30,9 @@ def embed(backbone: Any, images: Any) -> Any:
 
 
 EMBEDDING_FILES = {"grading": "grading.npy", "validation": "validation.npy"}
+PRETRAINED_FILE = "backbone_weights.npz"
+"""Every layer's pretrained weights, as ``"<layer>:<i>"`` arrays: checks compare frozen layers
+against it without building ResNet50 again in each checker run."""
 
 
 def main() -> None:
@@ -45,7 +48,20 @@ def main() -> None:
         images, _ = load_image_folder(folder, classes=inputs.classes,
                                       image_size_px=inputs.image_size_px)
         np.save(out / EMBEDDING_FILES[split], embed(backbone, images))
+    np.savez(out / PRETRAINED_FILE, **{f"{layer.name}:{i}": w for layer in backbone.layers
+                                       for i, w in enumerate(layer.get_weights())})
     inputs.report_file.write_text("{}")
+
+
+def pretrained_weights(cache_dir: Path) -> dict[str, list]:
+    """Layer name -> pretrained weight arrays, from the cache written by :func:`main`."""
+    import numpy as np
+
+    layers: dict[str, list] = {}
+    with np.load(cache_dir / PRETRAINED_FILE, allow_pickle=False) as data:
+        for key in sorted(data.files, key=lambda k: (k.rsplit(":", 1)[0], int(k.rsplit(":", 1)[1]))):
+            layers.setdefault(key.rsplit(":", 1)[0], []).append(data[key])
+    return layers
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from autograder.grading.evidence import (
 from autograder.rubric.cnn_transfer.shapes import as_int, fmt, require_accuracy
 
 
-def test_q5_finetune_frozen(evidence, key, trusted_backbone):
+def test_q5_finetune_frozen(evidence, key, pretrained):
     model = evidence.model("ft_model")
     backbone = find_backbone(model)
     if backbone is None:
@@ -34,11 +34,10 @@ def test_q5_finetune_frozen(evidence, key, trusted_backbone):
         fail(f"ft_trainable_params is {fmt(answer)}, but your ft_model has "
              f"{fmt(counts['trainable'])} trainable parameters.")
     # Frozen must mean unchanged: compare with the pretrained weights.
-    reference = {l.name: l for l in trusted_backbone.layers}
     for layer, trainable in zip(backbone.layers, got_pattern):
-        if trainable or layer.name not in reference:
+        if trainable or layer.name not in pretrained:
             continue
-        for mine, theirs in zip(layer.get_weights(), reference[layer.name].get_weights()):
+        for mine, theirs in zip(layer.get_weights(), pretrained[layer.name]):
             if mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-5):
                 fail(f"Layer {layer.name} is frozen in ft_model but its weights differ from "
                      f"the pretrained ones: freeze layers before training, not after.")
