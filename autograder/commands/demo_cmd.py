@@ -43,7 +43,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from autograder.course.samples import write_samples
     from autograder.course.weights import weights_status
     from autograder.errors import DatasetError
-    from autograder.grading.calibrate import key_path
+    from autograder.grading.calibrate import key_is_current
+    from autograder.grading.pipeline import make_context
 
     course = load_course()
     assignment = course.config.assignments[0]
@@ -67,12 +68,14 @@ def run_demo(args: argparse.Namespace) -> int:
                       f"({status.path}); the demo uses STAND-IN weights (untrained). "
                       "Transfer-learning numbers below are not ImageNet results. Seed the cache "
                       "with `course weights import FILE` for the real thing.[/]")
-    key = key_path(course.root, course.config.grading.answer_key_dir, aid, profile, mode)
-    if not key.is_file():
+    ctx = make_context(course, aid, profile_name=profile, out_dir=course.root / "autograded",
+                       weights_mode=mode, need_key=False)
+    if not key_is_current(ctx):
         _step("5. calibrate the answer key from the reference solution",
               ["calibrate", aid, "--profile", profile, "--weights-mode", mode])
     else:
-        console.rule(f"[bold]5. answer key[/]  [dim]{key} (exists; `course calibrate` redoes it)[/]")
+        console.rule(f"[bold]5. answer key[/]  [dim]{ctx.key_file} (current; "
+                     f"`course calibrate` redoes it)[/]")
     submissions = course.root / ".course-state" / "demo" / "submissions"
     write_samples(course.source_dir(aid) / assignment.notebook, submissions, names=DEMO_SAMPLES)
     broken = submissions / "broken_file" / assignment.notebook

@@ -240,7 +240,7 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     from autograder.course.datasets import grading_split_dir, student_splits_dir
     from autograder.course.standin import grader_weights
     from autograder.errors import ConfigError, DatasetError
-    from autograder.grading.calibrate import key_path
+    from autograder.grading.calibrate import key_is_current, key_path
 
     assignment = course.config.assignment(assignment_id)
     protect_course_files(course)  # every grading run starts from closed secrets
@@ -255,13 +255,17 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
             raise DatasetError(f"{folder} does not exist", hint=f"run `{fix}` first")
     key = key_path(course.root, course.config.grading.answer_key_dir, assignment_id,
                    profile_name, mode)
-    if need_key and not key.is_file():
-        raise ConfigError(
-            f"no answer key for {assignment_id} ({profile_name} profile, {mode} weights) at {key}",
-            hint=f"run `course calibrate {assignment_id} --profile {profile_name}` first",
-        )
-    return GradingContext(course=course, assignment=assignment, profile_name=profile_name,
+    ctx = GradingContext(course=course, assignment=assignment, profile_name=profile_name,
                           weights_mode=mode, weights_file=weights_file, key_file=key,
                           grading_dir=grading_dir, validation_dir=validation_dir,
                           out_dir=out_dir.resolve(),
                           gradebook=(gradebook or course.root / GRADEBOOK_FILE).resolve())
+    if need_key and not key_is_current(ctx):
+        what = "no answer key" if not key.is_file() else "a stale answer key (the source notebook, " \
+            "profile, margin, dataset or weights changed since it was calibrated)"
+        raise ConfigError(
+            f"{what} for {assignment_id} ({profile_name} profile, {mode} weights) at {key}",
+            hint=f"run `course calibrate {assignment_id} --profile {profile_name} "
+                 f"--weights-mode {mode}` first",
+        )
+    return ctx

@@ -1,9 +1,16 @@
 """The answer key is combined from per-seed fact sheets without typing any value in."""
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
-from autograder.errors import GradingError
-from autograder.grading.calibrate import build_key, calibration_seeds
+from autograder.course.config import load_course
+from autograder.errors import ConfigError, GradingError
+from autograder.grading.calibrate import build_key, calibration_seeds, key_fingerprint
+from autograder.grading.pipeline import make_context
 
 
 def sheet(seed, acc, conv1=416, chosen="tl"):
@@ -46,3 +53,32 @@ def test_the_grading_seed_is_always_calibrated_first():
     solution, graded like a submission, reproduces a key run)?"""
     assert calibration_seeds(1234, (1, 2, 3)) == (1234, 1, 2, 3)
     assert calibration_seeds(2, (1, 2, 3)) == (2, 1, 3)
+
+
+def test_a_stale_key_is_refused_with_the_command_that_fixes_it(tmp_path):
+    """When the source notebook changes after calibration, does grading refuse the old key and
+    name `course calibrate`?"""
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copy(repo / "course_config.py", tmp_path / "course_config.py")
+    shutil.copytree(repo / "source", tmp_path / "source")
+    (tmp_path / "datasets").symlink_to(repo / "datasets")
+    (tmp_path / "weights").mkdir()
+    weights = tmp_path / "weights" / "resnet50_standin_notop.weights.h5"
+    weights.write_bytes(b"stand-in")  # only its name and size enter the fingerprint
+    os.environ["COURSE_WEIGHTS_DIR"] = str(tmp_path / "weights")
+    try:
+        course = load_course(tmp_path)
+        ctx = make_context(course, "cnn_transfer", profile_name="reduced", out_dir=tmp_path / "o",
+                           weights_mode="stand-in", need_key=False)
+        ctx.key_file.parent.mkdir(parents=True)
+        ctx.key_file.write_text(json.dumps({"fingerprint": key_fingerprint(ctx)}))
+        make_context(course, "cnn_transfer", profile_name="reduced", out_dir=tmp_path / "o",
+                     weights_mode="stand-in")  # current: accepted
+        notebook = tmp_path / "source" / "cnn_transfer" / "cnn_transfer.ipynb"
+        notebook.write_text(notebook.read_text().replace("Shoes or handbags", "Shoes or bags"))
+        with pytest.raises(ConfigError, match="stale answer key") as caught:
+            make_context(course, "cnn_transfer", profile_name="reduced", out_dir=tmp_path / "o",
+                         weights_mode="stand-in")
+        assert "course calibrate cnn_transfer --profile reduced" in caught.value.hint
+    finally:
+        del os.environ["COURSE_WEIGHTS_DIR"]
