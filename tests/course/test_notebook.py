@@ -160,7 +160,8 @@ def _check_common(facts: dict[str, Any], course: Course, *, profile: str) -> Non
 def test_reference_defines_every_graded_name(reduced: dict[str, Any], course: Course) -> None:
     """At the reduced profile, is every answer, model and history defined with the right value?"""
     _check_common(reduced, course, profile="reduced")
-    assert reduced["answers"]["ft_trainable_params"] == 4_465_664 + 2 * 2 * 2048 * 256 + 513
+    side = course.config.profiles["reduced"].image_size_px // 32  # ResNet50 downsamples by 32
+    assert reduced["answers"]["ft_trainable_params"] == 4_465_664 + side * side * 2048 * 256 + 513
 
 
 @pytest.mark.kernel
@@ -210,7 +211,9 @@ def test_helpers_settings_follow_the_profile(helpers: Any, course: Course,
     assert helpers.settings().image_size_px == course.config.profiles["full"].image_size_px
     monkeypatch.setenv("COURSE_PROFILE", "reduced")
     s = helpers.settings()
-    assert (s.profile, s.image_size_px, s.cnn_epochs) == ("reduced", 64, 2)
+    reduced = course.config.profiles["reduced"]
+    assert (s.profile, s.image_size_px, s.cnn_epochs) == (
+        "reduced", reduced.image_size_px, reduced.cnn_epochs)
     assert s.classes == course.config.dataset.classes and s.batch_size == 32
     monkeypatch.setenv("COURSE_PROFILE", "huge")
     with pytest.raises(helpers.CourseSetupError, match="reduced"):
