@@ -84,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = course.root / "autograded" / "demo"
     _step("6. grade the reference solution and sample submissions",
           ["grade", aid, str(submissions), "--out", str(out), "--profile", profile,
-           "--weights-mode", mode])
+           "--weights-mode", mode, "--force"])  # a demo always shows a fresh grading
     if "hub_cmd" in commands and not args.no_hub and os.geteuid() == 0:
         _step("7. start the local JupyterHub", ["hub", "up"])
     console.print(f"\nFeedback pages: {out}/<student>/feedback.html; "

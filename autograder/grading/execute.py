@@ -518,6 +518,7 @@ async def _run_notebook(
     process = getattr(km.provisioner, "process", None)
     if cgroup is not None and process is not None:
         cgroup.leader_pid = process.pid  # sh -> prlimit -> setpriv -> bwrap: one pid
+    monitor: _DropMonitor | None = None
     try:
         await client.async_start_new_kernel_client()
         if sandboxed:

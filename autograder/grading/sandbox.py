@@ -580,9 +580,6 @@ def build_sandbox_argv(
             argv += ["--ro-bind", etc_file, etc_file]
     argv += ["--ro-bind", str(layout.etc / "passwd"), "/etc/passwd",
              "--ro-bind", str(layout.etc / "group"), "/etc/group"]
-    venv = venv_dir()
-    if venv is not None:
-        argv += ["--ro-bind", str(venv), str(venv)]
     argv += ["--proc", "/proc", "--dev", "/dev",
              "--bind", str(layout.shm), "/dev/shm",
              "--bind", str(layout.work), INSIDE_WORK,
@@ -590,6 +587,11 @@ def build_sandbox_argv(
              "--bind", str(layout.tmp), INSIDE_TMP,
              # Same path inside and out: the connection file names its sockets by path.
              "--bind", str(layout.conn), str(layout.conn)]
+    venv = venv_dir()
+    if venv is not None:
+        # After the scratch /tmp: bwrap mounts in order, and a checkout under /tmp (as CI
+        # may clone) would otherwise have its venv hidden by the sandbox's own /tmp.
+        argv += ["--ro-bind", str(venv), str(venv)]
     for host, inside in ro_binds:
         argv += ["--ro-bind", str(host), inside]
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", INSIDE_WORK,
