@@ -175,7 +175,7 @@ def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
     return "".join(parts)
 
 
-def _curve_svg(name: str, history: dict[str, list[float]], width: int = 300, height: int = 170) -> str:
+def _curve_svg(name: str, history: dict[str, list[float]], width: int = 380, height: int = 170) -> str:
     """Loss and accuracy per epoch as small inline SVG plots (train solid, validation dashed)."""
     e = html.escape
     panels = []
