@@ -3,7 +3,6 @@ release folder, and a factory that runs a zoo notebook through the real grader."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,31 +13,15 @@ import pytest
 from autograder.course.config import Course, load_course
 from autograder.facts import ExecutionResult
 from autograder.grading import sandbox
+from e2e_support import course_with
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL_LIMITS = {
-    "cell_timeout_s": 3,
-    "notebook_budget_s": 60,
-    "memory_mb": 400,
-    "max_processes": 64,
-    "output_bytes": 20_000,
-    "disk_mb": 64,
-    "file_size_mb": 32,
-    "export_mb": 64,
-}
 RELEASE_GRADE_IDS = ("q1_conv_params", "q1_output_shapes", "q2_cnn_architecture")
 
 
 @pytest.fixture(scope="session")
 def base_course() -> Course:
     return load_course(REPO)
-
-
-def course_with(base: Course, **limits: float) -> Course:
-    """The real course config with small limits (and any overrides) for tests."""
-    config = base.config
-    new_limits = dataclasses.replace(config.limits, **{**SMALL_LIMITS, **limits})
-    return Course(root=base.root, config=dataclasses.replace(config, limits=new_limits))
 
 
 @pytest.fixture
@@ -100,7 +83,7 @@ def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_read
 # End-to-end grading (test_grade_*.py): one course root and one calibration per session.
 # Plain helpers live in e2e_support.py, which test modules import directly.
 
-from e2e_support import e2e_course, open_dir  # noqa: E402
+from e2e_support import e2e_course, open_dir  # noqa: E402  (kept beside the fixtures using them)
 
 @pytest.fixture(scope="session")
 def e2e_root():

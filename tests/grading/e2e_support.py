@@ -1,4 +1,7 @@
-"""Helpers for the end-to-end grading tests (fixtures that use them are in conftest.py)."""
+"""Plain helpers for the grading tests (fixtures that use them are in conftest.py).
+
+Test modules import these from here, never from ``conftest``: with several conftest.py
+files on sys.path, ``import conftest`` finds whichever was imported first."""
 
 from __future__ import annotations
 
@@ -35,3 +38,20 @@ def e2e_course(root: Path, **limits: float) -> Course:
     ))
 
 
+SMALL_LIMITS = {
+    "cell_timeout_s": 3,
+    "notebook_budget_s": 60,
+    "memory_mb": 400,
+    "max_processes": 64,
+    "output_bytes": 20_000,
+    "disk_mb": 64,
+    "file_size_mb": 32,
+    "export_mb": 64,
+}
+
+
+def course_with(base: Course, **limits: float) -> Course:
+    """The real course config with small limits (and any overrides) for tests."""
+    config = base.config
+    new_limits = dataclasses.replace(config.limits, **{**SMALL_LIMITS, **limits})
+    return Course(root=base.root, config=dataclasses.replace(config, limits=new_limits))

@@ -245,7 +245,7 @@ def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_cou
     explicit waiver run unsandboxed and say so?"""
     import dataclasses
 
-    from conftest import course_with
+    from e2e_support import course_with
 
     from autograder.grading import execute
 
