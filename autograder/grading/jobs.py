@@ -118,7 +118,11 @@ class BatchOutcome:
 
 def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
               executor: Executor | None = None, progress: Progress | None = None,
-              grade: Callable[..., GradeResult] = grade_submission) -> BatchOutcome:
+              grade: Callable[..., GradeResult] = grade_submission,
+              prepare: Callable[[GradingContext], GradingContext] = with_embeddings,
+              ) -> BatchOutcome:
+    """Grade ``jobs`` (skipping graded ones unless ``force``); ``prepare`` runs once, before the
+    first job, for what every job shares (the trusted embeddings of the hidden splits)."""
     outcome = BatchOutcome()
     todo = []
     for job in jobs:
@@ -128,8 +132,8 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             if force:
                 (ctx.out_dir / job.student / RESULTS_FILE).unlink(missing_ok=True)
             todo.append(job)
-    if todo and grade is grade_submission:
-        ctx = with_embeddings(ctx)  # once per batch, before any job needs them
+    if todo:
+        ctx = prepare(ctx)
     ensure_assignment(gradebook_path(ctx), assignment_id=ctx.assignment.assignment_id,
                       notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
     own = executor is None

@@ -25,6 +25,11 @@ def ctx(tmp_path) -> GradingContext:
                           validation_dir=tmp_path, out_dir=tmp_path / "out")
 
 
+def no_preparation(ctx: GradingContext) -> GradingContext:
+    """These tests grade with stand-ins, which need no trusted embeddings."""
+    return ctx
+
+
 def fake_result(ctx: GradingContext, job: GradeJob, score: float = 1.0) -> GradeResult:
     ex = ExecutionResult(student=job.student, cells=(), kernel_status="finished", wall_s=0.1)
     items = (ItemResult("q1_conv_params", score, 2.0, False, "x"),)
@@ -77,7 +82,7 @@ def test_a_broken_job_never_stops_the_batch_and_is_retried(ctx, tmp_path):
     """Does a grader error in one job leave the others graded, and get retried on the next run?"""
     jobs = [GradeJob(s, tmp_path / f"{s}.ipynb") for s in ("alice", "broken", "carol")]
     calls: list[str] = []
-    outcome = run_batch(ctx, jobs, grade=writing_grader(calls), executor=LocalExecutor(2))
+    outcome = run_batch(ctx, jobs, prepare=no_preparation, grade=writing_grader(calls), executor=LocalExecutor(2))
     assert sorted(r.student for r in outcome.graded) == ["alice", "carol"]
     assert list(outcome.failed) == ["broken"] and "grader bug" in outcome.failed["broken"]
     assert outcome.grades_csv.read_text().count("\n") == 3  # header + two students
@@ -90,12 +95,12 @@ def test_a_broken_job_never_stops_the_batch_and_is_retried(ctx, tmp_path):
         assert {s.id for s in gb.students} == {"alice", "carol"}  # no row for the failed job
 
     calls.clear()
-    again = run_batch(ctx, jobs, grade=writing_grader(calls), executor=LocalExecutor(2))
+    again = run_batch(ctx, jobs, prepare=no_preparation, grade=writing_grader(calls), executor=LocalExecutor(2))
     assert calls == ["broken"]  # graded ones are skipped, the failed one is retried
     assert sorted(again.skipped) == ["alice", "carol"]
 
     calls.clear()
-    run_batch(ctx, jobs, grade=writing_grader(calls), executor=LocalExecutor(2), force=True)
+    run_batch(ctx, jobs, prepare=no_preparation, grade=writing_grader(calls), executor=LocalExecutor(2), force=True)
     assert sorted(calls) == ["alice", "broken", "carol"]
 
 
@@ -120,7 +125,7 @@ def test_each_concurrent_job_gets_its_own_slot(ctx, tmp_path):
         return fake_result(ctx, job)
 
     jobs = [GradeJob(f"s{i}", tmp_path / "x.ipynb") for i in range(4)]
-    run_batch(ctx, jobs, grade=grade, executor=LocalExecutor(2))
+    run_batch(ctx, jobs, prepare=no_preparation, grade=grade, executor=LocalExecutor(2))
     assert clashes == []
 
 
@@ -132,7 +137,7 @@ def test_dask_executor_grades_a_batch(ctx, tmp_path):
     jobs = [GradeJob(s, tmp_path / "x.ipynb") for s in ("alice", "bob")]
     executor = DaskExecutor(concurrency=2)
     try:
-        outcome = run_batch(ctx, jobs, grade=fake_result_with_slot, executor=executor)
+        outcome = run_batch(ctx, jobs, prepare=no_preparation, grade=fake_result_with_slot, executor=executor)
     finally:
         executor.shutdown()
     assert sorted(r.student for r in outcome.graded) == ["alice", "bob"]
