@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 APT_PACKAGES=(python3-venv python3-dev bubblewrap util-linux procps chromium fonts-dejavu-core nodejs)
+# Debian ships npm as its own package; a NodeSource nodejs brings its own npm (and conflicts
+# with Debian's), so npm is added only when no npm is on PATH.
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -4,8 +4,8 @@ the limit and the message a student would expect, and does the grader stay in ch
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +18,44 @@ from autograder.facts import CELL_ERROR, CELL_KILLED, CELL_NOT_RUN, CELL_OK, CEL
 from autograder.grading import messages, sandbox
 from autograder.grading.execute import read_submission
 
+REPO = Path(__file__).resolve().parents[2]
+
 pytestmark = [pytest.mark.kernel, pytest.mark.sandbox]
+
+
+class RssSampler:
+    """This process's resident memory, sampled every 10 ms while the block runs.
+
+    (``ru_maxrss`` is the peak over the whole pytest process's life, so growth during one
+    test can read as zero after an earlier test peaked higher.)"""
+
+    def __enter__(self) -> "RssSampler":
+        self.baseline = self.peak = _rss_kb()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, _rss_kb())
+            self.samples += 1
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def grown_mb(self) -> float:
+        return (self.peak - self.baseline) / 1024
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def statuses(result) -> list[str]:
@@ -116,10 +153,10 @@ def test_segfault_is_a_kernel_death_at_that_cell(run_zoo):
 
 def test_hundred_megabyte_line_is_cut_without_growing_the_grader(run_zoo):
     """Is a 100 MB single line cut at the byte limit, and does the grader's memory stay flat?"""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = run_zoo(zoo.HUGE_LINE, memory_mb=800)
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mb < 50
+    with RssSampler() as rss:
+        result = run_zoo(zoo.HUGE_LINE, memory_mb=800)
+    assert rss.samples > 10  # it really watched the run
+    assert rss.grown_mb < 50
     assert result.cells[0].limit == "output_bytes"
     assert result.cells[0].status == CELL_OK
     assert result.cells[1].status == CELL_OK
@@ -147,9 +184,13 @@ def test_network_is_unreachable(run_zoo):
 def test_files_outside_scratch_are_out_of_reach(run_zoo):
     """Are /root, the course files, the gradebook, other jobs and the venv unreadable or
     unwritable, while the scratch folder works?"""
-    result = run_zoo(zoo.FILESYSTEM)
+    for rel in zoo.COURSE_FILES.values():
+        assert (REPO / rel).exists(), rel  # the probe must aim at files that are there
+    result = run_zoo(zoo.filesystem(REPO))
     seen = dict(result.answers["chosen_model"])
     assert seen.pop("write scratch") == "allowed"
+    for label in zoo.COURSE_FILES:  # not merely unreadable: not there at all in the sandbox
+        assert seen[label] == "FileNotFoundError", (label, seen[label])
     assert all(outcome != "allowed" for outcome in seen.values()), seen
 
 

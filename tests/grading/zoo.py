@@ -59,24 +59,38 @@ NETWORK = [
     "backbone_layers = results",
 ]
 
-FILESYSTEM = [
-    "import os\nresults = {}\n"
-    "def attempt(label, fn):\n"
-    "    try:\n        fn()\n        results[label] = 'allowed'\n"
-    "    except OSError as exc:\n        results[label] = type(exc).__name__\n"
-    "attempt('read /root', lambda: os.listdir('/root'))\n"
-    "attempt('read course_config', lambda: open('/work/main/course_config.py').read())\n"
-    "attempt('read gradebook', lambda: open('/work/main/gradebook.db', 'rb').read())\n"
-    "attempt('read job scratch', lambda: [os.listdir(f'/run/course-sandbox/{d}/scratch')\n"
-    "    for d in os.listdir('/run/course-sandbox')])\n"
-    "attempt('read rubric', lambda: os.listdir('/work/main/autograder/rubric'))\n"
-    "attempt('write venv', lambda: open(os.path.join(os.__file__.rsplit('/lib/', 1)[0], 'x'), 'w'))\n"
-    "attempt('write venv site', lambda: open(__import__('sys').prefix + '/evil.pth', 'w'))\n"
-    "attempt('write root', lambda: open('/evil', 'w'))\n"
-    "attempt('write helpers', lambda: open('course_helpers.py', 'a'))\n"
-    "attempt('write scratch', lambda: open('mine.txt', 'w').write('ok'))\n"
-    "chosen_model = sorted(results.items())",
-]
+# Course files, by their paths in the checkout under test (never one machine's paths).
+COURSE_FILES = {
+    "read course_config": "course_config.py",
+    "read source notebook": "source/cnn_transfer/cnn_transfer.ipynb",
+    "read rubric": "autograder/rubric/cnn_transfer",
+}
+
+
+def filesystem(repo) -> list[str]:
+    """Reach for the host's secrets; ``repo`` is the checkout under test."""
+    course_probes = "".join(
+        f"attempt({label!r}, lambda: read({str(repo / rel)!r}))\n"
+        for label, rel in COURSE_FILES.items())
+    return [
+        "import os\nresults = {}\n"
+        "def attempt(label, fn):\n"
+        "    try:\n        fn()\n        results[label] = 'allowed'\n"
+        "    except OSError as exc:\n        results[label] = type(exc).__name__\n"
+        "def read(path):\n"
+        "    return os.listdir(path) if os.path.isdir(path) else open(path).read()\n"
+        "attempt('read /root', lambda: os.listdir('/root'))\n"
+        + course_probes +
+        "attempt('read job scratch', lambda: [os.listdir(f'/run/course-sandbox/{d}/scratch')\n"
+        "    for d in os.listdir('/run/course-sandbox')])\n"
+        "attempt('write venv', lambda: open(os.path.join(os.__file__.rsplit('/lib/', 1)[0], 'x'), 'w'))\n"
+        "attempt('write venv site', lambda: open(__import__('sys').prefix + '/evil.pth', 'w'))\n"
+        "attempt('write root', lambda: open('/evil', 'w'))\n"
+        "attempt('write helpers', lambda: open('course_helpers.py', 'a'))\n"
+        "attempt('write scratch', lambda: open('mine.txt', 'w').write('ok'))\n"
+        "chosen_model = sorted(results.items())",
+    ]
+
 
 DISK_FILLER = [
     "conv1_params = 416",
