@@ -13,7 +13,7 @@ import pytest
 
 from autograder.hosting import exchange
 from autograder.hosting.gradequeue import (
-    DONE, FAILED, QUEUED, REJECTED, GradeOutcome, GradingFailed, GradingQueue, JobStore, read_outcome,
+    DONE, FAILED, GRADING, QUEUED, REJECTED, GradeOutcome, GradingFailed, GradingQueue, JobStore, read_outcome,
 )
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another uid")
@@ -186,3 +186,76 @@ def test_a_submission_is_left_alone_until_nbgrader_has_finished_writing_it(tmp_p
     assert not exchange.is_complete(submission)
     later = folder.lstat().st_mtime + exchange.SETTLE_S + 1
     assert exchange.is_complete(submission, now=later)
+
+
+class HangingGrader:
+    """Stands for `course grade` mid-run: leaves a half-written results.json, then never returns."""
+
+    def __init__(self, started: Path) -> None:
+        self.started = started
+
+    async def __call__(self, *, assignment_id: str, notebook: Path, student: str, out_dir: Path) -> GradeOutcome:
+        folder = out_dir / student
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text('{"score": 0, "tes')  # cut off by the kill
+        self.started.write_text("grading")
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+_KILLED_SERVICE = '''
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_gradequeue import HangingGrader, _queue
+layout = {{k: Path(v) for k, v in {layout!r}.items()}}
+queue = _queue(layout, HangingGrader(Path({started!r})))
+asyncio.run(queue.grade_next())
+'''
+
+
+def test_a_job_caught_grading_by_a_kill_is_regraded_exactly_once_after_restart(layout, tmp_path):
+    """When the service is killed -9 while a job is ``grading``, does the next service re-queue
+    that job from jobs.json and grade it exactly once, never reading the half-written result?"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    queue = _queue(layout, FakeGrader())
+    _submit(layout["inbound"], name=STUDENT, owner=STUDENT)
+    (job,) = queue.scan()
+    started = tmp_path / "started"
+    # The first service: a real process, holding the job in `grading`, killed with SIGKILL.
+    script = _KILLED_SERVICE.format(tests=str(Path(__file__).parent), layout={k: str(v) for k, v in layout.items()},
+                                    started=str(started))
+    log = tmp_path / "service.log"
+    with log.open("wb") as out:
+        service = subprocess.Popen([sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert service.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the first service never started grading"
+            time.sleep(0.05)
+    finally:
+        os.kill(service.pid, signal.SIGKILL)
+        service.wait()
+    on_disk = {raw["job_id"]: raw for raw in json.loads((layout["work"] / "jobs.json").read_text())}
+    assert on_disk[job.job_id]["state"] == GRADING and on_disk[job.job_id]["attempts"] == 1
+
+    grader = FakeGrader(score=9.0)
+    restarted = _queue(layout, grader)
+    assert restarted.store.jobs[job.job_id].state == QUEUED and restarted.pending == [job.job_id]
+    assert restarted.scan() == []  # the same inbound folder is not queued a second time
+    asyncio.run(restarted.grade_next())
+    assert asyncio.run(restarted.grade_next()) is None
+    regraded = restarted.store.jobs[job.job_id]
+    assert len(grader.calls) == 1 and grader.calls[0][2] == STUDENT
+    assert regraded.state == DONE and regraded.score == 9.0 and regraded.feedback_published
+    assert json.loads((restarted.results_dir(regraded) / "results.json").read_text())["score"] == 9.0
+    feedback = layout["feedback"] / f"{exchange.feedback_hash(SECRET, 'cnn_transfer')}.html"
+    assert "Score 9" in feedback.read_text()
+    # and a third start finds nothing left to do
+    again = _queue(layout, FakeGrader())
+    assert again.pending == [] and again.store.jobs[job.job_id].state == DONE
