@@ -243,20 +243,50 @@ def test_committed_release_is_fresh(course: Course) -> None:
     assert check_release(course, ASSIGNMENT).stale == ()
 
 
-def test_nbgrader_failure_is_a_release_error(course: Course, tmp_path: Path) -> None:
-    """Does a failing generate_assignment become a ReleaseError carrying nbgrader's last lines?"""
-    import subprocess
+def _break_a_solution_region(course: Course) -> str:
+    """Drop the END SOLUTION marker of the first solution cell of ``course``'s source notebook,
+    as an instructor editing by hand might; returns that cell's grade_id."""
+    path = course.source_dir(ASSIGNMENT) / course.config.assignment(ASSIGNMENT).notebook
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution") and "### END SOLUTION" in cell.source:
+            cell.source = cell.source.replace("### END SOLUTION", "", 1)
+            nbformat.write(nb, path)
+            return meta["grade_id"]
+    raise AssertionError("the source notebook has no solution cell with an END SOLUTION marker")
 
-    calls = []
 
-    def failing(argv, cwd):  # type: ignore[no-untyped-def]
-        calls.append((list(argv), cwd))
-        return subprocess.CompletedProcess(argv, 1, stdout="", stderr="[GenerateAssignmentApp] "
-                                           "ERROR | Cell 'a_conv_params': unmatched solution marker")
+def test_a_broken_source_is_a_release_error_that_says_what_to_do(
+    scratch_course: Course, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Is an end-solution marker missing from the source (real nbgrader, a really broken
+    notebook) a ReleaseError with nbgrader's reason and the command to run once fixed, and
+    is release/ left unwritten?"""
+    _break_a_solution_region(scratch_course)
+    out = scratch_course.root / "out"
+    with pytest.raises(ReleaseError) as info:
+        build_release(scratch_course, ASSIGNMENT, out_dir=out)
+    assert f"nbgrader generate_assignment failed for {ASSIGNMENT}" in info.value.message
+    assert "no end solution statement found" in info.value.message  # nbgrader's own words
+    assert "run `course release` again" in (info.value.hint or "")
+    assert not out.exists()
+    # and through the command: exit 2, the reason and the fix on stderr, nothing released
+    monkeypatch.setenv("COURSE_ROOT", str(scratch_course.root))
+    assert main(["release", ASSIGNMENT]) == 2
+    err = capsys.readouterr().err
+    assert "no end solution statement found" in err and "course release" in err
+    assert not scratch_course.release_dir(ASSIGNMENT).exists()
 
-    with pytest.raises(ReleaseError, match="unmatched solution marker") as info:
-        build_release(course, ASSIGNMENT, out_dir=tmp_path / "out", runner=failing)
-    assert "course release" in (info.value.hint or "")
-    argv, cwd = calls[0]
-    assert argv[1:4] == ["-m", "nbgrader", "generate_assignment"] and "--no-db" in argv
-    assert cwd == course.root and not (tmp_path / "out").exists()
+
+@pytest.mark.xfail(strict=True, reason="release.py passes on nbgrader's traceback, which names neither "
+                   "the notebook nor the cell; it needs its own marker check before nbgrader runs")
+def test_a_broken_source_error_names_the_notebook_and_the_cell(scratch_course: Course) -> None:
+    """Does the ReleaseError for a missing end-solution marker name the notebook file and the
+    cell (its grade_id), so the instructor knows where to look?"""
+    grade_id = _break_a_solution_region(scratch_course)
+    notebook = scratch_course.config.assignment(ASSIGNMENT).notebook
+    with pytest.raises(ReleaseError) as info:
+        build_release(scratch_course, ASSIGNMENT, out_dir=scratch_course.root / "out")
+    assert notebook in info.value.message and grade_id in info.value.message, info.value.message
+    assert "END SOLUTION" in info.value.message + (info.value.hint or "")
