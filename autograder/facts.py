@@ -81,6 +81,10 @@ class ItemResult:
     message: str
     """Plain-language reason shown to the student; never a hidden check's code or output."""
     visibility: str = "visible"
+    assessable: bool = True
+    """False when the answer key says this item cannot be judged in this grading mode (say,
+    an accuracy bar the reference itself cannot clear with stand-in weights): it scores 0 of
+    0 and is labelled, never free points."""
 
 
 @dataclass(frozen=True)
@@ -96,3 +100,6 @@ class GradeResult:
     model_summaries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Per model, one row per layer: name, type, output shape, params, trainable (from the
     loaded model in the trusted process)."""
+    grader_error: str = ""
+    """Set when the grader itself failed on this submission (exception type and message, for
+    staff only): the result is a placeholder that a re-run replaces."""

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from autograder.commands.ui import console, progress_bar
 from autograder.course.config import active_profile_name, load_course
@@ -45,8 +46,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def run_grade(args: argparse.Namespace) -> int:
-    from autograder.grading.jobs import GradeJob, discover, run_batch
+    from autograder.grading.jobs import GradeJob, discover, run_batch, valid_student_id
     from autograder.grading.pipeline import make_context
+    from autograder.grading.score import printable
 
     course = load_course()
     assignment = course.config.assignment(args.assignment)
@@ -58,13 +60,22 @@ def run_grade(args: argparse.Namespace) -> int:
         if len(paths) != 1 or not paths[0].is_file():
             raise GradingError("--student needs exactly one notebook file",
                                hint="drop --student to grade a folder")
-        jobs = [GradeJob(student=args.student, notebook=paths[0])]
+        if not valid_student_id(args.student):
+            raise GradingError(f"--student {printable(args.student)!r} cannot name a student",
+                               hint="use a printable id without '/', not starting with '.'")
+        jobs = [GradeJob(student=args.student, notebook=paths[0].resolve())]
     else:
         jobs = discover(paths, notebook=assignment.notebook, assignment_id=args.assignment)
     with progress_bar(f"grading {args.assignment}") as bar:
         outcome = run_batch(ctx, jobs, force=args.force, progress=bar)
     show_batch(outcome, ctx)
-    return 1 if outcome.failed else 0
+    return failed_exit_status(len(outcome.failed))
+
+
+def failed_exit_status(failed: int) -> int:
+    """How many submissions failed to grade (0 when every one got its result), capped
+    below the values a shell reserves for signals."""
+    return min(failed, 125)
 
 
 def show_batch(outcome, ctx) -> None:
@@ -74,19 +85,23 @@ def show_batch(outcome, ctx) -> None:
                         f"{ctx.weights_mode} weights)")
     for col in ("student", "score", "kernel", "feedback"):
         table.add_column(col)
+    from autograder.grading.score import printable
+
     for results in sorted(ctx.out_dir.glob("*/results.json")):
         data = json.loads(results.read_text())
-        table.add_row(results.parent.name, f"{data['score']:g} / {data['max_score']:g}",
-                      data.get("extra_data", {}).get("kernel_status", ""),
-                      str(results.parent / "feedback.html"))
+        table.add_row(*(Text(printable(str(cell))) for cell in (  # Text: never read as markup
+            results.parent.name, f"{data['score']:g} / {data['max_score']:g}",
+            data.get("extra_data", {}).get("kernel_status", ""), results.parent / "feedback.html")))
     console.print(table)
     if ctx.weights_mode == "stand-in":
         console.print("[yellow]Stand-in ResNet50 weights (untrained): transfer-learning numbers "
                       "are not ImageNet results.[/]")
     if outcome.skipped:
-        console.print(f"skipped (already graded; --force to redo): {', '.join(outcome.skipped)}")
+        console.print(f"skipped (already graded; --force to redo): "
+                      f"{printable(', '.join(outcome.skipped))}", markup=False)
     for student, error in outcome.failed.items():
-        console.print(f"[red]grader error for {student} (no grade recorded; re-run retries it):[/] {error}")
+        console.print(f"grader error for {printable(student)} (no grade recorded; re-run "
+                      f"retries it): {printable(error)}", style="red", markup=False)
     console.print(f"grades: {outcome.grades_csv}")
 
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from autograder.grading.score import printable
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -21,7 +23,7 @@ def progress_bar(title: str) -> Iterator:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[what]}"),
+        TextColumn("{task.fields[what]}", markup=False),  # student ids are not markup
         console=err_console,
         transient=not sys.stderr.isatty(),
         disable=False,
@@ -29,6 +31,6 @@ def progress_bar(title: str) -> Iterator:
     task = bar.add_task(title, total=None, what="")
     with bar:
         def update(done: int, total: int, what: str) -> None:
-            bar.update(task, completed=done, total=total, what=what)
+            bar.update(task, completed=done, total=total, what=printable(what))
 
         yield update

@@ -28,6 +28,14 @@ from autograder.grading.evidence import CheckInputs
 
 NOBODY_UID = 65534
 CHECK_TIMEOUT_S = 900
+CHECK_TMP_MB = 1024
+"""The checker's own temporary space (a tmpfs of this size when run as root): a crafted
+``.keras`` file that makes a loader leave files behind fills this, never the host's /tmp."""
+
+# Mount the size-capped tmpfs in the checker's private mount namespace, enter it, then run
+# the rest of the command line (setpriv ... python ...).
+_WITH_TMPFS = ('mount -t tmpfs -o "size=$1,mode=0700,uid={uid},gid={uid},nosuid,nodev" '
+               'course-check-tmp "$2" && cd "$2" && shift 2 && exec "$@"')
 
 
 def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S
@@ -102,12 +110,15 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
     private = Path(tempfile.mkdtemp(prefix="course-check-"))
     try:
         report = private / "report.json"
+        scratch = private / "tmp"  # everything the checker writes, but its report
+        scratch.mkdir(mode=0o700)
         inputs = replace(inputs, report_file=report)
         env = {
             "PATH": "/usr/bin:/bin",
-            "HOME": str(private),
-            "KERAS_HOME": str(private / "keras"),
-            "MPLCONFIGDIR": str(private / "mpl"),
+            "HOME": str(scratch),
+            "TMPDIR": str(scratch),
+            "KERAS_HOME": str(scratch / "keras"),
+            "MPLCONFIGDIR": str(scratch / "mpl"),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
@@ -118,12 +129,17 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
             from autograder.course.permissions import ensure_grader_group
 
             os.chown(private, NOBODY_UID, NOBODY_UID)
-            # nobody, plus the one group that may read the hidden split, keys and facts
-            argv = ["unshare", "--net", "--", "setpriv", f"--reuid={NOBODY_UID}",
-                    f"--regid={NOBODY_UID}", f"--groups={ensure_grader_group()}",
-                    "--inh-caps=-all", *argv]
+            os.chown(scratch, NOBODY_UID, NOBODY_UID)
+            # Its own network and mount namespaces: no network, and a size-capped tmpfs that
+            # vanishes with it; then nobody, plus the one group that may read the hidden
+            # split, keys and facts.
+            argv = ["unshare", "--net", "--mount", "--propagation", "private", "--",
+                    "/bin/sh", "-c", _WITH_TMPFS.format(uid=NOBODY_UID), "sh",
+                    f"{CHECK_TMP_MB}m", str(scratch),
+                    "setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}",
+                    f"--groups={ensure_grader_group()}", "--inh-caps=-all", *argv]
         try:
-            proc = subprocess.run(argv, env=env, cwd=private, capture_output=True, text=True,
+            proc = subprocess.run(argv, env=env, cwd=scratch, capture_output=True, text=True,
                                   timeout=timeout_s)
             log = (proc.stdout + proc.stderr)[-4000:]
         except subprocess.TimeoutExpired as exc:

@@ -35,6 +35,7 @@ import ast
 import json
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,9 @@ MAX_DEPTH = 4
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_HISTORY_KEYS = 64
 MAX_REASON_CHARS = 300
+MAX_INT_DIGITS = 30  # a parameter count has ~8 digits; 10**4300 once stopped a whole grade
 KERAS_MAGIC = b"PK\x03\x04"  # a .keras file is a zip archive
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone halves: no UTF-8 file can hold them
 
 # Runs inside the kernel; parameters arrive as a JSON literal (no string formatting of
 # names into code). Errors for one name never stop the others.
@@ -87,6 +90,9 @@ def __grader_export(cfg, ns):
         if v is None or isinstance(v, bool):
             return v
         if isinstance(v, int):
+            if abs(v) >= 10 ** cfg["max_int_digits"]:
+                raise Refused(t["too_big"].format(
+                    what="a whole number of more than %d digits" % cfg["max_int_digits"]))
             return int(v)
         if isinstance(v, float):
             if not math.isfinite(v):
@@ -165,6 +171,7 @@ def export_expression(assignment: Assignment, *, export_dir: str) -> str:
         "max_str": MAX_STRING_CHARS,
         "max_items": MAX_LIST_ITEMS,
         "max_depth": MAX_DEPTH,
+        "max_int_digits": MAX_INT_DIGITS,
         "max_keys": MAX_HISTORY_KEYS,
         "templates": {
             "type": messages.ANSWER_TYPE,
@@ -225,13 +232,20 @@ def collect_exports(
             budget[0] -= len(raw)
             answers, errors = _validate_answers(_parse_json(raw), assignment)
         except _Refused as exc:
-            notes.append(messages.EXPORT_REFUSED_FILE.format(what=f"{ANSWERS_FILE}: {exc}"))
+            what = f"{ANSWERS_FILE}: {exc}"
+            notes.append(messages.EXPORT_REFUSED_FILE.format(what=what))
+            # Say what happened on every item that needed an answer, not "was not defined".
+            errors = {n: messages.EXPORT_FILE_REFUSED_DETAIL.format(what=what)
+                      for n in assignment.answer_names}
         try:
             raw = _read_regular(root_fd, HISTORIES_FILE, min(MAX_JSON_BYTES, budget[0]))
             budget[0] -= len(raw)
-            histories = _validate_histories(_parse_json(raw), assignment)
+            histories = _validate_histories(_parse_json(raw), assignment, errors)
         except _Refused as exc:
-            notes.append(messages.EXPORT_REFUSED_FILE.format(what=f"{HISTORIES_FILE}: {exc}"))
+            what = f"{HISTORIES_FILE}: {exc}"
+            notes.append(messages.EXPORT_REFUSED_FILE.format(what=what))
+            for n in assignment.history_names:
+                errors.setdefault(n, messages.EXPORT_FILE_REFUSED_DETAIL.format(what=what))
         models = _copy_models(root_fd, dest_dir, assignment, budget, notes, errors)
     finally:
         os.close(root_fd)
@@ -292,7 +306,7 @@ def _copy_models(root_fd: int, dest_dir: Path, assignment: Assignment, budget: l
                 continue
             except _Refused as exc:
                 notes.append(messages.EXPORT_REFUSED_FILE.format(what=str(exc)))
-                errors.setdefault(name, str(exc))
+                errors.setdefault(name, messages.EXPORT_FILE_REFUSED_DETAIL.format(what=exc))
                 continue
             try:
                 if size > budget[0]:
@@ -306,8 +320,10 @@ def _copy_models(root_fd: int, dest_dir: Path, assignment: Assignment, budget: l
                 with target.open("rb") as check:
                     if check.read(4) != KERAS_MAGIC:
                         target.unlink()
-                        notes.append(messages.EXPORT_REFUSED_FILE.format(
-                            what=f"{file_name} is not a .keras archive"))
+                        what = f"{file_name} is not a .keras archive"
+                        notes.append(messages.EXPORT_REFUSED_FILE.format(what=what))
+                        errors.setdefault(name, messages.EXPORT_FILE_REFUSED_DETAIL.format(
+                            what=what))
                         continue
                 models[name] = target
             finally:
@@ -341,11 +357,18 @@ def _parse_json(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"), parse_constant=no_constants)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _Refused(f"not valid JSON ({type(exc).__name__})") from None
+    except ValueError:  # e.g. an integer past Python's int-to-str digit limit
+        raise _Refused("holds a number too large to read") from None
 
 
 def plain_value(value: Any, depth: int = 0) -> Any:
     """``value`` if it is a JSON scalar or a bounded (nested) list of them, else refused."""
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 10**MAX_INT_DIGITS:
+            raise _Refused(messages.ANSWER_TOO_BIG.format(
+                what=f"a whole number of more than {MAX_INT_DIGITS} digits"))
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -354,7 +377,7 @@ def plain_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         if len(value) > MAX_STRING_CHARS:
             raise _Refused(messages.ANSWER_TOO_BIG.format(what=f"{len(value)} characters"))
-        return value
+        return clean_text(value)
     if isinstance(value, list) and depth < MAX_DEPTH and len(value) <= MAX_LIST_ITEMS:
         return [plain_value(v, depth + 1) for v in value]
     raise _Refused(messages.ANSWER_TYPE.format(type_name=type(value).__name__))
@@ -376,11 +399,20 @@ def _validate_answers(data: Any, assignment: Assignment) -> tuple[dict[str, Any]
             errors[name] = str(exc)
     for name, reason in data.get("errors", {}).items():
         if name in known and name not in answers:
-            errors[name] = str(reason)[:MAX_REASON_CHARS] if isinstance(reason, str) else "?"
+            errors[name] = clean_text(str(reason)[:MAX_REASON_CHARS]) if isinstance(reason, str) \
+                else "?"
     return answers, errors
 
 
-def _validate_histories(data: Any, assignment: Assignment) -> dict[str, dict[str, list[float]]]:
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 file can hold) replaced by U+FFFD."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+def _validate_histories(data: Any, assignment: Assignment, errors: dict[str, str]
+                        ) -> dict[str, dict[str, list[float]]]:
+    """Histories as lists of finite numbers; one with NaN or ±inf (1e999 parses as inf) is
+    left out with the reason in ``errors``, like a value the kernel refused."""
     if not isinstance(data, dict):
         raise _Refused("not an object")
     histories: dict[str, dict[str, list[float]]] = {}
@@ -393,8 +425,16 @@ def _validate_histories(data: Any, assignment: Assignment) -> dict[str, dict[str
                     and len(values) <= MAX_LIST_ITEMS
                     and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                             for v in values)):
-                clean[key[:100]] = [float(v) for v in values]
-        histories[name] = clean
+                try:
+                    floats = [float(v) for v in values]
+                except OverflowError:  # an integer too large for a float
+                    floats = [math.inf]
+                if not all(math.isfinite(v) for v in floats):
+                    errors[name] = messages.ANSWER_NOT_FINITE
+                    break
+                clean[clean_text(key[:100])] = floats
+        else:
+            histories[name] = clean
     return histories
 
 

@@ -14,10 +14,12 @@ queue.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
+import json
 import queue
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,44 +32,88 @@ from autograder.grading.pipeline import (
     grade_submission,
     with_embeddings,
 )
+from autograder.grading import messages
 from autograder.grading.gradebook import ensure_assignment, record_grades
 from autograder.grading.report import RESULTS_FILE, write_grades_csv
+from autograder.grading.score import printable
 from autograder.progress import Progress, report
 
 
 
 def discover(paths: Iterable[Path], *, notebook: str, assignment_id: str) -> list[GradeJob]:
     """Jobs from a notebook file, a folder of ``<student>/<notebook>``, or nbgrader's
-    ``submitted/<student>/<assignment>/<notebook>`` tree."""
+    ``submitted/<student>/<assignment>/<notebook>`` tree.
+
+    A file named on the command line is the instructor's choice and is taken as given.
+    Inside a folder, every entry is the students': a symbolic link (to a folder or to a
+    notebook: to the instructor's source notebook, say), a name that cannot name a student,
+    or a folder without the notebook becomes a job that is *refused* with the reason, so
+    the student still gets a zero that says why, and the rest of the batch is graded."""
     jobs: dict[str, GradeJob] = {}
     for path in paths:
         path = Path(path)
         if path.is_file():
             student = path.parent.name if path.name == notebook else path.stem
-            jobs[student] = GradeJob(student=_safe(student, path), notebook=path)
+            job = GradeJob(student=student, notebook=path.resolve())
+            jobs[student] = _with_valid_name(job)
         elif path.is_dir():
-            found = False
-            for student_dir in sorted(p for p in path.iterdir() if p.is_dir()):
-                for candidate in (student_dir / notebook, student_dir / assignment_id / notebook):
-                    if candidate.is_file():
-                        jobs[student_dir.name] = GradeJob(_safe(student_dir.name, candidate), candidate)
-                        found = True
-                        break
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            found = [job for entry in entries
+                     if (job := _student_job(entry, notebook=notebook, assignment_id=assignment_id))]
             if not found:
                 raise SubmissionError(
                     f"{path} holds no <student>/{notebook} nor <student>/{assignment_id}/{notebook}",
                     hint="pass a notebook, a folder of student folders, or nbgrader's submitted/",
                 )
+            jobs.update((job.student, job) for job in found)
         else:
             raise SubmissionError(f"{path} does not exist", hint="check the path")
     return sorted(jobs.values(), key=lambda j: j.student)
 
 
-def _safe(student: str, path: Path) -> str:
-    if not student or student.startswith(".") or "/" in student or len(student) > 64:
-        raise SubmissionError(f"cannot tell the student from {path}",
-                              hint="name the folder after the student id")
-    return student
+def _student_job(entry: Path, *, notebook: str, assignment_id: str) -> GradeJob | None:
+    """The job for one entry of a submissions folder (None for a stray plain file)."""
+    if entry.is_symlink():
+        job = GradeJob(entry.name, entry, refused=messages.SUBMISSION_SYMLINK.format(
+            name=entry.name))
+        return _with_valid_name(job)
+    if not entry.is_dir():
+        return None
+    for candidate in (entry / notebook, entry / assignment_id / notebook):
+        links = [p for p in (candidate.parent, candidate) if p.is_symlink()]
+        if links:
+            return _with_valid_name(GradeJob(entry.name, candidate, refused=(
+                messages.SUBMISSION_SYMLINK.format(name=links[0].name))))
+        if candidate.is_file():
+            return _with_valid_name(GradeJob(entry.name, candidate))
+    # Something was submitted, but not the notebook (a misnamed file, say): tell them. A
+    # student folder of nbgrader's tree without this assignment has not submitted it yet.
+    if (entry / assignment_id).is_dir() or any(
+            p.is_file() and not p.name.startswith(".") for p in entry.iterdir()):
+        return _with_valid_name(GradeJob(entry.name, entry / notebook, refused=(
+            messages.SUBMISSION_NO_NOTEBOOK.format(notebook=notebook))))
+    return None
+
+
+def _with_valid_name(job: GradeJob) -> GradeJob:
+    """``job``, or, when its name cannot name a student (and so an output folder, a CSV row
+    and a page title), a refused job under a stable stand-in name that says why."""
+    if valid_student_id(job.student):
+        return job
+    digest = hashlib.sha256(job.student.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    shown = printable(job.student[:80])
+    return replace(job, student=f"unnamed-{digest}",
+                   refused=messages.SUBMISSION_BAD_NAME.format(shown=repr(shown)))
+
+
+def valid_student_id(name: str) -> bool:
+    """Printable, no slash, not hidden, and short enough to name a file (255 bytes)."""
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates from undecodable bytes in a file name
+        return False
+    return (0 < size <= 255 and not name.startswith(".") and "/" not in name
+            and name.isprintable())
 
 
 class Executor(Protocol):
@@ -112,7 +158,8 @@ class BatchOutcome:
     graded: list[GradeResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    """Students whose grading hit a grader bug; no results.json, so a re-run retries them."""
+    """Students whose grading hit a grader bug: their results.json says so (or there is
+    none), nothing went into the gradebook, and a re-run retries them."""
     grades_csv: Path | None = None
 
 
@@ -126,7 +173,7 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
     outcome = BatchOutcome()
     todo = []
     for job in jobs:
-        if not force and (ctx.out_dir / job.student / RESULTS_FILE).is_file():
+        if not force and is_graded(ctx.out_dir / job.student / RESULTS_FILE):
             outcome.skipped.append(job.student)
         else:
             if force:
@@ -145,8 +192,11 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             job = futures[future]
             try:
                 result = future.result()
-                outcome.graded.append(result)
-                record_in_gradebook(ctx, result)  # here, in one thread: SQLite has one writer
+                if result.grader_error:  # a placeholder result; never a grade
+                    outcome.failed[job.student] = result.grader_error
+                else:
+                    outcome.graded.append(result)
+                    record_in_gradebook(ctx, result)  # one thread: SQLite has one writer
             except Exception as exc:  # one broken job never stops the batch
                 outcome.failed[job.student] = "".join(
                     traceback.format_exception_only(type(exc), exc)).strip()
@@ -157,6 +207,15 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
     outcome.grades_csv = write_grades_csv(ctx.out_dir, item_names=list(ctx.assignment.points))
     return outcome
 
+
+
+def is_graded(results: Path) -> bool:
+    """A results.json exists and is a grade (not a grader-error placeholder)."""
+    try:
+        data = json.loads(results.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and not data.get("extra_data", {}).get("grader_error")
 
 
 def gradebook_path(ctx: GradingContext) -> Path:

@@ -36,9 +36,26 @@ REPLAYED = (
     "cells 1–{last} again in a fresh kernel and graded what they defined."
 )
 PASSED = "Correct."
+NOT_ASSESSABLE = (
+    "Not assessed in this grading mode, so it is left out of your maximum score: {why}"
+)
 STAND_IN_LABEL = (
     "Stand-in weights: ResNet50 ran with untrained (stand-in) weights, not ImageNet, "
     "so transfer-learning accuracies here are not ImageNet results."
+)
+SUBMISSION_SYMLINK = (
+    "{name} is a symbolic link, not a file: the grader only grades the notebook you submit "
+    "itself"
+)
+SUBMISSION_BAD_NAME = (
+    "the submission folder's name ({shown}) cannot name a student: it must be printable, "
+    "not start with a dot, and be at most 255 bytes"
+)
+SUBMISSION_NO_NOTEBOOK = "the submission holds no {notebook}"
+GRADER_ERROR = (
+    "Your notebook ran, but the grader failed while checking it ({error}): this is a problem "
+    "on our side, not in your work. Course staff have been told and will grade it again; "
+    "you need not do anything."
 )
 SUBMISSION_UNREADABLE = (
     "Your submission could not be graded: {reason} Nothing else was changed; fix the file "
@@ -109,6 +126,9 @@ EXPORT_LOST = (
 )
 EXPORT_FAILED = "The grader could not collect your answers ({reason})."
 EXPORT_REFUSED_FILE = "An exported file was refused ({what}); it was not graded."
+EXPORT_FILE_REFUSED_DETAIL = (
+    "the file it was exported in was refused ({what}), so it could not be graded"
+)
 EXPORT_TOO_BIG = "The exported files were larger than {limit_mb:g} MB together; {what} was left out."
 ANSWER_TYPE = (
     "is a {type_name}; answers must be numbers, strings, True/False, None, "

@@ -39,6 +39,9 @@ class GradeJob:
 
     student: str
     notebook: Path
+    refused: str = ""
+    """Why this submission cannot be run at all (a symbolic link, a folder name that cannot
+    name a student, no notebook); it then gets a zero with this reason, like any other."""
 
 
 @dataclass(frozen=True)
@@ -108,40 +111,129 @@ def with_embeddings(ctx: GradingContext) -> GradingContext:
 
 
 def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeResult:
-    """Run every stage for one submission and write its reports; returns the result."""
+    """Run every stage for one submission and write its reports; returns the result.
+
+    Whatever the submission holds, it ends with a ``results.json``: a file that cannot be
+    run gets a zero with the reason, and a grader failure after the notebook ran gets a
+    result that says so (``GradeResult.grader_error``), which the batch counts as failed
+    and a re-run retries. Only a machine that cannot grade at all (no sandbox) raises."""
     student_dir = ctx.out_dir / job.student
-    work = Path(tempfile.mkdtemp(prefix=f"course-grade-{job.student}-"))
+    work = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
         try:
-            cell_sources = read_cell_sources(job.notebook)
-            execution = execute_stage(ctx, job, slot=slot, job_dir=work / "job")
+            if job.refused:
+                raise SubmissionError(job.refused)
+            notebook = take_submission(job.notebook, work / "submission.ipynb")
+            cell_sources = read_cell_sources(notebook)
+            execution = execute_stage(ctx, replace(job, notebook=notebook), slot=slot,
+                                      job_dir=work / "job")
         except SubmissionError as exc:  # not a notebook we can run: a clear zero, nothing else
-            result = unreadable_result(ctx, job, exc)
-            report.write_student_reports(result, student_dir, limits=ctx.limit_values)
-            return result
-        facts_dir = export_facts(execution, work / "facts")
-        checked, log = check.run_rubric(
-            ctx.check_inputs(facts_dir, report_file=work / "report.json"),
-            rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
-        )
-        report.write_atomic(student_dir / "grader.log", log)  # for staff; never released
-        items = score.score_items(checked.get("items", {}), points=ctx.assignment.points, execution=execution,
-                                  cell_sources=cell_sources, limit_values=ctx.limit_values)
-        got, out_of = score.total(items)
-        result = GradeResult(
-            student=job.student, assignment_id=ctx.assignment.assignment_id, score=got,
-            max_score=out_of, items=items, execution=execution,
-            model_summaries={n: rows for n, rows in checked.get("summaries", {}).items()
-                             if n in ctx.assignment.model_names},
-        )
+            result = zero_result(ctx, job, messages.SUBMISSION_UNREADABLE.format(
+                reason=_sentence(exc.message)), kernel_status="refused")
+        else:
+            try:
+                result = check_and_score(ctx, job, execution, cell_sources=cell_sources,
+                                         work=work, student_dir=student_dir)
+            except Exception as exc:  # a grader bug met this submission: say so, keep going
+                result = replace(zero_result(ctx, job, messages.GRADER_ERROR.format(
+                    error=type(exc).__name__), kernel_status=execution.kernel_status),
+                    grader_error=_short_error(exc))
+        result = score.redact_result(result, host_paths(ctx, work))
         report.write_student_reports(result, student_dir, limits=ctx.limit_values)
-        if ctx.course.config.grading.keep_models:
-            keep = student_dir / "models"
-            shutil.rmtree(keep, ignore_errors=True)
-            shutil.copytree(facts_dir / MODELS_DIR, keep)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResult, *,
+                    cell_sources: list[str], work: Path, student_dir: Path) -> GradeResult:
+    """Stages 2–4 for an executed submission: lay out the facts, check, score."""
+    facts_dir = export_facts(execution, work / "facts")
+    checked, log = check.run_rubric(
+        ctx.check_inputs(facts_dir, report_file=work / "report.json"),
+        rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
+    )
+    report.write_atomic(student_dir / "grader.log", log)  # for staff; never released
+    items = score.score_items(checked.get("items", {}), points=ctx.assignment.points,
+                              execution=execution, cell_sources=cell_sources,
+                              limit_values=ctx.limit_values)
+    got, out_of = score.total(items)
+    if ctx.course.config.grading.keep_models:
+        keep = student_dir / "models"
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(facts_dir / MODELS_DIR, keep)
+    return GradeResult(
+        student=job.student, assignment_id=ctx.assignment.assignment_id, score=got,
+        max_score=out_of, items=items, execution=execution,
+        model_summaries={n: rows for n, rows in checked.get("summaries", {}).items()
+                         if n in ctx.assignment.model_names},
+    )
+
+
+def take_submission(notebook: Path, copy: Path) -> Path:
+    """Copy the submitted notebook into the grader's own folder, never through a symbolic
+    link (a link to the source notebook would otherwise be graded as the student's work),
+    and at most :data:`execute.MAX_NOTEBOOK_BYTES`; every later stage reads the copy."""
+    import errno
+    import os
+    import stat
+
+    from autograder.grading.execute import MAX_NOTEBOOK_BYTES
+
+    name = notebook.name
+    try:
+        fd = os.open(notebook, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise SubmissionError(f"{name} does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SubmissionError(messages.SUBMISSION_SYMLINK.format(name=name)) from None
+        raise SubmissionError(f"{name} could not be opened ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SubmissionError(f"{name} is not a plain file")
+        data = os.read(fd, MAX_NOTEBOOK_BYTES + 1)
+        while len(data) <= MAX_NOTEBOOK_BYTES:
+            more = os.read(fd, MAX_NOTEBOOK_BYTES + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise SubmissionError(f"{name} is over the {MAX_NOTEBOOK_BYTES:,} bytes allowed; clear "
+                              "the outputs (Edit > Clear All Outputs) and submit again")
+    copy.write_bytes(data)
+    copy.chmod(0o600)
+    return copy
+
+
+def host_paths(ctx: GradingContext, work: Path) -> list[tuple[str, str]]:
+    """Grader-machine paths that must never reach a student, each with what to say instead."""
+    import sys
+
+    from autograder.grading import sandbox
+
+    pairs = [(str(ctx.course.root), "<course>"), (str(work), "<grader>"),
+             (str(sandbox.STAGE_ROOT), "<sandbox>"), (sandbox.INSIDE_WORK, "."),
+             (sandbox.INSIDE_EXPORT, "<grader>"), (sandbox.INSIDE_WEIGHTS, "<weights>"),
+             (tempfile.gettempdir() + "/course-", "<grader>/course-")]
+    for prefix in {sys.prefix, sys.exec_prefix}:
+        if prefix not in ("/usr", "/usr/local"):
+            pairs.append((prefix, "<python>"))
+    venv = sandbox.venv_dir()
+    if venv is not None:
+        pairs.append((str(venv), "<python>"))
+    return pairs
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _short_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 # Kernel endings after which nothing could be exported from the kernel.
@@ -206,28 +298,22 @@ def open_to_checker(folder: Path) -> None:
 
 
 def read_cell_sources(notebook: Path) -> list[str]:
-    """Every cell's source, by index; a file that is not a notebook is a SubmissionError."""
-    try:
-        nb = nbformat.read(notebook, as_version=4)
-    except FileNotFoundError:
-        raise SubmissionError(f"{notebook} does not exist",
-                              hint="check the submission folder layout") from None
-    except Exception as exc:
-        raise SubmissionError(
-            f"{notebook.name} is not a readable notebook ({type(exc).__name__}: "
-            f"{str(exc)[:200]})",
-            hint="open it in Jupyter, save it again, and resubmit",
-        ) from None
-    return ["".join(c.get("source", "")) for c in nb.cells]
+    """Every cell's source by index (markdown and raw cells as empty strings: only code can
+    define a name); a file that is not a runnable notebook is a SubmissionError."""
+    from autograder.grading.execute import read_submission
+
+    nb = read_submission(notebook)
+    return ["".join(c.get("source", "")) if c.get("cell_type") == "code" else ""
+            for c in nb.cells]
 
 
-def unreadable_result(ctx: GradingContext, job: GradeJob, exc: SubmissionError) -> GradeResult:
-    """A zero with the reason, for a file that is not a notebook at all."""
-    reason = messages.SUBMISSION_UNREADABLE.format(reason=f"{exc.message}.")
+def zero_result(ctx: GradingContext, job: GradeJob, reason: str, *,
+                kernel_status: str) -> GradeResult:
+    """A zero on every item with one reason: the file could not be run, or grading failed."""
     items = tuple(ItemResult(name, 0.0, float(pts), False, reason)
                   for name, pts in ctx.assignment.points.items())
-    execution = ExecutionResult(student=job.student, cells=(), kernel_status="refused", wall_s=0.0,
-                                weights_mode=ctx.weights_mode, notes=(reason,))
+    execution = ExecutionResult(student=job.student, cells=(), kernel_status=kernel_status,
+                                wall_s=0.0, weights_mode=ctx.weights_mode, notes=(reason,))
     return GradeResult(student=job.student, assignment_id=ctx.assignment.assignment_id, score=0.0,
                        max_score=float(sum(ctx.assignment.points.values())), items=items,
                        execution=execution)

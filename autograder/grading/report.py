@@ -12,12 +12,14 @@ import csv
 import html
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
-from autograder.facts import GradeResult
+from autograder.facts import GradeResult, ItemResult
 from autograder.grading import messages
+from autograder.grading.score import printable
 
 RESULTS_FILE = "results.json"
 FEEDBACK_FILE = "feedback.html"
@@ -37,13 +39,9 @@ def results_json(result: GradeResult) -> dict[str, Any]:
         "output": "\n".join(output),
         "visibility": "visible",
         "stdout_visibility": "hidden",
-        "tests": [
-            {"name": i.name, "score": i.score, "max_score": i.max_score,
-             "status": "passed" if i.passed else "failed",
-             "output": i.message, "visibility": i.visibility}
-            for i in result.items
-        ],
+        "tests": [_test_json(i) for i in result.items],
         "extra_data": {
+            **({"grader_error": result.grader_error} if result.grader_error else {}),
             "student": result.student,
             "assignment": result.assignment_id,
             "kernel_status": ex.kernel_status,
@@ -58,19 +56,61 @@ def results_json(result: GradeResult) -> dict[str, Any]:
     }
 
 
+def _test_json(item: ItemResult) -> dict[str, Any]:
+    test = {"name": item.name, "score": item.score, "max_score": item.max_score,
+            "status": "passed" if item.passed else "failed", "output": item.message,
+            "visibility": item.visibility}
+    if not item.assessable:  # 0 of 0, labelled; Gradescope has no status for it
+        del test["status"]
+        test["tags"] = ["not-assessable"]
+    return test
+
+
 def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one;
+    on any failure (disk full, say) the temporary file is removed and the error raised."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_student_reports(result: GradeResult, student_dir: Path, *, limits: dict[str, float]) -> None:
-    write_atomic(student_dir / FEEDBACK_FILE, feedback_html(result, limits=limits))
-    write_atomic(student_dir / RESULTS_FILE, json.dumps(results_json(result), indent=1))
+    """feedback.html, then results.json (the marker that the submission is graded)."""
+    try:
+        page = feedback_html(result, limits=limits)
+    except Exception as exc:  # the page is a courtesy; the grade must still be written
+        page = _plain_feedback(result, f"{type(exc).__name__}")
+    write_atomic(student_dir / FEEDBACK_FILE, page)
+    write_atomic(student_dir / RESULTS_FILE,
+                 json.dumps(results_json(result), indent=1, allow_nan=False, default=str))
+
+
+def _plain_feedback(result: GradeResult, why: str) -> str:
+    e = html.escape
+    rows = "".join(f"<li>{e(i.name)}: {i.score:g} / {i.max_score:g} — {e(printable(i.message))}</li>"
+                   for i in result.items)
+    return (f"<!doctype html><meta charset=utf-8><title>Feedback</title>"
+            f"<p>{result.score:g} / {result.max_score:g}</p><ul>{rows}</ul>"
+            f"<p>(The full page could not be drawn: {e(why)}.)</p>")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A spreadsheet-safe cell: text that a spreadsheet would run as a formula (OWASP's
+    list: = + - @ tab CR) gets a leading apostrophe; numbers are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def write_grades_csv(out_dir: Path, *, item_names: list[str]) -> Path:
@@ -79,9 +119,10 @@ def write_grades_csv(out_dir: Path, *, item_names: list[str]) -> Path:
     for results in sorted(out_dir.glob(f"*/{RESULTS_FILE}")):
         data = json.loads(results.read_text())
         by_name = {t["name"]: t["score"] for t in data.get("tests", [])}
-        rows.append([results.parent.name, data["score"], data.get("max_score", ""),
-                     data.get("extra_data", {}).get("kernel_status", ""),
-                     *[by_name.get(n, "") for n in item_names]])
+        rows.append([csv_cell(v) for v in (
+            results.parent.name, data["score"], data.get("max_score", ""),
+            data.get("extra_data", {}).get("kernel_status", ""),
+            *[by_name.get(n, "") for n in item_names])])
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["student", "score", "max_score", "kernel_status", *item_names])
@@ -118,9 +159,9 @@ def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>Feedback: {e(result.assignment_id)} — {e(result.student)}</title>",
+        f"<title>Feedback: {e(result.assignment_id)} — {e(printable(result.student))}</title>",
         f"<style>{_CSS}</style></head><body><main>",
-        f"<h1>{e(result.assignment_id)}: feedback for {e(result.student)}</h1>",
+        f"<h1>{e(result.assignment_id)}: feedback for {e(printable(result.student))}</h1>",
         f"<div class=score>{result.score:g} / {result.max_score:g}</div>",
         f"<div class=muted>Notebook ran in {ex.wall_s:.1f} s; "
         f"kernel: {e(ex.kernel_status)}.</div>",
@@ -132,10 +173,13 @@ def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
     parts.append("<h2>Rubric</h2><div class=card><table><tr><th>Item</th><th class=num>Points</th>"
                  "<th>Result</th></tr>")
     for item in result.items:
-        css = "pass" if item.passed else "fail"
+        css, mark = ("pass", "✓") if item.passed else ("fail", "✗")
+        points = f"{item.score:g} / {item.max_score:g}"
+        if not item.assessable:
+            css, mark, points = "muted", "–", "not assessed"
         parts.append(
-            f"<tr><td>{e(item.name)}</td><td class=num>{item.score:g} / {item.max_score:g}</td>"
-            f"<td><span class={css}>{'✓' if item.passed else '✗'}</span> {e(item.message)}</td></tr>")
+            f"<tr><td>{e(item.name)}</td><td class=num>{points}</td>"
+            f"<td><span class={css}>{mark}</span> {e(item.message)}</td></tr>")
     parts.append("</table></div>")
 
     curves = [(name, h) for name, h in sorted(ex.histories.items()) if h]
@@ -150,7 +194,8 @@ def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
                      "<th>Type</th><th>Output shape</th><th class=num>Params</th><th>Trainable</th></tr>")
         for r in rows[:60]:
             shape = "—" if r.get("output_shape") is None else str(tuple(r["output_shape"]))
-            parts.append(f"<tr><td>{e(r['name'])}</td><td>{e(r['type'])}</td><td>{e(shape)}</td>"
+            parts.append(f"<tr><td>{e(printable(str(r['name'])))}</td>"
+                         f"<td>{e(printable(str(r['type'])))}</td><td>{e(shape)}</td>"
                          f"<td class=num>{r['params']:,}</td><td>{'yes' if r['trainable'] else 'no'}</td></tr>")
         if len(rows) > 60:
             parts.append(f"<tr><td colspan=5 class=muted>… {len(rows) - 60} more layers</td></tr>")
@@ -180,11 +225,13 @@ def _curve_svg(name: str, history: dict[str, list[float]], width: int = 380, hei
     e = html.escape
     panels = []
     for metric in ("loss", "accuracy"):
-        series = [(k, v) for k, v in ((metric, history.get(metric)), (f"val_{metric}",
-                  history.get(f"val_{metric}"))) if v]
+        # Only finite points are drawn: the export refuses NaN and inf, and this draws
+        # nothing it cannot place even if one got through.
+        series = [(k, [x if math.isfinite(x) else math.nan for x in v]) for k, v in (
+            (metric, history.get(metric)), (f"val_{metric}", history.get(f"val_{metric}"))) if v]
         if not series:
             continue
-        values = [x for _, v in series for x in v if x == x]  # drop NaN
+        values = [x for _, v in series for x in v if math.isfinite(x)]
         if not values:
             continue
         lo, hi = min(values), max(values)
@@ -197,7 +244,7 @@ def _curve_svg(name: str, history: dict[str, list[float]], width: int = 380, hei
             n = max(len(v) - 1, 1)
             pts = " ".join(f"{pad + i * (width - pad - 8) / n:.1f},"
                            f"{height - 20 - (x - lo) / span * (height - 40):.1f}"
-                           for i, x in enumerate(v) if x == x)
+                           for i, x in enumerate(v) if math.isfinite(x))
             dash = " stroke-dasharray='5 3'" if key.startswith("val_") else ""
             color = "#4a7bd0" if metric == "loss" else "#11763b"
             lines.append(f"<polyline fill=none stroke='{color}' stroke-width=2{dash} points='{pts}'/>")

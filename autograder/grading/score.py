@@ -8,11 +8,12 @@ cell where the run stopped), with the limit it hit.
 
 from __future__ import annotations
 
-import re
+from dataclasses import replace
 from typing import Any
 
-from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, ItemResult
+from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
+from autograder.grading.export import assigned_names
 
 
 def score_items(
@@ -25,6 +26,7 @@ def score_items(
 ) -> tuple[ItemResult, ...]:
     """One :class:`ItemResult` per rubric item in ``points`` (config order)."""
     items = []
+    assigned = CellNames(cell_sources)
     for name, max_score in points.items():
         record = records.get(name)
         if record is None:
@@ -34,9 +36,13 @@ def score_items(
         outcome = record.get("outcome")
         if outcome == "passed":
             items.append(ItemResult(name, float(max_score), float(max_score), True, messages.PASSED))
+        elif outcome == "not_assessable":
+            why = str(record.get("message") or "")
+            items.append(ItemResult(name, 0.0, 0.0, False,
+                                    messages.NOT_ASSESSABLE.format(why=why), assessable=False))
         elif outcome == "missing":
             reason = explain_missing(record.get("name", "?"), record.get("detail", ""),
-                                     execution=execution, cell_sources=cell_sources,
+                                     execution=execution, cell_sources=assigned,
                                      limit_values=limit_values)
             items.append(ItemResult(name, 0.0, float(max_score), False, reason))
         else:
@@ -45,19 +51,33 @@ def score_items(
     return tuple(items)
 
 
+class CellNames:
+    """Which cells bind which names, parsed once per submission (linear in its size)."""
+
+    def __init__(self, cell_sources: list[str]) -> None:
+        self._sources = cell_sources
+        self._names: list[set[str]] | None = None
+
+    def defining(self, name: str) -> list[int]:
+        if self._names is None:
+            self._names = [assigned_names(src) if src.strip() else set() for src in self._sources]
+        return [i for i, names in enumerate(self._names) if name in names]
+
+
 def explain_missing(
     name: str,
     detail: str,
     *,
     execution: ExecutionResult,
-    cell_sources: list[str],
+    cell_sources: list[str] | CellNames,
     limit_values: dict[str, float],
 ) -> str:
     """Why ``name`` was not available, naming the cell and the limit where one applies."""
     if detail:
         return messages.NOT_EXPORTABLE.format(name=name, detail=detail)
     by_index = {c.index: c for c in execution.cells}
-    defining = [i for i, src in enumerate(cell_sources) if assigns(src, name)]
+    cells = cell_sources if isinstance(cell_sources, CellNames) else CellNames(cell_sources)
+    defining = cells.defining(name)
     for index in reversed(defining):
         cell = by_index.get(index)
         if cell is not None and cell.status not in (CELL_OK, CELL_NOT_RUN):
@@ -84,11 +104,37 @@ def _cell_label(cell: CellRun) -> str:
     return f"{label} ({cell.grade_id})" if cell.grade_id else label
 
 
-def assigns(source: str, name: str) -> bool:
-    """Does this cell's source assign ``name`` at the top level (``name = ...``, ``a, name = ...``)?"""
-    pattern = rf"^(?:[A-Za-z_][\w\s,()\[\]]*,\s*)?\(?\s*{re.escape(name)}\s*(?::[^=\n]+)?(?:,[^=\n]*)?\)?\s*=(?!=)"
-    return re.search(pattern, source, re.MULTILINE) is not None
-
-
 def total(items: tuple[ItemResult, ...]) -> tuple[float, float]:
     return sum(i.score for i in items), sum(i.max_score for i in items)
+
+
+def redact(text: str, pairs: list[tuple[str, str]]) -> str:
+    """``text`` with each grader-machine path replaced by a neutral word (longest first), and
+    any character a terminal or a page could interpret shown as an escape."""
+    for path, word in sorted(pairs, key=lambda p: len(p[0]), reverse=True):
+        if path and path != "/":
+            text = text.replace(path, word)
+    return printable(text)
+
+
+def printable(text: str, *, keep: str = "\n\t") -> str:
+    """Control characters (terminal escapes, NUL, bidi overrides) and lone surrogates as
+    ``\\xNN`` / ``\\uNNNN``; everything else unchanged."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in keep or (ch.isprintable() and not 0xD800 <= code <= 0xDFFF):
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+def redact_result(result: GradeResult, pairs: list[tuple[str, str]]) -> GradeResult:
+    """Every student-facing string of ``result`` passed through :func:`redact`."""
+    ex = result.execution
+    execution = replace(
+        ex, notes=tuple(redact(n, pairs) for n in ex.notes),
+        cells=tuple(replace(c, message=redact(c.message, pairs)) for c in ex.cells))
+    items = tuple(replace(i, message=redact(i.message, pairs)) for i in result.items)
+    return replace(result, items=items, execution=execution)

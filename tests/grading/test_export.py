@@ -149,3 +149,40 @@ def test_export_expression_is_one_expression():
     import ast
 
     ast.parse(export_expression(A, export_dir="/sandbox/export"), mode="eval")
+
+
+def test_values_that_break_conversion_are_refused_per_name(export_dir, tmp_path):
+    """Does a 5,000-digit integer (past Python's int-to-str limit) refuse the file with a reason,
+    a 40-digit one refuse only that answer, and a lone surrogate become U+FFFD, not a crash?"""
+    (export_dir / ANSWERS_FILE).write_text('{"answers": {"x": 1' + "0" * 5000 + '}, "errors": {}}')
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.answers == {}
+    assert facts.notes[0] == messages.EXPORT_REFUSED_FILE.format(
+        what="answers.json: holds a number too large to read")
+    assert facts.answer_errors["x"] == messages.EXPORT_FILE_REFUSED_DETAIL.format(
+        what="answers.json: holds a number too large to read")  # not "was not defined"
+    (export_dir / ANSWERS_FILE).write_text(
+        '{"answers": {"x": 1' + "0" * 40 + ', "y": "a\\ud800b"}, "errors": {}}')
+    facts = collect_exports(export_dir, tmp_path / "out2", assignment=A, export_mb=10)
+    assert facts.answers == {"y": "a\ufffdb"}
+    assert "more than 30 digits" in facts.answer_errors["x"]
+
+
+def test_a_history_with_inf_is_refused_with_a_reason(export_dir, tmp_path):
+    """Is a history holding 1e999 (JSON for inf, which parse_constant never sees) refused for
+    that name, with the reason, while other histories and answers are kept?"""
+    write_answers(export_dir, {"x": 1})
+    (export_dir / HISTORIES_FILE).write_text('{"h": {"loss": [0.5, 1e999]}}')
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.histories == {} and facts.answers == {"x": 1}
+    assert facts.answer_errors["h"] == messages.ANSWER_NOT_FINITE
+
+
+def test_a_refused_model_file_says_so_on_its_items(export_dir, tmp_path):
+    """Is a model file that is not a .keras archive reported as refused for that name?"""
+    write_answers(export_dir, {})
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(b"not a zip")
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert "m" not in facts.models
+    assert facts.answer_errors["m"] == messages.EXPORT_FILE_REFUSED_DETAIL.format(
+        what="m.keras is not a .keras archive")

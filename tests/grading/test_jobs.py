@@ -1,5 +1,6 @@
 """Batches: discovery, resume, isolation of a broken job, and both executors."""
 
+import json
 import threading
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import pytest
 from autograder.course.config import Course, load_course
 from autograder.errors import SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
+from autograder.grading import messages
 from autograder.grading.jobs import GradeJob, LocalExecutor, discover, run_batch
-from autograder.grading.pipeline import GradingContext
+from autograder.grading.pipeline import GradingContext, grade_submission
 from autograder.grading.report import write_student_reports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,3 +148,109 @@ def test_dask_executor_grades_a_batch(ctx, tmp_path):
 def fake_result_with_slot(ctx, job, *, slot):
     assert slot in (0, 1)
     return fake_result(ctx, job)
+
+
+def _notebook(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{}")
+    return path
+
+
+def test_discover_refuses_links_and_bad_names_per_student(tmp_path):
+    """Does one odd entry (a symlink to the source notebook, a symlinked folder, a 65-character
+    or unprintable name, a misnamed file) become that student's refused job, while everyone
+    else in the batch is still found?"""
+    source = _notebook(tmp_path / "instructor" / "cnn_transfer.ipynb")
+    subs = tmp_path / "subs"
+    _notebook(subs / "alice" / "cnn_transfer.ipynb")
+    (subs / "linker").mkdir()
+    (subs / "linker" / "cnn_transfer.ipynb").symlink_to(source)
+    (subs / "folder-link").symlink_to(source.parent)
+    long_name = "s" * 65
+    _notebook(subs / long_name / "cnn_transfer.ipynb")
+    _notebook(subs / "esc\x1b[2Jape" / "cnn_transfer.ipynb")
+    _notebook(subs / "misnamed" / "Cnn_Transfer.ipynb")
+    (subs / "not-submitted-yet" / "other_assignment").mkdir(parents=True)
+    _notebook(subs / "=HYPERLINK(1)" / "cnn_transfer.ipynb")
+
+    jobs = {j.student: j for j in discover([subs], notebook="cnn_transfer.ipynb",
+                                           assignment_id="cnn_transfer")}
+    assert not jobs["alice"].refused and not jobs[long_name].refused
+    assert not jobs["=HYPERLINK(1)"].refused  # a valid id; grades.csv neutralises it
+    assert jobs["linker"].refused == messages.SUBMISSION_SYMLINK.format(name="cnn_transfer.ipynb")
+    assert jobs["folder-link"].refused == messages.SUBMISSION_SYMLINK.format(name="folder-link")
+    assert jobs["misnamed"].refused == messages.SUBMISSION_NO_NOTEBOOK.format(
+        notebook="cnn_transfer.ipynb")
+    odd = [j for s, j in jobs.items() if s.startswith("unnamed-")]
+    assert len(odd) == 1 and "\\x1b[2Jape" in odd[0].refused and "\x1b" not in odd[0].refused
+    assert "not-submitted-yet" not in jobs
+
+
+def test_a_refused_submission_gets_a_zero_with_its_reason(ctx, tmp_path):
+    """Does a refused job (here: a symlink to the instructor's notebook) end with a results.json
+    of zero that says why, without the target ever being read?"""
+    target = _notebook(tmp_path / "secret" / "cnn_transfer.ipynb")
+    link = tmp_path / "subs" / "mallory" / "cnn_transfer.ipynb"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    [job] = discover([tmp_path / "subs"], notebook="cnn_transfer.ipynb", assignment_id="cnn_transfer")
+    result = grade_submission(ctx, job, slot=0)
+    data = json.loads((ctx.out_dir / "mallory" / "results.json").read_text())
+    assert result.score == 0 and data["score"] == 0
+    assert data["extra_data"]["kernel_status"] == "refused"
+    assert all(t["output"] == messages.SUBMISSION_UNREADABLE.format(
+        reason=messages.SUBMISSION_SYMLINK.format(name="cnn_transfer.ipynb") + ".")
+        for t in data["tests"])
+
+
+def test_a_link_swapped_in_after_discovery_is_not_followed(ctx, tmp_path):
+    """Is a notebook replaced by a symlink between discovery and grading refused too?"""
+    target = _notebook(tmp_path / "secret" / "cnn_transfer.ipynb")
+    notebook = _notebook(tmp_path / "subs" / "mallory" / "cnn_transfer.ipynb")
+    [job] = discover([tmp_path / "subs"], notebook="cnn_transfer.ipynb", assignment_id="cnn_transfer")
+    notebook.unlink()
+    notebook.symlink_to(target)
+    result = grade_submission(ctx, job, slot=0)
+    assert result.execution.kernel_status == "refused"
+    assert "symbolic link" in result.items[0].message
+
+
+def test_a_grader_error_is_a_placeholder_the_next_run_retries(ctx, tmp_path, monkeypatch):
+    """When checking fails inside the grader, does the student still get a results.json that
+    says so, is nothing put in the gradebook, is it counted as failed, and re-run next time?"""
+    from autograder.grading import pipeline
+
+    def executed(ctx, job, *, slot, job_dir):
+        return ExecutionResult(student=job.student, cells=(), kernel_status="finished", wall_s=1.0)
+
+    def broken_check(*args, **kwargs):
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(pipeline, "execute_stage", executed)
+    monkeypatch.setattr(pipeline, "check_and_score", broken_check)
+    notebook = tmp_path / "subs" / "bob" / "cnn_transfer.ipynb"
+    notebook.parent.mkdir(parents=True)
+    notebook.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                                    "cells": [{"cell_type": "code", "source": "x = 1",
+                                               "metadata": {}, "outputs": [],
+                                               "execution_count": None}]}))
+    jobs = discover([tmp_path / "subs"], notebook="cnn_transfer.ipynb", assignment_id="cnn_transfer")
+    outcome = run_batch(ctx, jobs, prepare=no_preparation, executor=LocalExecutor(1))
+    assert list(outcome.failed) == ["bob"] and "UnicodeEncodeError" in outcome.failed["bob"]
+    data = json.loads((ctx.out_dir / "bob" / "results.json").read_text())
+    assert data["score"] == 0 and data["extra_data"]["grader_error"].startswith("UnicodeEncodeError")
+    assert data["tests"][0]["output"] == messages.GRADER_ERROR.format(error="UnicodeEncodeError")
+    assert not list((ctx.out_dir / "bob").glob("*.tmp"))
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        assert [s.id for s in gb.students] == []
+    again = run_batch(ctx, jobs, prepare=no_preparation, executor=LocalExecutor(1))
+    assert again.skipped == [] and list(again.failed) == ["bob"]  # retried, not skipped
+
+
+def test_exit_status_counts_the_submissions_that_failed_to_grade():
+    """Does `course grade` exit with how many submissions failed (0 when all got a result)?"""
+    from autograder.commands.grade_cmd import failed_exit_status
+
+    assert [failed_exit_status(n) for n in (0, 1, 3, 500)] == [0, 1, 3, 125]

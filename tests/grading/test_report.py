@@ -1,6 +1,13 @@
 """results.json, feedback.html and grades.csv, rendered from plain results."""
 
+import csv
+import errno
+import io
 import json
+import os
+import subprocess
+
+import pytest
 
 from autograder.facts import CellRun, ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
@@ -68,3 +75,63 @@ def test_grades_csv_is_rebuilt_from_results_files(tmp_path):
     assert lines[0] == "student,score,max_score,kernel_status,q1_conv_params,q2_cnn_accuracy"
     assert lines[1:] == ["alice,2.0,4.0,finished,2.0,0.0", "bob,0.0,4.0,finished,0.0,0.0"]
     assert json.loads((tmp_path / "alice" / "results.json").read_text())["score"] == 2.0
+
+
+def test_grades_csv_cannot_carry_a_spreadsheet_formula(tmp_path):
+    """Is a student folder named like a formula written as text, not run by a spreadsheet?"""
+    for name in ("=HYPERLINK(\"x\",\"y\")", "+1", "-2", "@SUM(A1)", "\tx", "alice"):
+        write_student_reports(result(student=name), tmp_path / name.replace("/", "_"), limits=LIMITS)
+    rows = list(csv.reader(io.StringIO(
+        write_grades_csv(tmp_path, item_names=["q1_conv_params"]).read_text())))[1:]
+    assert sorted(r[0] for r in rows) == sorted(
+        ["'=HYPERLINK(\"x\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "alice"])
+    assert {r[1] for r in rows} == {"2.0"}  # numbers stay numbers
+
+
+def test_curves_draw_only_finite_points():
+    """Do NaN and ±inf in a history stay out of the SVG (no 'nan' points, no 'inf' labels)?"""
+    r = result()
+    bad = {"loss": [0.7, float("nan"), float("inf")], "val_loss": [float("-inf"), 0.6, 0.5],
+           "accuracy": [0.5, 0.8, 0.9], "val_accuracy": [0.5, 0.7, 0.8]}
+    r = GradeResult(r.student, r.assignment_id, r.score, r.max_score, r.items,
+                    ExecutionResult(**{**r.execution.__dict__, "histories": {"cnn_history": bad}}))
+    page = feedback_html(r, limits=LIMITS)
+    assert "nan" not in page.lower() and "inf" not in page.lower()
+    assert "<polyline" in page
+
+
+def test_a_not_assessable_item_is_labelled_in_both_reports():
+    """Is an item left out of the maximum shown as 'not assessed', with its reason?"""
+    r = result()
+    item = ItemResult("q4_head_accuracy", 0.0, 0.0, False, "Not assessed here.", assessable=False)
+    r = GradeResult(r.student, r.assignment_id, r.score, r.max_score, (*r.items, item), r.execution)
+    test = results_json(r)["tests"][-1]
+    assert test["tags"] == ["not-assessable"] and "status" not in test and test["max_score"] == 0
+    assert "not assessed</td>" in feedback_html(r, limits=LIMITS)
+
+
+def test_title_shows_escapes_not_terminal_controls():
+    """Does a student id with terminal escapes reach the page's title only as visible text?"""
+    page = feedback_html(result(student="eve\x1b]0;pwned\x07"), limits=LIMITS)
+    assert "\x1b" not in page and "\x07" not in page
+    assert "<title>Feedback: cnn_transfer — eve\\x1b]0;pwned\\x07</title>" in page
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+def test_a_full_disk_leaves_no_half_written_result(tmp_path):
+    """When the output disk is full, is the error raised with no results.json and no .tmp
+    left behind, so a re-run grades the submission again?"""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        big = result()
+        big = GradeResult(big.student, big.assignment_id, big.score, big.max_score,
+                          (ItemResult("q1_conv_params", 0.0, 2.0, False, "x" * 200_000),),
+                          big.execution)
+        with pytest.raises(OSError) as info:
+            write_student_reports(big, disk / "alice", limits=LIMITS)
+        assert info.value.errno == errno.ENOSPC
+        assert sorted(p.name for p in (disk / "alice").iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

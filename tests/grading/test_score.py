@@ -2,7 +2,8 @@
 
 from autograder.facts import CellRun, ExecutionResult
 from autograder.grading import messages
-from autograder.grading.score import assigns, explain_missing, score_items, total
+from autograder.grading import score
+from autograder.grading.score import CellNames, explain_missing, score_items, total
 
 LIMITS = {"cell_timeout_s": 240.0, "memory_mb": 6144.0, "notebook_budget_s": 900.0}
 POINTS = {"q1_conv_params": 2, "q2_cnn_architecture": 3, "q2_cnn_accuracy": 2}
@@ -72,10 +73,52 @@ def test_an_unexportable_value_keeps_the_export_reason():
     assert reason == "conv1_params could not be read by the grader: a function, not a number"
 
 
+def assigns(source: str, name: str) -> bool:
+    return CellNames([source]).defining(name) == [0]
+
+
 def test_assignment_detection():
     """Which top-level assignments count as defining a name?"""
     assert assigns("cnn_model = keras.Model(i, o)", "cnn_model")
     assert assigns("a, cnn_model = 1, 2", "cnn_model")
     assert assigns("cnn_model: keras.Model = m", "cnn_model")
+    assert assigns("(a, cnn_model) = 1, 2", "cnn_model")
     assert not assigns("if cnn_model == 3: pass", "cnn_model")
     assert not assigns("my_cnn_model = 3", "cnn_model")
+
+
+def test_each_cell_is_parsed_once_per_submission(monkeypatch):
+    """Is a big cell read once for all the items that ask about it, not once per item?
+    (A 97 KiB cell re-scanned by a regex for each of 14 items cost seconds per call.)"""
+    calls: list[int] = []
+    real = score.assigned_names
+    monkeypatch.setattr(score, "assigned_names", lambda src: calls.append(len(src)) or real(src))
+    big = "x = 1\n" * 100_000
+    sources = ["", big, "conv1_params = 3", big]
+    records = {f"q{i}": {"outcome": "missing", "name": f"name{i}", "detail": ""} for i in range(14)}
+    items = score_items(records, points={k: 1 for k in records}, execution=run(),
+                        cell_sources=sources, limit_values=LIMITS)
+    assert len(items) == 14
+    assert sorted(calls) == sorted(len(s) for s in sources if s)
+
+
+def test_an_item_not_assessable_in_this_mode_is_left_out_of_the_maximum():
+    """Is a not-assessable item 0 of 0 with its reason, never free points?"""
+    records = {"q1_conv_params": {"outcome": "passed"},
+               "q2_cnn_accuracy": {"outcome": "not_assessable",
+                                   "message": "the reference cannot clear a meaningful bar here."}}
+    items = score_items(records, points={"q1_conv_params": 2, "q2_cnn_accuracy": 2},
+                        execution=run(), cell_sources=[], limit_values=LIMITS)
+    assert total(items) == (2.0, 2.0)
+    assert not items[1].assessable and not items[1].passed
+    assert items[1].message == messages.NOT_ASSESSABLE.format(
+        why="the reference cannot clear a meaningful bar here.")
+
+
+def test_redaction_hides_grader_paths_and_shows_control_characters():
+    """Does a message that echoes an answer lose the grader's paths, and are terminal escapes
+    and lone surrogates shown as escapes rather than passed on?"""
+    pairs = [("/srv/course", "<course>"), ("/srv/course/.venv", "<python>")]
+    text = "got '/srv/course/.venv/lib/keras/__init__.py' and '/srv/course/release/x' \x1b[2J\ud800"
+    assert score.redact(text, pairs) == (
+        "got '<python>/lib/keras/__init__.py' and '<course>/release/x' \\x1b[2J\\ud800")
