@@ -1,7 +1,11 @@
 """Hub latency: from `nbgrader submit` to feedback a student can fetch, against the notebook's own runtime.
 
-Goal (issue "Hosted on JupyterHub"): submit -> feedback available <= the notebook's
-runtime in the grader (results.json ``execution_time``) + 30 s.
+Goals (issue "Hosted on JupyterHub"): submit -> feedback available <= the notebook's
+runtime in the grader (results.json ``execution_time``) + 30 s, and the service picks a
+submission up within 5 s of `nbgrader submit`. Both used to be asserted inside the browser
+test (tests/hosting/test_browser.py), where a shared machine's load made them flaky; they
+are measured and recorded here instead, and the exit status says whether every round met
+them.
 
 Runs against the local hub (`course hub up` first, as root; use COURSE_PROFILE=reduced
 COURSE_WEIGHTS_MODE=stand-in for a quick run). For each round, as a student's Unix user:
@@ -11,7 +15,7 @@ feedback file exactly where `nbgrader fetch_feedback` would look for it. Prints 
 line per round and a Markdown table for bench/RESULTS.md.
 
     sudo COURSE_PROFILE=reduced COURSE_WEIGHTS_MODE=stand-in .venv/bin/course hub up
-    sudo .venv/bin/python bench/hub_latency.py --rounds 3
+    sudo .venv/bin/python bench/hub_latency.py --rounds 3 --json bench/hub-latency.json
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from autograder.hosting import accounts, exchange
 from autograder.hosting.hubconfig import hub_paths
 
 GOAL_MARGIN_S = 30.0
+"""Feedback within the notebook's own runtime plus this."""
+PICKUP_GOAL_S = 5.0
+"""The service sees a submission within this long of `nbgrader submit` starting (it polls every second)."""
 
 
 def as_user(user: str, argv: list[str], *, cwd: Path) -> subprocess.CompletedProcess:
@@ -84,7 +91,9 @@ def one_round(*, student: str, blank: bool, timeout_s: float) -> dict[str, float
         "student": student, "notebook": "blank release" if blank else "reference solution",
         "submit_cmd_s": round(submitted - t0, 2), "submit_to_feedback_s": round(latency, 2) if latency else None,
         "notebook_runtime_s": runtime, "grade_s": round(job["finished_at"] - job["started_at"], 2) if job else None,
-        "pickup_s": round(job["found_at"] - t0, 2) if job else None, "score": job.get("score"),
+        "pickup_s": round(job["found_at"] - t0, 2) if job else None,
+        "queue_wait_s": round(job["started_at"] - job["found_at"], 2) if job else None,
+        "score": job.get("score"),
         "overhead_s": round(latency - runtime, 2) if latency and runtime is not None else None,
         "state": job.get("state"),
     }
@@ -96,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", default=None, help="default: the last student in course_config.py")
     parser.add_argument("--blank", action="store_true", help="submit the untouched release notebook")
     parser.add_argument("--timeout-s", type=float, default=1200.0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rounds and goals to this file")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("run as root (acts as a student's Unix user)", file=sys.stderr)
@@ -106,16 +116,30 @@ def main(argv: list[str] | None = None) -> int:
         row = one_round(student=student, blank=args.blank, timeout_s=args.timeout_s)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    ok = [r for r in rows if r["overhead_s"] is not None]
-    print("\n| round | notebook | runtime (s) | submit -> feedback (s) | overhead (s) | goal <= runtime + 30 s |")
-    print("|---|---|---|---|---|---|")
+    for r in rows:
+        r["goal_met"] = meets_goals(r)
+    print("\n| round | notebook | runtime (s) | pick-up (s) | submit -> feedback (s) | overhead (s) "
+          "| goal: overhead <= 30 s, pick-up <= 5 s |")
+    print("|---|---|---|---|---|---|---|")
     for i, r in enumerate(rows, 1):
-        met = "yes" if r["overhead_s"] is not None and r["overhead_s"] <= GOAL_MARGIN_S else "NO"
-        print(f"| {i} | {r['notebook']} | {r['notebook_runtime_s']} | {r['submit_to_feedback_s']} "
-              f"| {r['overhead_s']} | {met} |")
+        print(f"| {i} | {r['notebook']} | {r['notebook_runtime_s']} | {r['pickup_s']} | {r['submit_to_feedback_s']} "
+              f"| {r['overhead_s']} | {'yes' if r['goal_met'] else 'NO'} |")
+    ok = [r for r in rows if r["overhead_s"] is not None]
     if ok:
         print(f"\nmedian overhead {statistics.median(r['overhead_s'] for r in ok):.1f} s over {len(ok)} round(s)")
-    return 0 if ok and all(r["overhead_s"] <= GOAL_MARGIN_S for r in ok) else 1
+    if args.json is not None:
+        record = {"goals": {"overhead_s": GOAL_MARGIN_S, "pickup_s": PICKUP_GOAL_S},
+                  "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                  "load_average": os.getloadavg(), "rounds": rows}
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    return 0 if rows and all(r["goal_met"] for r in rows) else 1
+
+
+def meets_goals(row: dict[str, float | str | None]) -> bool:
+    """Feedback within runtime + GOAL_MARGIN_S, and picked up within PICKUP_GOAL_S."""
+    overhead, pickup = row["overhead_s"], row["pickup_s"]
+    return (isinstance(overhead, float) and overhead <= GOAL_MARGIN_S
+            and isinstance(pickup, float) and pickup <= PICKUP_GOAL_S)
 
 
 if __name__ == "__main__":

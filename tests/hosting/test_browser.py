@@ -6,6 +6,12 @@ service runs the real `course grade` (reduced profile, stand-in weights); studen
 fetches feedback and reads the score; student2 submits too and cannot open student1's
 feedback or status; the instructor sees both submissions and opens formgrader in its own
 tab. Screenshots go to tests/artifacts/.
+
+Every score checked is the grader's own: read from the results.json `course grade` wrote
+for that submission in the service's output folder, and compared exactly with what the
+service reports and the pages show. How fast feedback comes back is measured by
+bench/hub_latency.py (a goal there, not an assertion here: a shared machine's load
+decides it).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from autograder.hosting import accounts  # noqa: E402
+from autograder.hosting import accounts
+from autograder.hosting.hubconfig import hub_paths
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.slow]
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -79,7 +86,7 @@ def _button(page: Any, assignment_id: str, label: str) -> Any:
 
 
 def _fetch_and_submit(page: Any, user: str, assignment_id: str, notebook: str, *, answer: str | None,
-                      artifacts: Path) -> float:
+                      artifacts: Path) -> None:
     _open_assignments(page)
     _button(page, assignment_id, "Fetch").click()
     _button(page, assignment_id, "Submit").wait_for()
@@ -97,12 +104,9 @@ def _fetch_and_submit(page: Any, user: str, assignment_id: str, notebook: str, *
         page.wait_for_selector(".jp-mod-dirty", state="detached")
         page.screenshot(path=str(artifacts / f"{user}-2-answered.png"))
         _open_assignments(page)
-    submit = _button(page, assignment_id, "Submit")
-    submitted_at = time.time()
-    submit.click()
+    _button(page, assignment_id, "Submit").click()
     _button(page, assignment_id, "Fetch Feedback").wait_for()
     page.screenshot(path=str(artifacts / f"{user}-3-submitted.png"))
-    return submitted_at
 
 
 def _jobs(context: Any, hub: Any) -> list[dict[str, Any]]:
@@ -132,25 +136,50 @@ def test_student_fetches_answers_and_submits(hub, browser, story, artifacts):
     page.wait_for_selector("h1")
     page.goto(f"{hub.url}/user/{user}/lab?reset")
     page.wait_for_selector(".jp-LabShell")
-    story["submitted_at"] = _fetch_and_submit(page, user, a.assignment_id, a.notebook, answer=ANSWER,
-                                              artifacts=artifacts)
+    _fetch_and_submit(page, user, a.assignment_id, a.notebook, answer=ANSWER, artifacts=artifacts)
+
+
+def _graded_results(hub: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """The results.json `course grade` wrote for this job, in the service's own output folder."""
+    folder = hub_paths(hub.course).service / "work" / job["job_id"] / "graded" / job["student"]
+    return json.loads((folder / "results.json").read_text())
+
+
+def _shown(score: float, max_score: float) -> str:
+    """How feedback.html and the status page write a score (report.py, service.py)."""
+    return f"{score:g} / {max_score:g}"
 
 
 def test_submission_is_graded_by_the_real_grader(hub, story):
-    """Does the service grade it with `course grade`, and give the points for the answered item?"""
+    """Does the service grade it with `course grade`, report exactly the grader's score, and
+    give full points for the answered item?"""
     context, _ = story["s1"]
     job = _wait_graded(context, hub, hub.students[0])
     story["job"] = job
     assert job["state"] == "done", job
     assert job["feedback_published"] is True
-    assert job["score"] >= hub.course.config.assignments[0].points["q1_conv_params"]
-    story["graded_after_s"] = job["finished_at"] - story["submitted_at"]
+    results = _graded_results(hub, job)
+    story["results"] = results
+    assert results["extra_data"]["student"] == hub.students[0]
+    items = {t["name"]: t for t in results["tests"]}
+    assert results["score"] == round(sum(t["score"] for t in results["tests"]), 4)
+    assert results["max_score"] == sum(t["max_score"] for t in results["tests"])
+    answered = items["q1_conv_params"]
+    points = hub.course.config.assignments[0].points["q1_conv_params"]
+    assert (answered["score"], answered["max_score"], answered["status"]) == (points, points, "passed"), answered
+    # the service reports the grader's numbers, not its own
+    assert (job["score"], job["max_score"]) == (results["score"], results["max_score"])
+    assert job["runtime_s"] == results["execution_time"]
 
 
 def test_student_fetches_feedback_and_sees_the_score(hub, story, artifacts):
+    """Does Fetch Feedback bring back the grader's own page, showing exactly the score in
+    results.json, and does the status page show the same?"""
     a = hub.course.config.assignments[0]
     user = hub.students[0]
     context, page = story["s1"]
+    results = story["results"]
+    expected = _shown(results["score"], results["max_score"])
     page.goto(f"{hub.url}/user/{user}/lab?reset")
     page.wait_for_selector(".jp-LabShell")
     _open_assignments(page)
@@ -162,12 +191,20 @@ def test_student_fetches_feedback_and_sees_the_score(hub, story, artifacts):
     (stamp,) = [entry["name"] for entry in listing["content"]]
     feedback_url = f"{hub.url}/user/{user}/files/{a.assignment_id}/feedback/{urllib.parse.quote(stamp)}/" \
                    f"{Path(a.notebook).stem}.html"
+    # what the student fetched is, byte for byte, the page the grader wrote for this submission
+    graded = hub_paths(hub.course).service / "work" / story["job"]["job_id"] / "graded" / user / "feedback.html"
+    fetched = context.request.get(feedback_url)
+    assert fetched.ok and fetched.body() == graded.read_bytes()
     page.goto(feedback_url)
-    text = page.inner_text("body")
     page.screenshot(path=str(artifacts / f"{user}-5-feedback-page.png"), full_page=False)
-    score = story["job"]["score"]
-    assert f"{score:g}" in text, text[:500]
+    assert page.inner_text(".score").strip() == expected
+    answered = next(t for t in results["tests"] if t["name"] == "q1_conv_params")
+    row = page.locator("tr", has=page.locator("td", has_text=re.compile(r"^q1_conv_params$")))
+    assert row.locator("td.num").inner_text().strip() == _shown(answered["score"], answered["max_score"])
     story["feedback_url"] = feedback_url
+    page.goto(f"{hub.url}{hub.service_path}")
+    page.wait_for_selector("h1")
+    assert page.locator("td.score").all_inner_texts() == [expected]
 
 
 def test_another_student_cannot_see_the_first_ones_work(hub, browser, story, artifacts):
@@ -243,14 +280,3 @@ def test_the_instructor_can_still_collect_with_nbgrader(hub):
     assert done.returncode == 0, done.stderr[-1500:]
     for student in hub.students:
         assert (course_dir / "submitted" / student / a.assignment_id / a.notebook).is_file()
-
-
-def test_latency_is_within_the_goal(hub, story, artifacts):
-    """Is feedback there within the notebook's own runtime + 30 s (recorded for bench/RESULTS.md)?"""
-    job = story["job"]
-    record = {"submit_to_feedback_s": story["graded_after_s"], "notebook_runtime_s": job["runtime_s"],
-              "grade_s": job["finished_at"] - job["started_at"],
-              "queue_wait_s": job["started_at"] - job["found_at"], "pickup_s": job["found_at"] - story["submitted_at"]}
-    (artifacts / "hub-latency.json").write_text(json.dumps(record, indent=1))
-    assert record["pickup_s"] < 5
-    assert record["submit_to_feedback_s"] <= job["runtime_s"] + 30, record
