@@ -257,36 +257,40 @@ def _break_a_solution_region(course: Course) -> str:
     raise AssertionError("the source notebook has no solution cell with an END SOLUTION marker")
 
 
-def test_a_broken_source_is_a_release_error_that_says_what_to_do(
+def test_a_missing_end_marker_names_the_notebook_and_the_cell_and_what_to_do(
     scratch_course: Course, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Is an end-solution marker missing from the source (real nbgrader, a really broken
-    notebook) a ReleaseError with nbgrader's reason and the command to run once fixed, and
-    is release/ left unwritten?"""
-    _break_a_solution_region(scratch_course)
+    """Is an end-solution marker missing from the source (a really broken copy of the real
+    notebook) a ReleaseError naming the notebook, the cell (its grade_id) and the marker, with
+    the command to run once fixed, and nothing released?"""
+    grade_id = _break_a_solution_region(scratch_course)
+    notebook = scratch_course.config.assignment(ASSIGNMENT).notebook
+    out = scratch_course.root / "out"
+    with pytest.raises(ReleaseError) as info:
+        build_release(scratch_course, ASSIGNMENT, out_dir=out)
+    assert notebook in info.value.message and grade_id in info.value.message, info.value.message
+    assert "END SOLUTION" in info.value.message, info.value.message
+    assert "course release" in (info.value.hint or "")
+    assert not out.exists()
+    # and through the command: exit 2, the same on stderr, release/ untouched
+    monkeypatch.setenv("COURSE_ROOT", str(scratch_course.root))
+    assert main(["release", ASSIGNMENT]) == 2
+    err = capsys.readouterr().err
+    assert grade_id in err and "END SOLUTION" in err and "course release" in err
+    assert not scratch_course.release_dir(ASSIGNMENT).exists()
+
+
+def test_nbgrader_failure_is_a_release_error_carrying_its_reason(scratch_course: Course) -> None:
+    """Does a source that only nbgrader refuses (a solution region in a cell not marked as a
+    solution) become a ReleaseError carrying nbgrader's own reason and the command to rerun?"""
+    path = scratch_course.source_dir(ASSIGNMENT) / scratch_course.config.assignment(ASSIGNMENT).notebook
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"))
+    nbformat.write(nb, path)
     out = scratch_course.root / "out"
     with pytest.raises(ReleaseError) as info:
         build_release(scratch_course, ASSIGNMENT, out_dir=out)
     assert f"nbgrader generate_assignment failed for {ASSIGNMENT}" in info.value.message
-    assert "no end solution statement found" in info.value.message  # nbgrader's own words
+    assert "Solution region detected in a non-solution cell" in info.value.message  # nbgrader's words
     assert "run `course release` again" in (info.value.hint or "")
     assert not out.exists()
-    # and through the command: exit 2, the reason and the fix on stderr, nothing released
-    monkeypatch.setenv("COURSE_ROOT", str(scratch_course.root))
-    assert main(["release", ASSIGNMENT]) == 2
-    err = capsys.readouterr().err
-    assert "no end solution statement found" in err and "course release" in err
-    assert not scratch_course.release_dir(ASSIGNMENT).exists()
-
-
-@pytest.mark.xfail(strict=True, reason="release.py passes on nbgrader's traceback, which names neither "
-                   "the notebook nor the cell; it needs its own marker check before nbgrader runs")
-def test_a_broken_source_error_names_the_notebook_and_the_cell(scratch_course: Course) -> None:
-    """Does the ReleaseError for a missing end-solution marker name the notebook file and the
-    cell (its grade_id), so the instructor knows where to look?"""
-    grade_id = _break_a_solution_region(scratch_course)
-    notebook = scratch_course.config.assignment(ASSIGNMENT).notebook
-    with pytest.raises(ReleaseError) as info:
-        build_release(scratch_course, ASSIGNMENT, out_dir=scratch_course.root / "out")
-    assert notebook in info.value.message and grade_id in info.value.message, info.value.message
-    assert "END SOLUTION" in info.value.message + (info.value.hint or "")
