@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import filecmp
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -137,6 +138,37 @@ def sync_points(nb: nbformat.NotebookNode, assignment: Assignment) -> nbformat.N
     return nb
 
 
+_MARKER = re.compile(r"^\s*#+\s*(BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$", re.MULTILINE)
+
+
+def check_markers(nb: nbformat.NotebookNode, notebook: str) -> None:
+    """Every ``### BEGIN SOLUTION`` / ``### BEGIN HIDDEN TESTS`` closed by its END in the
+    same cell, in order; otherwise a :class:`ReleaseError` naming the notebook, each cell
+    (number and grade_id) and the line to add. (nbgrader's own error names neither.)"""
+    problems = []
+    for number, cell in enumerate(nb.cells, 1):
+        open_regions: list[str] = []
+        where = f"cell {number}"
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id:
+            where += f" ({grade_id})"
+        for match in _MARKER.finditer("".join(cell.get("source", ""))):
+            verb, region = match.groups()
+            if verb == "BEGIN":
+                open_regions.append(region)
+            elif open_regions and open_regions[-1] == region:
+                open_regions.pop()
+            else:
+                problems.append(f"{where}: '### END {region}' without a matching "
+                                f"'### BEGIN {region}' before it")
+        problems += [f"{where}: '### BEGIN {region}' is never closed: add '### END {region}'"
+                     for region in reversed(open_regions)]
+    if problems:
+        raise ReleaseError(f"{notebook}: " + "; ".join(problems),
+                           hint="fix the markers in the source notebook, then run "
+                                "`course release` again")
+
+
 def build_release(
     course: Course, assignment_id: str, *, out_dir: Path, runner: Runner | None = None
 ) -> ReleaseReport:
@@ -152,6 +184,7 @@ def build_release(
     except Exception as exc:  # any parse failure of the instructor's file
         raise ReleaseError(f"{notebook} is not a readable notebook: {exc}",
                            hint="open it in Jupyter and save it again") from exc
+    check_markers(nb, assignment.notebook)
     nb = sync_points(nb, assignment)
 
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:

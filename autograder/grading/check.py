@@ -21,8 +21,10 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+from autograder import reach
 from autograder.errors import GradingError
 from autograder.grading.evidence import CheckInputs
 
@@ -48,7 +50,7 @@ def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHEC
         "--rootdir", str(rubric_dir), "--import-mode=importlib", "-o", "console_output_style=classic",
         "--durations=8", "--durations-min=0.5",  # in the staff-only grader.log
     ]
-    return _run_confined(argv, inputs, timeout_s=timeout_s)
+    return _run_confined(argv, inputs, timeout_s=timeout_s, also_reach=[rubric_dir])
 
 
 def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str],
@@ -104,9 +106,16 @@ def run_embeddings(inputs: CheckInputs, *, cache_dir: Path,
     return cache_dir
 
 
+def _input_paths(inputs: CheckInputs) -> list[Path]:
+    return [p for p in (inputs.facts_dir, inputs.key_file, inputs.grading_dir,
+                        inputs.validation_dir, inputs.weights_file, inputs.embeddings_dir)
+            if p is not None]
+
+
 def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
                   extra_env: dict[str, str] | None = None,
-                  before_cleanup: Any = None) -> tuple[dict[str, Any], str]:
+                  before_cleanup: Any = None, also_reach: Sequence[Path] = ()
+                  ) -> tuple[dict[str, Any], str]:
     private = Path(tempfile.mkdtemp(prefix="course-check-"))
     try:
         report = private / "report.json"
@@ -133,9 +142,12 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
             # Its own network and mount namespaces: no network, and a size-capped tmpfs that
             # vanishes with it; then nobody, plus the one group that may read the hidden
             # split, keys and facts.
+            # A checkout that nobody cannot traverse is made reachable there too (reach.py).
+            reachable = reach.reach_script([*reach.kit_paths(), *_input_paths(inputs),
+                                             *also_reach])
+            script = (reachable + " && " if reachable else "") + _WITH_TMPFS.format(uid=NOBODY_UID)
             argv = ["unshare", "--net", "--mount", "--propagation", "private", "--",
-                    "/bin/sh", "-c", _WITH_TMPFS.format(uid=NOBODY_UID), "sh",
-                    f"{CHECK_TMP_MB}m", str(scratch),
+                    "/bin/sh", "-c", script, "sh", f"{CHECK_TMP_MB}m", str(scratch),
                     "setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}",
                     f"--groups={ensure_grader_group()}", "--inh-caps=-all", *argv]
         try:

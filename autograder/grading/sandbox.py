@@ -48,6 +48,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder import reach
 from autograder.errors import SandboxUnavailable
 
 BWRAP = "/usr/bin/bwrap"
@@ -564,6 +565,11 @@ def build_sandbox_argv(
         argv += cgroup.join_prefix()
     fsize = file_size_mb * 1024 * 1024
     argv += ["prlimit", f"--fsize={fsize}", "--core=0", "--"]
+    venv = venv_dir()
+    # bwrap resolves its bind sources as the slot uid: a checkout in a folder other users
+    # cannot traverse is made reachable first, in a private mount namespace (reach.py).
+    needed = [*([venv] if venv is not None else []), *(host for host, _ in ro_binds)]
+    argv += reach.reach_prefix(needed)
     argv += ["setpriv", "--reuid", str(user.uid), "--regid", str(user.gid),
              "--clear-groups", "--inh-caps=-all", "--no-new-privs"]
     argv += [BWRAP, "--unshare-all", "--die-with-parent", "--new-session",
@@ -587,7 +593,6 @@ def build_sandbox_argv(
              "--bind", str(layout.tmp), INSIDE_TMP,
              # Same path inside and out: the connection file names its sockets by path.
              "--bind", str(layout.conn), str(layout.conn)]
-    venv = venv_dir()
     if venv is not None:
         # After the scratch /tmp: bwrap mounts in order, and a checkout under /tmp (as CI
         # may clone) would otherwise have its venv hidden by the sandbox's own /tmp.
