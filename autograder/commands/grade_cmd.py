@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="nbgrader gradebook to record scores in (default: gradebook.db "
                             "in the course root)")
     _common(grade)
-    grade.set_defaults(func=run_grade)
+    grade.set_defaults(func=run_grade, intermixed="submissions")
 
     cal = sub.add_parser("calibrate", help="run the reference solution and write the answer key")
     cal.add_argument("assignment", help="assignment id from course_config.py")
@@ -52,9 +52,7 @@ def run_grade(args: argparse.Namespace) -> int:
 
     course = load_course()
     assignment = course.config.assignment(args.assignment)
-    out = args.out or course.path(course.config.grading.out_dir)
-    ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
-                       out_dir=out, weights_mode=args.weights_mode, gradebook=args.gradebook)
+    # The user's own input first: a missing file is named before any course-side problem.
     paths = args.submissions or [course.root / "submitted"]
     if args.student:
         if len(paths) != 1 or not paths[0].is_file():
@@ -66,6 +64,9 @@ def run_grade(args: argparse.Namespace) -> int:
         jobs = [GradeJob(student=args.student, notebook=paths[0].resolve())]
     else:
         jobs = discover(paths, notebook=assignment.notebook, assignment_id=args.assignment)
+    out = args.out or course.path(course.config.grading.out_dir)
+    ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
+                       out_dir=out, weights_mode=args.weights_mode, gradebook=args.gradebook)
     with progress_bar(f"grading {args.assignment}") as bar:
         outcome = run_batch(ctx, jobs, force=args.force, progress=bar)
     show_batch(outcome, ctx)

@@ -16,6 +16,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+from autograder import reach
 from autograder.course.config import Course
 from autograder.errors import HubError
 from autograder.hosting import accounts
@@ -48,7 +49,8 @@ def release_assignment(course: Course, assignment_id: str) -> Handout:
         "HOME": str(instructor.home), "USER": instructor.name, "LOGNAME": instructor.name,
         "PATH": f"{venv_dir() / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8",
     }
-    argv = ["setpriv", f"--reuid={instructor.uid}", f"--regid={instructor.gid}", "--init-groups",
+    argv = [*reach.reach_prefix(reach.kit_paths()),  # a checkout the instructor cannot traverse
+            "setpriv", f"--reuid={instructor.uid}", f"--regid={instructor.gid}", "--init-groups",
             str(venv_dir() / "bin" / "nbgrader"), "release_assignment", assignment_id, "--force"]
     done = subprocess.run(argv, cwd=course_dir, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -10,6 +10,10 @@ limits through Kubernetes (see ``hub/values.yaml``).
 
 The spawner also writes ``<pid_dir>/<user>.pid`` so ``course hub down`` can stop any
 server the hub left behind.
+
+Where the kit (and so the venv) was cloned inside a folder users cannot traverse, the
+server starts as root in a private mount namespace that reaches it (``autograder.reach``)
+and drops to the user with ``setpriv`` there, instead of in ``preexec_fn``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ from typing import Any, Callable
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Integer, Unicode
 
+from autograder import reach
 from autograder.hosting import cgroups
+
+# Run as the user, from their home, the command JupyterHub joined into one string ($0).
+_AS_USER = 'cd "$HOME" 2>/dev/null; eval "exec $0"'
 
 
 class LimitedLocalProcessSpawner(LocalProcessSpawner):
@@ -46,17 +54,32 @@ class LimitedLocalProcessSpawner(LocalProcessSpawner):
         else:
             self.log.info("Server of %s in cgroup v%d (%s)", name, group.version, ", ".join(group.enforced))
 
+        drop_here = not self.shell_cmd  # else setpriv drops root, after the namespace
+
         def preexec() -> None:
             cgroups.join_group(group)
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
             if "pids" not in group.enforced:
                 resource.setrlimit(resource.RLIMIT_NPROC, (pids, pids))
-            setuid()
+            if drop_here:
+                setuid()
 
         return preexec
 
+    def _reaching_shell(self) -> list[str]:
+        """The ``shell_cmd`` that reaches an untraversable checkout, or [] when none is."""
+        prefix = reach.reach_prefix(reach.kit_paths()) if os.geteuid() == 0 else []
+        if not prefix:
+            return []
+        import pwd
+
+        account = pwd.getpwnam(self.user.name)
+        return [*prefix, "setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+                "--init-groups", "--", "/bin/sh", "-c", _AS_USER]
+
     async def start(self) -> Any:
+        self.shell_cmd = self._reaching_shell()
         address = await super().start()
         if self.pid_dir:
             folder = Path(self.pid_dir)

@@ -1,0 +1,50 @@
+"""The `course` command itself: version, help for every subcommand, options anywhere, and
+the user's own input checked first."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from autograder import cli
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for action in subs:
+        for name, child in action.choices.items():
+            yield from _leaves(child, (*path, name))
+
+
+def test_version(capsys):
+    """Does `course --version` print the kit's version?"""
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("course 0.")
+
+
+def test_every_subcommand_has_a_description():
+    """Is `course <verb> [<sub>] --help` never empty (hub up, sandbox setup, ...)?"""
+    leaves = list(_leaves(cli.build_parser()))
+    assert len(leaves) > 10
+    for path, parser in leaves:
+        assert parser.description and len(parser.description) > 10, path
+
+
+def test_options_may_come_before_the_submissions(tmp_path, monkeypatch, capsys):
+    """Is `course grade cnn_transfer --force <folder>` read like the options last, and is a
+    missing submission named before anything about weights, keys or the hidden split?"""
+    args = cli.parse_args(cli.build_parser(), ["grade", "cnn_transfer", "--force",
+                                               str(tmp_path / "a"), str(tmp_path / "b")])
+    assert args.force and args.submissions == [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(SystemExit):
+        cli.parse_args(cli.build_parser(), ["grade", "cnn_transfer", "x", "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+    monkeypatch.setenv("COURSE_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    assert cli.main(["grade", "cnn_transfer", "--force", str(tmp_path / "missing.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"course grade: error: {tmp_path / 'missing.ipynb'} does not exist"
