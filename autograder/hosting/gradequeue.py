@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -119,6 +120,7 @@ class CourseGradeRunner:
         process = await asyncio.create_subprocess_exec(
             *argv, cwd=self.course_root, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         try:
             output, _ = await asyncio.wait_for(process.communicate(), self.timeout_s)
@@ -136,6 +138,25 @@ class CourseGradeRunner:
             tail = (output or b"").decode(errors="replace").strip().splitlines()[-5:]
             raise GradingFailed(f"`course grade` exited with {process.returncode}: " + " | ".join(tail))
         return read_outcome(out_dir, student)
+
+
+def _die_with_parent(parent: int) -> Any:
+    """A ``preexec_fn``: the grader gets SIGKILL when the service dies, even by ``kill -9``.
+
+    Otherwise a `course grade` of a killed service lives on (it runs in its own session)
+    while the restarted service grades the same job again from the same folder: two graders
+    racing on one results.json and one gradebook entry. (Its own sandboxed kernels die with
+    it: bubblewrap runs them with ``--die-with-parent``.)"""
+
+    def in_child() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the service died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
 
 
 def _kill_group(pid: int) -> None:
@@ -178,6 +199,8 @@ class GradingQueue:
     store: JobStore
     pending: list[str] = field(default_factory=list)
     _wake: asyncio.Event | None = None
+    _busy: set[str] = field(default_factory=set)
+    """Students with a job being graded now: their next one waits (see :meth:`grade_next`)."""
 
     def __post_init__(self) -> None:
         for job in self.store.jobs.values():
@@ -194,7 +217,8 @@ class GradingQueue:
         """Register submissions not seen before; returns the new jobs (queued or rejected)."""
         new: list[Job] = []
         for submission in exchange.list_submissions(self.inbound):
-            if submission.job_id in self.store.jobs or not exchange.is_complete(submission):
+            if submission.job_id in self.store.jobs or not (
+                    exchange.is_complete(submission) or _closed_at_pick_up(submission)):
                 continue
             job = Job(job_id=submission.job_id, student=submission.student,
                       assignment_id=submission.assignment_id, submitted_at=submission.timestamp,
@@ -235,21 +259,33 @@ class GradingQueue:
         return job
 
     async def grade_next(self) -> Job | None:
-        """Grade the oldest pending job, if any."""
-        if not self.pending:
+        """Grade the oldest pending job of a student who has none being graded, if any.
+
+        With several workers, two submissions of one student must not be graded at once:
+        the later could finish first, and the earlier one's grade would then overwrite it in
+        the gradebook. So a student's submissions are graded one after the other, in the
+        order they were found; other students' jobs go ahead meanwhile."""
+        job_id = next((j for j in self.pending if self.store.jobs[j].student not in self._busy), None)
+        if job_id is None:
             return None
-        job = self.store.jobs[self.pending.pop(0)]
-        job.state, job.started_at, job.attempts = GRADING, time.time(), job.attempts + 1
-        self.store.save()
+        self.pending.remove(job_id)
+        job = self.store.jobs[job_id]
+        self._busy.add(job.student)
         try:
-            await self._grade(job)
-        except (GradingFailed, SubmissionRejected, OSError, ValueError) as exc:
-            job.state, job.detail = FAILED, str(exc)
-            job.message = "The grader could not finish; the instructor can see why and re-grade."
-        else:
-            job.state = DONE
-        job.finished_at = time.time()
-        self.store.save()
+            job.state, job.started_at, job.attempts = GRADING, time.time(), job.attempts + 1
+            self.store.save()
+            try:
+                await self._grade(job)
+            except (GradingFailed, SubmissionRejected, OSError, ValueError) as exc:
+                job.state, job.detail = FAILED, str(exc)
+                job.message = "The grader could not finish; the instructor can see why and re-grade."
+            else:
+                job.state = DONE
+            job.finished_at = time.time()
+            self.store.save()
+        finally:
+            self._busy.discard(job.student)
+            self._event().set()  # the student's next submission may be ready now
         return job
 
     async def _grade(self, job: Job) -> None:
@@ -272,15 +308,24 @@ class GradingQueue:
 
     async def run_worker(self) -> None:
         while True:
-            if not self.pending:
+            if await self.grade_next() is None:  # nothing pending, or only busy students'
                 self._event().clear()
                 await self._event().wait()
-            await self.grade_next()
 
     async def run_scanner(self, *, interval_s: float) -> None:
         while True:
             self.scan()
             await asyncio.sleep(interval_s)
+
+
+def _closed_at_pick_up(submission: Submission) -> bool:
+    """Whether pick-up already closed this folder (to 0750) although no job records it: the
+    service was killed between a pick-up and the save of ``jobs.json``. nbgrader had finished
+    it (pick-up waits for that), so it is queued now, not after ``exchange.SETTLE_S``."""
+    try:
+        return stat.S_IMODE(submission.folder.lstat().st_mode) == exchange.SUBMISSION_DIR_MODE
+    except OSError:
+        return False
 
 
 def job_summary(job: Job, position: int | None) -> dict[str, Any]:
