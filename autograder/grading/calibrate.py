@@ -5,7 +5,13 @@ any submission, once per calibration seed; the trusted fact sheet measures each
 run. The key holds the expected answers and model facts (identical across seeds,
 or calibration fails naming what varied) and each model's accuracy distribution
 on the hidden split, from which thresholds follow:
-``threshold = 10th percentile - Assignment.accuracy_margin``.
+``threshold = max(10th percentile - Assignment.accuracy_margin, floor)`` where the
+floor is the split's majority-class rate plus two binomial standard errors
+(``p + 2·sqrt(p(1-p)/n)``): a threshold at or below it would let a model that answers
+one class for every image pass. When the reference runs themselves do not all reach
+the threshold (stand-in weights, the reduced profile), the accuracy item is *not
+assessable* in that mode: the key lists it under ``not_assessable`` and the rubric
+leaves it out of the maximum score instead of giving free points.
 
 The key lives in ``answer_keys/`` (outside release/), one file per profile and
 weights mode, because a 64-px stand-in run and a 224-px ImageNet run expect
@@ -15,6 +21,7 @@ different shapes and accuracies.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import replace
@@ -25,6 +32,7 @@ import numpy as np
 
 from autograder.errors import GradingError
 from autograder.grading import check
+from autograder.grading.evidence import FT_AGREEMENT_TOLERANCE
 from autograder.grading.pipeline import (
     GradeJob,
     GradingContext,
@@ -117,7 +125,7 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
         finally:
             shutil.rmtree(work, ignore_errors=True)
     report(progress, len(seeds), len(seeds), "writing the answer key")
-    key = build_key(sheets, margin=ctx.assignment.accuracy_margin)
+    key = build_key(sheets, margin=ctx.assignment.accuracy_margin, training=training_facts(ctx))
     key.update(assignment=ctx.assignment.assignment_id, profile=ctx.profile_name,
                weights_mode=ctx.weights_mode, fingerprint=key_fingerprint(ctx))
     ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +134,30 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
     return key
 
 
-def build_key(sheets: list[dict[str, Any]], *, margin: float) -> dict[str, Any]:
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+
+
+def training_facts(ctx: GradingContext) -> dict[str, Any]:
+    """What one training run of the from-scratch CNN must amount to, from the data the students
+    were given (their train split, counted here) and the course's batch size and epochs."""
+    train_dir = ctx.validation_dir.parent / "train"
+    n_train = sum(1 for p in train_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return {"n_train": n_train, "batch_size": ctx.course.config.dataset.batch_size,
+            "epochs": ctx.epochs()}
+
+
+def steps_per_epoch(training: dict[str, Any]) -> int:
+    return math.ceil(training["n_train"] / training["batch_size"])
+
+
+def accuracy_floor(majority: float, n: int) -> float:
+    """The lowest threshold that a constant answer cannot reach by chance: the majority-class
+    rate plus two binomial standard errors at the split's size."""
+    return majority + 2 * math.sqrt(majority * (1 - majority) / max(n, 1))
+
+
+def build_key(sheets: list[dict[str, Any]], *, margin: float,
+              training: dict[str, Any] | None = None) -> dict[str, Any]:
     """Combine per-seed fact sheets; pure, so it is tested without TensorFlow."""
     first = sheets[0]
     for sheet in sheets[1:]:
@@ -140,20 +171,54 @@ def build_key(sheets: list[dict[str, Any]], *, margin: float) -> dict[str, Any]:
                 hint="expected values must not depend on the seed; fix the source notebook",
             )
     accuracy = {m: [s["accuracy"][m] for s in sheets] for m in first["accuracy"]}
-    thresholds = {m: round(max(0.0, float(np.percentile(v, 10)) - margin), 4)
-                  for m, v in accuracy.items()}
     majority = first.get("grading_majority_rate", 0.5)
-    return {
+    size = first.get("grading_size", 0)
+    # Rounded up, so the stored threshold stays above the floor; a sheet without the split's
+    # size still puts the threshold strictly above the majority rate.
+    floor = math.ceil((accuracy_floor(majority, size) if size else majority + 1e-4) * 10_000) / 10_000
+    thresholds, not_assessable, headroom = {}, {}, {}
+    for m, v in accuracy.items():
+        calibrated = max(0.0, float(np.percentile(v, 10)) - margin)
+        thresholds[m] = round(max(calibrated, floor), 4)
+        headroom[m] = round(min(v) - thresholds[m], 4)
+        if min(v) < thresholds[m]:
+            not_assessable[m] = (
+                f"the reference solution reached {min(v):.0%}-{max(v):.0%} on the hidden split, "
+                f"below {thresholds[m]:.0%} (majority class {majority:.0%} + 2 standard errors "
+                f"at n={size}), so accuracy cannot tell this model from a constant one here")
+    key = {
         "answers": first["answers"],
         "models": first["models"],
         "accuracy": accuracy,
         "validation_accuracy": {m: [s["validation_accuracy"][m] for s in sheets]
                                 for m in first["validation_accuracy"]},
         "thresholds": thresholds,
-        "weak_thresholds": sorted(m for m, t in thresholds.items() if t <= majority),
+        "accuracy_floor": floor,
+        "grading_majority_rate": majority,
+        "grading_size": size,
+        "headroom": headroom,
+        "not_assessable": not_assessable,
+        "weak_thresholds": sorted(not_assessable),
         "seeds": [s["seed"] for s in sheets],
         "reference_wall_s": [s["wall_s"] for s in sheets],
     }
+    diffs = [s["models"].get("ft_model", {}).get("tail_max_diff") for s in sheets]
+    if any(d is not None and d > FT_AGREEMENT_TOLERANCE for d in diffs):
+        raise GradingError(
+            f"the reference ft_model disagrees with its own last block and head on the trusted "
+            f"activations (largest difference {max(d for d in diffs if d is not None):.2e})",
+            hint="ft_model must apply preprocess_input and share its layers with the tail")
+    if training is not None:
+        expected = training["epochs"]["cnn"] * steps_per_epoch(training)
+        got = [s["models"].get("cnn_model", {}).get("optimizer_iterations") for s in sheets]
+        if any(g != expected for g in got):
+            raise GradingError(
+                f"the reference cnn_model took {got} optimizer steps, not {expected} "
+                f"({training['epochs']['cnn']} epochs x ceil({training['n_train']} / "
+                f"{training['batch_size']}))",
+                hint="the source notebook must fit cnn_model once, on the train split only")
+        key["training"] = {**training, "steps_per_epoch": steps_per_epoch(training)}
+    return key
 
 
 def _structure(model_facts: dict[str, Any]) -> Any:

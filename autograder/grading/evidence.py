@@ -43,6 +43,16 @@ class Missing(Exception):
         self.detail = detail
 
 
+class NotAssessable(Exception):
+    """The item cannot tell right from wrong in this grading mode (for example an accuracy
+    threshold that the reference solution itself cannot clear with stand-in weights). The
+    item is left out of the maximum score and labelled; it never gives points."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def fail(message: str) -> None:
     raise RubricFail(message)
 
@@ -74,12 +84,14 @@ class Evidence:
     def history(self, name: str) -> dict[str, list[float]]:
         if name in self.histories:
             return self.histories[name]
-        raise Missing(name)
+        raise Missing(name, self.answer_errors.get(name, ""))
 
     def model_file(self, name: str) -> Path:
         path = self.facts_dir / MODELS_DIR / f"{name}.keras"
         if not path.is_file():
-            raise Missing(name)
+            # The export stage records why a defined name was not kept (a refused or oversized
+            # file); say that rather than "not defined".
+            raise Missing(name, self.answer_errors.get(name, ""))
         return path
 
     def loaded_models(self) -> dict[str, Any]:
@@ -190,6 +202,85 @@ def compile_facts(model_file: Path) -> dict[str, Any]:
     for m in metrics if isinstance(metrics, list) else [metrics]:
         flat.append(m.get("class_name") if isinstance(m, dict) else m)
     return {"optimizer": optimizer, "loss": loss, "metrics": [str(m) for m in flat]}
+
+
+MAX_WEIGHTS_MEMBER_BYTES = 2 * 2**30
+FT_AGREEMENT_TOLERANCE = 1e-3
+"""Largest difference in predicted probability allowed between the fine-tuned model on images
+and its own last block and head on the trusted pipeline's activations (same weights; only
+floating-point order differs)."""
+
+
+def optimizer_iterations(model_file: Path) -> int | None:
+    """How many optimizer steps the saved model took: the optimizer's iteration counter, read as
+    plain data from the ``.keras`` archive's ``model.weights.h5`` (group ``optimizer/vars``,
+    the one integer scalar Keras stores first). Nothing in the file is deserialised or run.
+    ``None`` when the file holds no optimizer state (a model that was never compiled and fit)."""
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            info = archive.getinfo("model.weights.h5")
+            if info.file_size > MAX_WEIGHTS_MEMBER_BYTES:
+                return None
+            with archive.open(info) as member, h5py.File(member, "r") as weights:
+                group = weights.get("optimizer/vars")
+                if not isinstance(group, h5py.Group):
+                    return None
+                for key in sorted(group.keys(), key=lambda k: (len(k), k)):
+                    item = group[key]
+                    if isinstance(item, h5py.Dataset) and item.shape == () \
+                            and np.issubdtype(item.dtype, np.integer):
+                        return int(item[()])
+                return None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def layer_signature(layer: Any) -> dict[str, Any]:
+    """A layer's type, weight shapes and a hash of its weights (in order): enough to tell
+    whether two layers at the same position hold the same weights, whatever their names."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    shapes = []
+    for w in layer.get_weights():
+        a = np.ascontiguousarray(np.asarray(w, dtype="float32"))
+        shapes.append(list(a.shape))
+        digest.update(repr(a.shape).encode())
+        digest.update(a.tobytes())
+    return {"type": type(layer).__name__, "shapes": shapes, "sha256": digest.hexdigest()}
+
+
+def finetune_tail(model: Any, *, open_layers: int) -> Any:
+    """A new model from the backbone's input to the last ``open_layers`` layers (ResNet50's last
+    residual block) and the layers after the backbone, built from the submission's own layer
+    objects (so it shares their weights): ``features before the block -> probability``.
+
+    The block is wired as ResNet50 wires an identity block: a chain of layers whose ``Add`` takes
+    the block's input as the shortcut. Layers are taken by position, never by name; a model whose
+    layers do not fit this shape raises ``ValueError``."""
+    import keras
+
+    backbone = find_backbone(model)
+    if backbone is None:
+        raise ValueError("no nested backbone")
+    block = backbone.layers[-open_layers:]
+    before = backbone.layers[-open_layers - 1]
+    outer = list(model.layers)
+    head = outer[outer.index(backbone) + 1:]
+    features = keras.Input(shape=tuple(before.output.shape[1:]))
+    x = features
+    for layer in block:
+        x = layer([features, x]) if type(layer).__name__ == "Add" else layer(x)
+    for layer in head:
+        x = layer(x)
+    return keras.Model(features, x)
 
 
 def trainable_pattern(model: Any) -> list[bool]:

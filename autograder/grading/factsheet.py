@@ -19,9 +19,11 @@ from autograder.grading.evidence import (
     RubricFail,
     accuracy,
     compile_facts,
+    finetune_tail,
     find_backbone,
     layer_rows,
     load_image_folder,
+    optimizer_iterations,
     trainable_pattern,
     weight_counts,
 )
@@ -31,7 +33,7 @@ EMBEDDING_MODELS = ("tl_model",)
 
 
 def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str]) -> dict[str, Any]:
-    from autograder.grading.trusted import build_backbone, embed
+    from autograder.grading.trusted import build_backbone
 
     ev = Evidence(inputs.facts_dir)
     sheet: dict[str, Any] = {"answers": {}, "models": {}, "accuracy": {}, "validation_accuracy": {},
@@ -45,16 +47,18 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
                                 image_size_px=inputs.image_size_px)
     validation = load_image_folder(inputs.validation_dir, classes=inputs.classes,
                                    image_size_px=inputs.image_size_px)
-    from autograder.grading.trusted import EMBEDDING_FILES
+    from autograder.grading.trusted import EMBEDDING_FILES, embed_both
 
     if inputs.embeddings_dir is not None:
         import numpy as np
 
-        embedded = {split: np.load(inputs.embeddings_dir / name, allow_pickle=False)
-                    for split, name in EMBEDDING_FILES.items()}
+        embedded = {name: np.load(inputs.embeddings_dir / EMBEDDING_FILES[name], allow_pickle=False)
+                    for name in ("grading", "validation", "grading_mid", "validation_mid")}
     else:
         backbone = build_backbone(inputs.weights_file, image_size_px=inputs.image_size_px)
-        embedded = {"grading": embed(backbone, grading[0]), "validation": embed(backbone, validation[0])}
+        embedded = {}
+        for split, images in (("grading", grading[0]), ("validation", validation[0])):
+            embedded[f"{split}_mid"], embedded[split] = embed_both(backbone, images)
     for name in model_names:
         try:
             model = ev.model(name)
@@ -66,9 +70,21 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
             "counts": weight_counts(model),
             "compile": compile_facts(ev.model_file(name)),
         }
+        facts["optimizer_iterations"] = optimizer_iterations(ev.model_file(name))
         nested = find_backbone(model)
         if nested is not None:
             facts["backbone_trainable"] = trainable_pattern(nested)
+            # The fine-tuned model against the trusted pipeline: its own last block and head
+            # on trusted activations must give what it gives on the images.
+            import numpy as np
+
+            tail = finetune_tail(model, open_layers=sum(facts["backbone_trainable"]))
+            p_full = np.asarray(model.predict(grading[0], batch_size=32, verbose=0)).reshape(-1)
+            p_tail = np.asarray(tail.predict(embedded["grading_mid"], batch_size=32,
+                                             verbose=0)).reshape(-1)
+            facts["tail_max_diff"] = float(np.max(np.abs(p_full - p_tail)))
+            sheet["validation_accuracy_via_tail"] = accuracy(tail, embedded["validation_mid"],
+                                                             validation[1])
         sheet["models"][name] = facts
         if name in EMBEDDING_MODELS:
             sheet["accuracy"][name] = accuracy(model, embedded["grading"], grading[1])
@@ -77,6 +93,7 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
             sheet["accuracy"][name] = accuracy(model, grading[0], grading[1])
             sheet["validation_accuracy"][name] = accuracy(model, validation[0], validation[1])
     sheet["grading_majority_rate"] = float(max(grading[1].mean(), 1 - grading[1].mean()))
+    sheet["grading_size"] = int(len(grading[1]))
     return sheet
 
 

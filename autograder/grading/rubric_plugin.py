@@ -21,6 +21,7 @@ from autograder.grading.evidence import (
     CheckInputs,
     Evidence,
     Missing,
+    NotAssessable,
     RubricFail,
     layer_rows,
     load_image_folder,
@@ -80,15 +81,34 @@ def trusted_backbone(inputs: CheckInputs):
     return build_backbone(inputs.weights_file, image_size_px=inputs.image_size_px)
 
 
-def _embeddings(request: pytest.FixtureRequest, inputs: CheckInputs, split: str, images_fixture: str):
-    from autograder.grading.trusted import EMBEDDING_FILES, embed
+@pytest.fixture(scope="session")
+def trusted_layers(request: pytest.FixtureRequest, inputs: CheckInputs) -> list[dict[str, Any]]:
+    """The trusted backbone's layers in order: type, weight shapes, hash of the weights."""
+    from autograder.grading.trusted import EMBEDDING_FILES, backbone_layers, cached_layers
 
-    if inputs.embeddings_dir is not None and (inputs.embeddings_dir / EMBEDDING_FILES[split]).is_file():
+    if inputs.embeddings_dir is not None and \
+            (inputs.embeddings_dir / EMBEDDING_FILES["backbone_layers"]).is_file():
+        return cached_layers(inputs.embeddings_dir)
+    return backbone_layers(request.getfixturevalue("trusted_backbone"))
+
+
+_computed: dict[str, Any] = {}
+
+
+def _embeddings(request: pytest.FixtureRequest, inputs: CheckInputs, split: str, images_fixture: str,
+                *, mid: bool = False):
+    """A split's trusted embeddings (or, with ``mid``, activations before the last block)."""
+    from autograder.grading.trusted import EMBEDDING_FILES, embed_both
+
+    name = f"{split}_mid" if mid else split
+    if inputs.embeddings_dir is not None and (inputs.embeddings_dir / EMBEDDING_FILES[name]).is_file():
         import numpy as np
 
-        return np.load(inputs.embeddings_dir / EMBEDDING_FILES[split], allow_pickle=False)
-    images = request.getfixturevalue(images_fixture)[0]
-    return embed(request.getfixturevalue("trusted_backbone"), images)
+        return np.load(inputs.embeddings_dir / EMBEDDING_FILES[name], allow_pickle=False)
+    if split not in _computed:
+        images = request.getfixturevalue(images_fixture)[0]
+        _computed[split] = embed_both(request.getfixturevalue("trusted_backbone"), images)
+    return _computed[split][0 if mid else 1]
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +119,17 @@ def grading_embeddings(request, inputs):
 @pytest.fixture(scope="session")
 def validation_embeddings(request, inputs):
     return _embeddings(request, inputs, "validation", "validation_set")
+
+
+@pytest.fixture(scope="session")
+def grading_mid(request, inputs):
+    """Trusted activations before ResNet50's last block, for the hidden grading split."""
+    return _embeddings(request, inputs, "grading", "grading_set", mid=True)
+
+
+@pytest.fixture(scope="session")
+def validation_mid(request, inputs):
+    return _embeddings(request, inputs, "validation", "validation_set", mid=True)
 
 
 def _item(nodeid: str) -> str:
@@ -122,6 +153,8 @@ def _record(call: pytest.CallInfo) -> dict[str, Any]:
         return {"outcome": "failed", "message": exc.message}
     if isinstance(exc, Missing):
         return {"outcome": "missing", "name": exc.name, "detail": exc.detail}
+    if isinstance(exc, NotAssessable):
+        return {"outcome": "not_assessable", "message": exc.message}
     if isinstance(exc, AssertionError):
         # A bare assert in a rubric: say it failed, never what it compared.
         return {"outcome": "failed", "message": "This item's check did not pass."}

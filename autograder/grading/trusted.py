@@ -3,12 +3,20 @@
 The transfer-learning head (``tl_model``) takes embeddings, not images, so the
 checker embeds the hidden split with its own backbone: the verified weights file
 (or the stand-in file, which students used too) and Keras' ``preprocess_input``.
+The same single pass also keeps the activations before ResNet50's last residual
+block (``conv5_block2_out``), so the fine-tuned model can be checked against the
+trusted pipeline, and a per-layer signature of the pretrained backbone, so frozen
+layers are compared by position and weights rather than by name.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+# The layer whose output feeds the last residual block (the fine-tuned tail's input).
+BEFORE_LAST_BLOCK = "conv5_block2_out"
 
 
 def build_backbone(weights_file: Path | None, *, image_size_px: int) -> Any:
@@ -23,16 +31,40 @@ def build_backbone(weights_file: Path | None, *, image_size_px: int) -> Any:
 
 
 def embed(backbone: Any, images: Any) -> Any:
+    return embed_both(backbone, images)[1]
+
+
+def embed_both(backbone: Any, images: Any) -> tuple[Any, Any]:
+    """(activations before the last block, embeddings) of ``images``, preprocessed exactly as
+    ResNet50 was trained (``resnet50.preprocess_input``), in inference mode."""
     import keras
 
+    extractor = keras.Model(backbone.input,
+                            [backbone.get_layer(BEFORE_LAST_BLOCK).output, backbone.output])
     x = keras.applications.resnet50.preprocess_input(images.copy())
-    return backbone.predict(x, batch_size=32, verbose=0)
+    mid, emb = extractor.predict(x, batch_size=32, verbose=0)
+    return mid, emb
 
 
-EMBEDDING_FILES = {"grading": "grading.npy", "validation": "validation.npy"}
+EMBEDDING_FILES = {
+    "grading": "grading.npy",
+    "validation": "validation.npy",
+    # Also cached with the embeddings (check.py lists every value here as a cache file):
+    "grading_mid": "grading_mid.npy",
+    "validation_mid": "validation_mid.npy",
+    "backbone_layers": "backbone_layers.json",
+}
+"""The batch's trusted cache: embeddings of both hidden splits, the activations before the
+last block (``*_mid``), and the backbone's per-layer signatures in order."""
 PRETRAINED_FILE = "backbone_weights.npz"
 """Every layer's pretrained weights, as ``"<layer>:<i>"`` arrays: checks compare frozen layers
 against it without building ResNet50 again in each checker run."""
+
+
+def backbone_layers(backbone: Any) -> list[dict[str, Any]]:
+    from autograder.grading.evidence import layer_signature
+
+    return [layer_signature(layer) for layer in backbone.layers]
 
 
 def main() -> None:
@@ -47,7 +79,10 @@ def main() -> None:
     for split, folder in (("grading", inputs.grading_dir), ("validation", inputs.validation_dir)):
         images, _ = load_image_folder(folder, classes=inputs.classes,
                                       image_size_px=inputs.image_size_px)
-        np.save(out / EMBEDDING_FILES[split], embed(backbone, images))
+        mid, emb = embed_both(backbone, images)
+        np.save(out / EMBEDDING_FILES[split], emb)
+        np.save(out / EMBEDDING_FILES[f"{split}_mid"], mid)
+    (out / EMBEDDING_FILES["backbone_layers"]).write_text(json.dumps(backbone_layers(backbone)))
     np.savez(out / PRETRAINED_FILE, **{f"{layer.name}:{i}": w for layer in backbone.layers
                                        for i, w in enumerate(layer.get_weights())})
     inputs.report_file.write_text("{}")
@@ -62,6 +97,10 @@ def pretrained_weights(cache_dir: Path) -> dict[str, list]:
         for key in sorted(data.files, key=lambda k: (k.rsplit(":", 1)[0], int(k.rsplit(":", 1)[1]))):
             layers.setdefault(key.rsplit(":", 1)[0], []).append(data[key])
     return layers
+
+
+def cached_layers(cache_dir: Path) -> list[dict[str, Any]]:
+    return json.loads((cache_dir / EMBEDDING_FILES["backbone_layers"]).read_text())
 
 
 if __name__ == "__main__":

@@ -150,31 +150,56 @@ def resnet50_weights() -> Path | None:
 # one AssertionError listing them so the cell turns red right where the work is.
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+# What counts as a well-formed answer. The grader applies these very functions to the
+# exported values (it loads this file), so a cell that is green here is well-formed there.
 
 
-def _int_tuple(value: Any, length: int) -> bool:
-    return isinstance(value, tuple) and len(value) == length and all(_is_int(v) and v > 0 for v in value)
+def is_whole_number(value: Any) -> bool:
+    """A Python int or a NumPy integer scalar (``np.int64(416)``); never a bool or a float."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return (type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0
+            and getattr(dtype, "kind", None) in ("i", "u"))
+
+
+def int_answer_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a well-formed count for ``name`` (None when it is)."""
+    if not is_whole_number(value):
+        return f"your {name} should be an int (a whole number), not {type(value).__name__}"
+    if value < 0:
+        return f"your {name} should not be negative"
+    return None
+
+
+def shape_answer_problem(name: str, value: Any, length: int) -> str | None:
+    """Why ``value`` is not a well-formed shape of ``length`` sides (None when it is). A tuple is
+    asked for; a list of the same ints is the same answer (the grader receives both as lists)."""
+    if isinstance(value, (tuple, list)) and len(value) == length \
+            and all(is_whole_number(v) and v > 0 for v in value):
+        return None
+    example = (1, 2, 3, 4)[:length]
+    return f"your {name} should be a tuple of {length} positive ints like {example}, not {value!r}"
+
+
+def choice_answer_problem(name: str, value: Any, options: tuple[str, ...]) -> str | None:
+    if isinstance(value, str) and value in options:
+        return None
+    return f"{name} should be the string " + " or ".join(f'"{o}"' for o in options)
+
+
+MODEL_CHOICES = ("tl", "ft")
 
 
 def _want_int(ns: dict[str, Any], *names: str) -> list[str]:
-    out = []
-    for name in names:
-        value = ns[name]
-        if not _is_int(value):
-            out.append(f"your {name} should be an int (a whole number), not {type(value).__name__}")
-        elif value < 0:
-            out.append(f"your {name} should not be negative")
-    return out
+    return [p for p in (int_answer_problem(name, ns[name]) for name in names) if p]
 
 
 def _want_shape(ns: dict[str, Any], name: str, length: int) -> list[str]:
-    if _int_tuple(ns[name], length):
-        return []
-    example = (1, 2, 3, 4)[:length]
-    return [f"your {name} should be a tuple of {length} positive ints like {example}, "
-            f"not {ns[name]!r}"]
+    problem = shape_answer_problem(name, ns[name], length)
+    return [problem] if problem else []
 
 
 def _history(ns: dict[str, Any], name: str, epochs: int) -> list[str]:
@@ -243,8 +268,8 @@ def _checks(ns: dict[str, Any], item: str) -> tuple[tuple[str, ...], list[str]]:
                                + _want_int(ns, "ft_trainable_params")),
         "q5_finetune_accuracy": (("ft_history",), lambda: _history(ns, "ft_history", s.finetune_epochs)),
         "q5_model_choice": (("chosen_model",),
-                            lambda: [] if ns["chosen_model"] in ("tl", "ft")
-                            else ['chosen_model should be the string "tl" or "ft"']),
+                            lambda: [p for p in [choice_answer_problem(
+                                "chosen_model", ns["chosen_model"], MODEL_CHOICES)] if p]),
     }
     if item not in table:
         raise KeyError(f"no public check named {item!r}; known: {', '.join(table)}")

@@ -267,11 +267,45 @@ def test_public_checks_are_friendly(helpers: Any, course: Course) -> None:
     assert problems == ["chosen_model is not defined yet: run the cells above that define it"]
     _, problems = helpers._checks({"chosen_model": "test"}, "q5_model_choice")
     assert problems and "4128" not in " ".join(problems)
-    _, problems = helpers._checks({"shape_stride1_valid": [223, 223, 32],
+    _, problems = helpers._checks({"shape_stride1_valid": (223, 223),
                                    "shape_stride2_valid": (112, 112, 32),
-                                   "shape_stride2_same": (112, 112, 32)}, "q1_output_shapes")
-    assert len(problems) == 1 and "tuple" in problems[0]
+                                   "shape_stride2_same": (112, 112, 32.0)}, "q1_output_shapes")
+    assert len(problems) == 2 and all("tuple of 3 positive ints" in p for p in problems)
     for item in course.config.assignment(ASSIGNMENT).points:
         helpers._checks({}, item)  # every rubric item has a public check
     with pytest.raises(KeyError):
         helpers._checks({}, "q0_unknown")
+
+
+def test_numpy_integers_are_well_formed_answers(helpers: Any) -> None:
+    """Counts and shapes given as NumPy integers (what np.prod or an array's shape give) pass the
+    public check, as they pass the grader; floats and bools do not."""
+    import numpy as np
+
+    ns = {"conv1_params": np.int64(416), "conv2_params": np.prod([129, 32]),
+          "shape_stride1_valid": tuple(np.array([223, 223, 32])),
+          "shape_stride2_valid": [112, 112, 32], "shape_stride2_same": (112, 112, 32)}
+    assert helpers._checks(ns, "q1_conv_params")[1] == []
+    assert helpers._checks(ns, "q1_output_shapes")[1] == []
+    for bad in (416.0, np.float32(416), True, "416", np.array([416])):
+        assert helpers.int_answer_problem("conv1_params", bad), bad
+    assert helpers.int_answer_problem("conv1_params", np.int64(-1)) == \
+        "your conv1_params should not be negative"
+
+
+def test_the_grader_and_the_public_check_share_one_rule(helpers: Any) -> None:
+    """The rubric judges well-formedness with the released course_helpers' own functions, so a
+    cell the public check turns green is well-formed for the grader too, and the other way round."""
+    import inspect
+
+    from autograder.rubric.cnn_transfer.shapes import answer_rules
+
+    rules = answer_rules()
+    for name in ("is_whole_number", "int_answer_problem", "shape_answer_problem",
+                 "choice_answer_problem"):
+        assert inspect.getsource(getattr(rules, name)) == inspect.getsource(getattr(helpers, name))
+    released = (REPO / "release" / ASSIGNMENT / "course_helpers.py").read_text()
+    assert released == (REPO / "source" / ASSIGNMENT / "course_helpers.py").read_text()
+    for value in (416, 416.0, [223, 223, 32], (223, 223), None):
+        assert (rules.int_answer_problem("x", value) is None) == \
+            (helpers.int_answer_problem("x", value) is None)

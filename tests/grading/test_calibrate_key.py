@@ -9,32 +9,78 @@ import pytest
 
 from autograder.course.config import load_course
 from autograder.errors import ConfigError, GradingError
-from autograder.grading.calibrate import build_key, calibration_seeds, key_fingerprint
+from autograder.grading.calibrate import (
+    accuracy_floor,
+    build_key,
+    calibration_seeds,
+    key_fingerprint,
+    steps_per_epoch,
+)
 from autograder.grading.pipeline import make_context
 
 
-def sheet(seed, acc, conv1=416, chosen="tl"):
+GRADING_SIZE = 120
+TRAINING = {"n_train": 97, "batch_size": 32, "epochs": {"cnn": 5, "head": 5, "finetune": 2}}
+
+
+def sheet(seed, acc, conv1=416, chosen="tl", *, majority=0.5, steps=None, tail_diff=0.0):
     layers = [{"type": "Conv2D", "output_shape": [None, 223, 223, 32], "params": conv1,
                "trainable": True}]
+    if steps is None:
+        steps = TRAINING["epochs"]["cnn"] * steps_per_epoch(TRAINING)
     return {"seed": seed, "wall_s": 10.0, "answers": {"conv1_params": conv1, "chosen_model": chosen},
-            "models": {"cnn_model": {"layers": layers, "counts": {"total": conv1}}},
+            "models": {"cnn_model": {"layers": layers, "counts": {"total": conv1},
+                                     "optimizer_iterations": steps},
+                       "ft_model": {"layers": [], "counts": {"total": 1}, "tail_max_diff": tail_diff}},
             "accuracy": {"cnn_model": acc}, "validation_accuracy": {"cnn_model": acc},
-            "grading_majority_rate": 0.5}
+            "grading_majority_rate": majority, "grading_size": GRADING_SIZE}
 
 
 def test_thresholds_follow_the_distribution_minus_the_margin():
-    """Is the threshold the 10th percentile of the seeds' accuracies minus the margin?"""
-    key = build_key([sheet(1, 0.80), sheet(2, 0.90), sheet(3, 0.70)], margin=0.15)
-    assert key["accuracy"]["cnn_model"] == [0.80, 0.90, 0.70]
-    assert key["thresholds"]["cnn_model"] == pytest.approx(0.72 - 0.15, abs=1e-4)
+    """Is the threshold the 10th percentile of the seeds' accuracies minus the margin, when that
+    is above the floor?"""
+    key = build_key([sheet(1, 0.90), sheet(2, 0.95), sheet(3, 0.85)], margin=0.15)
+    assert key["accuracy"]["cnn_model"] == [0.90, 0.95, 0.85]
+    assert key["thresholds"]["cnn_model"] == pytest.approx(0.86 - 0.15, abs=1e-4)
+    assert key["headroom"]["cnn_model"] == pytest.approx(0.85 - (0.86 - 0.15), abs=1e-4)
     assert key["answers"]["conv1_params"] == 416
-    assert key["weak_thresholds"] == []
+    assert key["not_assessable"] == {} and key["weak_thresholds"] == []
 
 
-def test_a_threshold_below_chance_is_flagged():
-    """Does calibration warn when an accuracy item cannot tell a trained model from a constant one?"""
+def test_a_threshold_never_sits_at_or_below_the_majority_rate():
+    """With a wide margin, is the threshold raised to majority + 2 standard errors at the split's
+    size, so that a model answering one class for every image cannot reach it?"""
+    for majority in (0.5, 0.6, 0.75):
+        key = build_key([sheet(1, 0.97, majority=majority), sheet(2, 0.99, majority=majority)],
+                        margin=0.5)
+        floor = accuracy_floor(majority, GRADING_SIZE)
+        assert key["thresholds"]["cnn_model"] >= floor > majority
+        assert key["accuracy_floor"] >= floor
+        assert key["not_assessable"] == {}
+
+
+def test_an_item_the_reference_cannot_clear_is_not_assessable():
+    """When the reference runs themselves stay under the floor (stand-in weights, a short
+    profile), is the item marked not assessable, naming the numbers, rather than given away?"""
     key = build_key([sheet(1, 0.55), sheet(2, 0.6)], margin=0.15)
-    assert key["weak_thresholds"] == ["cnn_model"]
+    assert set(key["not_assessable"]) == {"cnn_model"} == set(key["weak_thresholds"])
+    assert "55%" in key["not_assessable"]["cnn_model"]
+    assert key["thresholds"]["cnn_model"] > key["grading_majority_rate"]
+    assert key["headroom"]["cnn_model"] < 0
+
+
+def test_the_reference_must_train_for_exactly_the_expected_steps():
+    """Is the expected optimizer step count derived from the data and batch size, and a reference
+    that trained for anything else refused?"""
+    key = build_key([sheet(1, 0.9), sheet(2, 0.9)], margin=0.1, training=TRAINING)
+    assert key["training"]["steps_per_epoch"] == -(-TRAINING["n_train"] // TRAINING["batch_size"])
+    with pytest.raises(GradingError, match="optimizer steps"):
+        build_key([sheet(1, 0.9), sheet(2, 0.9, steps=25)], margin=0.1, training=TRAINING)
+
+
+def test_a_reference_that_disagrees_with_the_trusted_pipeline_is_refused():
+    with pytest.raises(GradingError, match="last block and head"):
+        build_key([sheet(1, 0.9, tail_diff=0.2)], margin=0.1)
 
 
 def test_seed_dependent_facts_are_refused():

@@ -1,27 +1,67 @@
-"""Small helpers the cnn_transfer rubric shares (comparison and wording)."""
+"""Small helpers the cnn_transfer rubric shares (comparison, predictions and wording)."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import sys
+from pathlib import Path
 from typing import Any
 
-from autograder.grading.evidence import accuracy, fail
+from autograder.grading.evidence import NotAssessable, fail
+
+ASSIGNMENT = "cnn_transfer"
+KIT_ROOT = Path(__file__).resolve().parents[3]
 
 
-def as_shape(value: Any, *, name: str) -> list[int]:
-    """A shape answer as a list of ints, with a leading batch ``None`` dropped."""
-    if not isinstance(value, list) or not value:
-        fail(f"{name} should be a tuple of integers such as (223, 223, 32); got {value!r}.")
-    if value[0] is None:
-        value = value[1:]
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        fail(f"{name} should contain only integers; got {value!r}.")
-    return list(value)
+@functools.lru_cache(maxsize=1)
+def answer_rules() -> Any:
+    """The released ``course_helpers`` module: its ``*_answer_problem`` functions are the one
+    definition of a well-formed answer, shared by the students' public ``check()`` and the
+    grader. It holds no solution (it is shipped to students) and runs no student code."""
+    for folder in ("release", "source"):
+        path = KIT_ROOT / folder / ASSIGNMENT / "course_helpers.py"
+        try:
+            path.stat()
+        except OSError:
+            continue
+        name = "_course_helpers_answer_rules"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+    raise RuntimeError("course_helpers.py (the shared answer rules) was not found")
+
+
+def _student(problem: str) -> str:
+    """A public-check sentence ("your x should ...") as the start of a feedback sentence."""
+    return problem[0].upper() + problem[1:] + "."
+
+
+def as_shape(value: Any, *, name: str, length: int) -> list[int]:
+    """A shape answer as a list of ints, if the shared rule accepts it."""
+    problem = answer_rules().shape_answer_problem(name, value, length)
+    if problem:
+        fail(_student(problem))
+    return [int(v) for v in value]
 
 
 def as_int(value: Any, *, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        fail(f"{name} should be a whole number; got {value!r}.")
+    problem = answer_rules().int_answer_problem(name, value)
+    if problem:
+        fail(_student(problem))
     return int(value)
+
+
+def as_choice(value: Any, *, name: str) -> str:
+    rules = answer_rules()
+    problem = rules.choice_answer_problem(name, value, rules.MODEL_CHOICES)
+    if problem:
+        fail(_student(problem) + f" (got {value!r})")
+    return value
 
 
 def without_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -32,11 +72,93 @@ def fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def require_accuracy(evidence: Any, key: dict[str, Any], name: str, inputs: Any, labels: Any,
+def require_history(evidence: Any, name: str, epochs: int, *, fit_hint: str) -> dict[str, list[float]]:
+    """``name`` must be what one fit of ``epochs`` epochs with validation data returned."""
+    import math
+
+    history = evidence.history(name)
+    for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if metric not in history:
+            fail(f"{name} has no {metric!r}: train with validation data and metrics=['accuracy'], "
+                 f"and keep what {fit_hint} returns.")
+    lengths = {len(history[m]) for m in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    if lengths != {epochs}:
+        fail(f"{name} covers {sorted(lengths)} epochs; this profile trains for {epochs}: keep the "
+             f"History that {fit_hint} returned.")
+    values = [v for m in ("loss", "accuracy", "val_loss", "val_accuracy") for v in history[m]]
+    if not all(math.isfinite(v) for v in values) or \
+            not all(0.0 <= v <= 1.0 for m in ("accuracy", "val_accuracy") for v in history[m]):
+        fail(f"{name} holds values that no training produces (not finite, or accuracies outside "
+             f"0..1): keep what {fit_hint} returned.")
+    return history
+
+
+# ---------------------------------------------------------------------------
+# Predictions of a loaded model, with a specific explanation when the model cannot give one
+# probability per input (a loadable but wrong model never ends as "could not be checked").
+
+_predictions: dict[tuple[str, str], Any] = {}
+
+
+def probabilities(evidence: Any, name: str, inputs: Any, *, split: str, what: str = "images") -> Any:
+    """One probability per input from model ``name`` (cached per split), or a clear failure."""
+    import numpy as np
+
+    cache_key = (name, split)
+    if cache_key in _predictions:
+        return _predictions[cache_key]
+    model = evidence.model(name)
+    out_shape = tuple(model.outputs[0].shape[1:]) if getattr(model, "outputs", None) else None
+    if out_shape not in ((1,), ()):
+        fail(f"{name} gives {tuple(out_shape or ())} outputs per input; a binary classifier here "
+             f"ends in Dense(1, activation='sigmoid'): one probability per input, of the class "
+             f"'shoes' (two softmax units are not this assignment's head).")
+    in_shape = tuple(int(d) for d in model.inputs[0].shape[1:]) if model.inputs else ()
+    if in_shape != tuple(inputs.shape[1:]):
+        fail(f"{name} takes inputs of shape {in_shape}, but its {what} have shape "
+             f"{tuple(inputs.shape[1:])}.")
+    try:
+        probs = np.asarray(model.predict(inputs, batch_size=32, verbose=0), dtype="float64").reshape(-1)
+    except Exception as exc:  # a model that loads but cannot run on its inputs
+        fail(f"{name} could not make predictions on {what} of shape {tuple(inputs.shape[1:])} "
+             f"({type(exc).__name__}); check its input shape and layers.")
+    if probs.shape[0] != len(inputs) or not np.all(np.isfinite(probs)):
+        fail(f"{name} should give one finite probability per input.")
+    if np.any(probs < 0) or np.any(probs > 1):
+        fail(f"{name}'s outputs are not probabilities (some are outside 0..1): end the model "
+             f"with Dense(1, activation='sigmoid').")
+    _predictions[cache_key] = probs
+    return probs
+
+
+def correct(probs: Any, labels: Any) -> int:
+    """How many inputs the probabilities classify right at 0.5 (counted, so ties are exact)."""
+    import numpy as np
+
+    return int(np.sum((probs > 0.5).astype("float32") == labels.reshape(-1)))
+
+
+def require_accuracy(probs: Any, labels: Any, key: dict[str, Any], name: str,
                      *, how: str = "", expectation: str = "") -> None:
-    """Fail unless model ``name`` reaches the calibrated threshold on the hidden split."""
-    got = accuracy(evidence.model(name), inputs, labels)
+    """Fail unless model ``name`` reaches the calibrated threshold on the hidden split.
+
+    A model whose output does not depend on its input fails in every mode. Where the key says
+    this accuracy item cannot tell a trained model from a constant one (the reference itself
+    does not clear a threshold above the majority-class rate), raise ``NotAssessable``: the
+    item is then left out of the maximum, never given."""
+    import numpy as np
+
+    if float(np.ptp(probs)) < 1e-6:
+        fail(f"{name} gives the same output ({float(probs[0]):.3f}) for every input{how}: it has "
+             f"not learned anything from the images. Check that it is trained and that its last "
+             f"layer is connected to its input.")
+    got = correct(probs, labels) / len(labels)
     need = key["thresholds"][name]
+    if name in key.get("not_assessable", {}):
+        raise NotAssessable(
+            f"{name}'s accuracy cannot be assessed in this grading mode: even the reference "
+            f"solution does not reach a level that a constant answer could not (this item "
+            f"counts neither for nor against you).")
     if got < need:
         fail(f"{name} reached {got:.0%} accuracy on the hidden split{how}; at least {need:.0%} "
              f"is expected{expectation}.")

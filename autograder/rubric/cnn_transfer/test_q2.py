@@ -1,7 +1,13 @@
 """Question 2: the from-scratch CNN (architecture, compile settings, training, accuracy)."""
 
-from autograder.grading.evidence import compile_facts, fail, layer_rows
-from autograder.rubric.cnn_transfer.shapes import fmt, require_accuracy, without_inputs
+from autograder.grading.evidence import compile_facts, fail, layer_rows, optimizer_iterations
+from autograder.rubric.cnn_transfer.shapes import (
+    fmt,
+    probabilities,
+    require_accuracy,
+    require_history,
+    without_inputs,
+)
 
 # Layers a valid variant may add after Flatten (the rubric allows regularisation there).
 OPTIONAL_AFTER_FLATTEN = {"Dropout"}
@@ -52,17 +58,38 @@ def test_q2_cnn_compile(evidence, key):
         fail("cnn_model's compile settings: " + "; ".join(problems) + ".")
 
 
-def test_q2_cnn_trained(evidence, inputs):
-    history = evidence.history("cnn_history")
+def test_q2_cnn_trained(evidence, inputs, key):
+    """Trained means trained: the evidence is the saved model's own optimizer, whose iteration
+    counter must equal epochs × ceil(n_train / batch size) for the students' train split (from
+    the answer key, derived from the data and course config), and a history of that many epochs
+    with finite values. A dict typed in, or training on train + validation, cannot match."""
+    evidence.model("cnn_model")  # a model that does not load fails here, with its reason
+    evidence.history("cnn_history")  # missing: the item says why
     epochs = inputs.epochs["cnn"]
-    for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if metric not in history:
-            fail(f"cnn_history has no {metric!r}: train with validation_data=... and "
-                 f"metrics=['accuracy'].")
-    if len(history["loss"]) != epochs:
-        fail(f"cnn_history has {len(history['loss'])} epochs; train for {epochs}.")
+    training = key["training"]
+    per_epoch = training["steps_per_epoch"]
+    expected = epochs * per_epoch
+    steps = optimizer_iterations(evidence.model_file("cnn_model"))
+    if not steps:
+        fail("cnn_model as handed in was never trained: its saved optimizer has taken no steps. "
+             "Train it with cnn_model.fit(train_ds, validation_data=(x_val, y_val), "
+             "epochs=S.cnn_epochs) and keep what fit returns in cnn_history (a dict of numbers "
+             "typed in does not count).")
+    if steps != expected:
+        if steps % per_epoch == 0:
+            why = (f"that is {steps // per_epoch} passes over the training images, not {epochs}: "
+                   f"fit cnn_model once, for S.cnn_epochs epochs (re-running the fit cell trains "
+                   f"further; rebuild the model first)")
+        else:
+            why = (f"{epochs} epochs over the {training['n_train']} training images in batches of "
+                   f"{training['batch_size']} take {expected}: train on train_ds only, never on "
+                   f"the validation images")
+        fail(f"cnn_model took {steps} training steps; {why}.")
+    require_history(evidence, "cnn_history", epochs, fit_hint="this very cnn_model.fit")
 
 
 def test_q2_cnn_accuracy(evidence, key, grading_set):
-    require_accuracy(evidence, key, "cnn_model", *grading_set,
+    images, labels = grading_set
+    probs = probabilities(evidence, "cnn_model", images, split="grading")
+    require_accuracy(probs, labels, key, "cnn_model",
                      expectation=" for this architecture after the full training")

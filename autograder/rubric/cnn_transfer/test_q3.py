@@ -1,6 +1,6 @@
 """Question 3: reading weights and freezing layers."""
 
-from autograder.grading.evidence import fail, weight_counts
+from autograder.grading.evidence import fail, layer_rows, weight_counts
 from autograder.rubric.cnn_transfer.shapes import as_int, as_shape, fmt
 
 
@@ -10,19 +10,23 @@ def test_q3_kernel_shape(evidence):
     if conv is None:
         fail("cnn_model has no Conv2D layer to read a kernel from.")
     want = [int(d) for d in conv.kernel.shape]
-    got = as_shape(evidence.answer("conv1_kernel_shape"), name="conv1_kernel_shape")
+    got = as_shape(evidence.answer("conv1_kernel_shape"), name="conv1_kernel_shape", length=4)
     if got != want:
         fail(f"conv1_kernel_shape is {tuple(got)}, but your first Conv2D's kernel has a "
              f"different shape: read it from layer.kernel.shape (height, width, in, out).")
 
 
 def test_q3_frozen_counts(evidence):
+    """The predicted split must match the model with both Conv2D layers frozen, and the
+    submitted cnn_model must be fully trainable again, as the notebook asks."""
     import keras
 
-    model = keras.models.clone_model(evidence.model("cnn_model"))
+    loaded = evidence.model("cnn_model")
+    still_frozen = [r["name"] for r in layer_rows(loaded)
+                    if r["type"] != "InputLayer" and not r["trainable"]]
+    model = keras.models.clone_model(loaded)
     for layer in model.layers:
-        if type(layer).__name__ == "Conv2D":
-            layer.trainable = False
+        layer.trainable = type(layer).__name__ != "Conv2D"
     want = weight_counts(model)
     got_t = as_int(evidence.answer("frozen_trainable_params"), name="frozen_trainable_params")
     got_n = as_int(evidence.answer("frozen_non_trainable_params"),
@@ -31,3 +35,7 @@ def test_q3_frozen_counts(evidence):
         fail(f"With both Conv2D layers frozen, your model has a different split than "
              f"{fmt(got_t)} trainable / {fmt(got_n)} non-trainable: frozen layers' weights "
              f"move to non-trainable, and the total ({fmt(want['total'])}) stays the same.")
+    if still_frozen:
+        fail(f"Your counts are right, but cnn_model was handed in with {', '.join(still_frozen)} "
+             f"still frozen: set trainable = True on them again once you have counted "
+             f"(cnn_model is graded as a fully trainable model).")

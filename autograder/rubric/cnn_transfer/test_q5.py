@@ -3,16 +3,29 @@
 import numpy as np
 
 from autograder.grading.evidence import (
-    accuracy,
+    FT_AGREEMENT_TOLERANCE,
     fail,
+    finetune_tail,
     find_backbone,
+    layer_signature,
     trainable_pattern,
     weight_counts,
 )
-from autograder.rubric.cnn_transfer.shapes import as_int, fmt, require_accuracy
+from autograder.rubric.cnn_transfer.shapes import (
+    as_choice,
+    as_int,
+    correct,
+    fmt,
+    probabilities,
+    require_accuracy,
+    require_history,
+)
 
 
-def test_q5_finetune_frozen(evidence, key, pretrained):
+def test_q5_finetune_frozen(evidence, key, trusted_layers):
+    """The trainable pattern and counts as the notebook asks, and frozen must mean unchanged:
+    every frozen layer of the submitted backbone is compared with the trusted backbone's layer
+    at the same position (type, weight shapes, hash of the weights), never by name."""
     model = evidence.model("ft_model")
     backbone = find_backbone(model)
     if backbone is None:
@@ -29,35 +42,94 @@ def test_q5_finetune_frozen(evidence, key, pretrained):
         fail(f"ft_model has {fmt(counts['trainable'])} trainable parameters; with the last "
              f"{sum(want_pattern)} backbone layers open and the head on top it should have "
              f"{fmt(want)}.")
+    want_total = key["models"]["ft_model"]["counts"]["total"]
+    if counts["total"] != want_total:
+        fail(f"ft_model has {fmt(counts['total'])} parameters in all; ResNet50 without its top and "
+             f"the head of Question 4b have {fmt(want_total)}.")
     answer = as_int(evidence.answer("ft_trainable_params"), name="ft_trainable_params")
     if answer != counts["trainable"]:
         fail(f"ft_trainable_params is {fmt(answer)}, but your ft_model has "
              f"{fmt(counts['trainable'])} trainable parameters.")
-    # Frozen must mean unchanged: compare with the pretrained weights.
-    for layer, trainable in zip(backbone.layers, got_pattern):
-        if trainable or layer.name not in pretrained:
+    if [type(l).__name__ for l in backbone.layers] != [t["type"] for t in trusted_layers]:
+        fail("ft_model's backbone is not ResNet50 as keras.applications builds it (its layers "
+             "differ): reuse the backbone from Question 4a.")
+    for index, (layer, trusted, trainable) in enumerate(zip(backbone.layers, trusted_layers,
+                                                            got_pattern)):
+        if trainable:
             continue
-        for mine, theirs in zip(layer.get_weights(), pretrained[layer.name]):
-            if mine.shape != theirs.shape or not np.allclose(mine, theirs, atol=1e-5):
-                fail(f"Layer {layer.name} is frozen in ft_model but its weights differ from "
-                     f"the pretrained ones: freeze layers before training, not after.")
+        mine = layer_signature(layer)
+        if mine["shapes"] != trusted["shapes"] or mine["sha256"] != trusted["sha256"]:
+            fail(f"Layer {index + 1} of ft_model's ResNet50 ({layer.name}) is frozen, but its "
+                 f"weights are not the pretrained ones: build the backbone with "
+                 f"weights=course_helpers.resnet50_weights(), freeze before training, and do not "
+                 f"change frozen layers.")
 
 
-def test_q5_finetune_accuracy(evidence, key, grading_set):
-    require_accuracy(evidence, key, "ft_model", *grading_set)
+_tails: dict[str, np.ndarray] = {}
 
 
-def test_q5_model_choice(evidence, validation_set, validation_embeddings):
-    chosen = evidence.answer("chosen_model")
-    if chosen not in ("tl", "ft"):
-        fail(f'chosen_model should be "tl" or "ft"; got {chosen!r}.')
+def _via_trusted_features(evidence, key, mid, *, split: str) -> np.ndarray:
+    """ft_model's own last block and head applied to the trusted backbone's activations (made
+    with preprocess_input): what ft_model must compute, and what its tail was trained on."""
+    if split in _tails:
+        return _tails[split]
+    model = evidence.model("ft_model")
+    open_layers = sum(key["models"]["ft_model"]["backbone_trainable"])
+    try:
+        tail = finetune_tail(model, open_layers=open_layers)
+        probs = np.asarray(tail.predict(mid, batch_size=32, verbose=0), dtype="float64").reshape(-1)
+    except Exception:
+        fail(f"ft_model should be the ResNet50 backbone of Question 4a followed by the head layers "
+             f"(Flatten → Dense → Dropout → Dense(1, sigmoid)); its last {open_layers} backbone "
+             f"layers and head could not be run on ResNet50's own features.")
+    if probs.shape[0] != len(mid):
+        fail("ft_model should give one probability per image.")
+    _tails[split] = probs
+    return probs
+
+
+def test_q5_finetune_accuracy(evidence, key, inputs, grading_set, grading_mid):
+    """Agreement with the trusted pipeline, then accuracy: ft_model on the hidden images must
+    give what its own last block and head give on ResNet50 activations computed by the grader
+    from the same images with preprocess_input (a model without preprocess_input, or with a
+    1/255 rescale, disagrees), and then reach the calibrated accuracy threshold."""
+    require_history(evidence, "ft_history", inputs.epochs["finetune"], fit_hint="tail_model.fit")
+    images, labels = grading_set
+    probs = probabilities(evidence, "ft_model", images, split="grading")
+    trusted = _via_trusted_features(evidence, key, grading_mid, split="grading")
+    diff = float(np.max(np.abs(probs - trusted)))
+    if diff > FT_AGREEMENT_TOLERANCE:
+        fail(f"ft_model does not follow ResNet50's own pipeline: on the hidden images its "
+             f"predictions differ (by up to {diff:.2f}) from those of its own last block and head "
+             f"on ResNet50 features of the same images prepared with preprocess_input. Apply "
+             f"keras.applications.resnet50.preprocess_input to the image input inside ft_model "
+             f"(not a 1/255 Rescaling, and not nothing), feed the result to the pretrained "
+             f"backbone, and leave its frozen layers unchanged.")
+    require_accuracy(probs, labels, key, "ft_model")
+
+
+def test_q5_model_choice(evidence, key, validation_set, validation_embeddings, validation_mid):
+    """The notebook's rule, exactly: "ft" only if its validation accuracy is strictly higher than
+    "tl"'s, else "tl" (a tie keeps the simpler model); no tolerance.
+
+    Which numbers: the notebook tells students to compare the last ``val_accuracy`` of
+    ``tl_history`` and ``ft_history``. Those histories were computed in the student's kernel, so
+    the grader does not read them; it recomputes the same two quantities from the saved models on
+    the validation split: ``tl_model`` on the grader's own ResNet50 embeddings, and ft_model's
+    last block and head on the grader's own activations before that block, which is exactly what
+    the tail was validated on after the last epoch (same weights, same images, same
+    preprocessing). For an honest submission these are the history's numbers, so the rule the
+    student applied gives the same answer; a typed-in constant that disagrees with it fails. The
+    counts of correct images are compared, so a tie is exact."""
+    chosen = as_choice(evidence.answer("chosen_model"), name="chosen_model")
     images, labels = validation_set
-    scores = {
-        "tl": accuracy(evidence.model("tl_model"), validation_embeddings, labels),
-        "ft": accuracy(evidence.model("ft_model"), images, labels),
-    }
-    other = "ft" if chosen == "tl" else "tl"
-    tolerance = 1.0 / len(labels)  # one image either way is a tie
-    if scores[chosen] + tolerance < scores[other]:
-        fail(f'You chose "{chosen}", but on the validation split "{other}" scores higher '
-             f"({scores[other]:.0%} vs {scores[chosen]:.0%}). Choose on validation, never on test.")
+    tl = correct(probabilities(evidence, "tl_model", validation_embeddings, split="validation",
+                               what="ResNet50 embeddings"), labels)
+    ft = correct(_via_trusted_features(evidence, key, validation_mid, split="validation"), labels)
+    rule = "ft" if ft > tl else "tl"
+    if chosen != rule:
+        n = len(labels)
+        fail(f'You chose "{chosen}", but on the validation split "tl" scores {tl}/{n} and "ft" '
+             f'{ft}/{n}, so the rule gives "{rule}" ("ft" only if strictly higher; a tie keeps '
+             f'"tl"). Derive chosen_model from the validation accuracies after the last epoch, '
+             f"never from the test set and never typed in.")

@@ -1,0 +1,1 @@
+"""The labelled corpus of submission variants (see variants.py)."""

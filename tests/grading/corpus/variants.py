@@ -1,0 +1,277 @@
+"""A labelled corpus: variants of the reference solution, each made by asserted edits.
+
+Every variant starts from the source notebook as a student who solved everything would hand
+it in (hidden tests stripped) and changes it only through :class:`Edit` (a find/replace on the
+cell with a given ``grade_id`` that must match exactly once) or :class:`Insert` (a new cell
+after a given cell). An edit that no longer matches the source raises :class:`CorpusError`, so
+the corpus follows the notebook or fails loudly; it never drifts into testing nothing.
+
+Labels: ``fails`` lists the rubric items the variant must fail, in every grading mode;
+``fails_if_assessable`` lists accuracy items that must fail wherever the answer key says the
+item is assessable (elsewhere they are labelled not assessable, never passed). Every other
+item must pass, or be not assessable by the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder.course.samples import reference_submission
+
+
+class CorpusError(AssertionError):
+    """A variant's edit does not apply to the source notebook exactly once."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    grade_id: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Insert:
+    """A new code cell right after the cell ``after``: ``source``, or a copy of the cells
+    named in ``copy_of`` (a re-run), in that order."""
+
+    after: str
+    source: str = ""
+    copy_of: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    why: str
+    changes: tuple[Edit | Insert, ...] = ()
+    fails: frozenset[str] = frozenset()
+    fails_if_assessable: frozenset[str] = frozenset()
+
+    @property
+    def valid(self) -> bool:
+        return not self.fails and not self.fails_if_assessable
+
+
+def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    found = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id]
+    if len(found) != 1:
+        raise CorpusError(f"the source notebook has {len(found)} cells with grade_id {grade_id!r}")
+    return found[0]
+
+
+def apply(nb: nbformat.NotebookNode, change: Edit | Insert, *, variant: str) -> None:
+    if isinstance(change, Edit):
+        cell = _cell(nb, change.grade_id)
+        count = cell.source.count(change.old)
+        if count != 1:
+            raise CorpusError(f"variant {variant!r}: {change.old!r} occurs {count} times in cell "
+                              f"{change.grade_id!r} (exactly once required); update the corpus to "
+                              f"the notebook's new solution")
+        cell.source = cell.source.replace(change.old, change.new)
+        return
+    anchor = _cell(nb, change.after)
+    index = nb.cells.index(anchor)
+    sources = [_cell(nb, g).source for g in change.copy_of] if change.copy_of else [change.source]
+    for offset, source in enumerate(sources, 1):
+        nb.cells.insert(index + offset, nbformat.v4.new_code_cell(source))
+
+
+def build(source: Path, variant: Variant) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(reference_submission(source))
+    for change in variant.changes:
+        apply(nb, change, variant=variant.name)
+    return nb
+
+
+def write_corpus(source: Path, out_dir: Path, notebook: str, variants: list[Variant] | None = None
+                 ) -> dict[str, Path]:
+    written = {}
+    for variant in variants or VARIANTS:
+        path = out_dir / variant.name / notebook
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(build(source, variant), path)
+        written[variant.name] = path
+    return written
+
+
+F = frozenset
+
+# Cell sources the variants edit (each must occur exactly once in its cell).
+FIT_CNN = "cnn_history = cnn_model.fit(train_ds, validation_data=(x_val, y_val), epochs=S.cnn_epochs, verbose=2)"
+FREEZE = "for layer in backbone.layers[:-10]:\n    layer.trainable = False"
+CHOICE = 'chosen_model = "ft" if ft_val > tl_val else "tl"'
+UNFREEZE = ('### BEGIN SOLUTION\nfor name in ("conv1", "conv2"):\n    '
+            'cnn_model.get_layer(name).trainable = True\n### END SOLUTION')
+CNN_LAYERS = '''inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
+x = layers.Rescaling(1 / 255)(inputs)
+x = layers.Conv2D(32, (2, 2), activation="relu", name="conv1")(x)
+x = layers.MaxPooling2D()(x)
+x = layers.Conv2D(32, (2, 2), activation="relu", name="conv2")(x)
+x = layers.MaxPooling2D()(x)
+x = layers.Flatten()(x)
+x = layers.Dense(64, activation="relu")(x)
+outputs = layers.Dense(1, activation="sigmoid")(x)
+cnn_model = keras.Model(inputs, outputs, name="cnn")'''
+TL_HEAD = '''emb_in = keras.Input(shape=embedding_shape)
+x = layers.Flatten()(emb_in)
+x = layers.Dense(256, activation="relu")(x)
+x = layers.Dropout(0.5)(x)
+tl_out = layers.Dense(1, activation="sigmoid")(x)
+tl_model = keras.Model(emb_in, tl_out, name="tl_head")'''
+
+VARIANTS: list[Variant] = [
+    # ------------------------------------------------------------------ valid: full marks
+    Variant("reference", "the source solution itself"),
+    Variant("cnn_sequential", "the same CNN written with keras.Sequential",
+            (Edit("a_cnn_architecture", CNN_LAYERS, '''cnn_model = keras.Sequential([
+    keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3)),
+    layers.Rescaling(1 / 255),
+    layers.Conv2D(32, (2, 2), activation="relu", name="conv1"),
+    layers.MaxPooling2D(),
+    layers.Conv2D(32, (2, 2), activation="relu", name="conv2"),
+    layers.MaxPooling2D(),
+    layers.Flatten(),
+    layers.Dense(64, activation="relu"),
+    layers.Dense(1, activation="sigmoid"),
+], name="cnn")'''),)),
+    Variant("cnn_wider_dropout", "a wider hidden Dense and Dropout after Flatten (the rubric allows both)",
+            (Edit("a_cnn_architecture", "x = layers.Flatten()(x)\n", "x = layers.Flatten()(x)\nx = layers.Dropout(0.25)(x)\n"),
+             Edit("a_cnn_architecture", 'layers.Dense(64, activation="relu")', 'layers.Dense(128, activation="relu")'))),
+    Variant("other_names_and_spellings", "other names for every intermediate tensor; loss and "
+            "optimizer spelled as an object and a string Keras accepts for the same thing",
+            (Edit("a_cnn_architecture", CNN_LAYERS, '''img = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
+h = layers.Rescaling(1 / 255)(img)
+h = layers.Conv2D(32, (2, 2), activation="relu", name="conv1")(h)
+h = layers.MaxPooling2D()(h)
+h = layers.Conv2D(32, (2, 2), activation="relu", name="conv2")(h)
+h = layers.MaxPooling2D()(h)
+h = layers.Flatten()(h)
+h = layers.Dense(64, activation="relu")(h)
+prob = layers.Dense(1, activation="sigmoid")(h)
+cnn_model = keras.Model(img, prob)'''),
+             Edit("a_head_architecture", TL_HEAD, '''features = keras.Input(shape=embedding_shape)
+z = layers.Flatten()(features)
+z = layers.Dense(256, activation="relu")(z)
+z = layers.Dropout(0.5)(z)
+tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
+             Edit("a_cnn_compile", 'loss="binary_crossentropy", optimizer=keras.optimizers.Adam()',
+                  'loss=keras.losses.BinaryCrossentropy(), optimizer="adam"'))),
+    Variant("numpy_ints", "every count and shape as NumPy integers (what np.prod and friends return)",
+            (Edit("a_conv_params", "conv1_params = (2 * 2 * 3 + 1) * 32", "conv1_params = np.int64((2 * 2 * 3 + 1) * 32)"),
+             Edit("a_conv_params", "conv2_params = (2 * 2 * 32 + 1) * 32", "conv2_params = np.prod([2 * 2 * 32 + 1, 32])"),
+             Edit("a_output_shapes", "shape_stride2_same = (same_side(224, 2), same_side(224, 2), 32)",
+                  "shape_stride2_same = tuple(np.array([same_side(224, 2), same_side(224, 2), 32]))"),
+             Edit("a_kernel_shape", "conv1_kernel_shape = tuple(int(d) for d in conv1.kernel.shape)",
+                  "conv1_kernel_shape = tuple(np.array(conv1.kernel.shape))"),
+             Edit("a_frozen_counts", "frozen_trainable_params = cnn_model.count_params() - frozen_non_trainable_params",
+                  "frozen_trainable_params = np.int64(cnn_model.count_params()) - frozen_non_trainable_params"),
+             Edit("a_backbone", "backbone_params = backbone.count_params()",
+                  "backbone_params = np.int64(backbone.count_params())"),
+             Edit("a_finetune_model", "ft_trainable_params = int(sum(np.prod(w.shape) for w in ft_model.trainable_weights))",
+                  "ft_trainable_params = sum(np.prod(w.shape) for w in ft_model.trainable_weights)"),
+             # a list holds the same answer as the tuple asked for (the grader receives lists)
+             Edit("a_output_shapes", "shape_stride1_valid = (valid_side(224, 2, 1), valid_side(224, 2, 1), 32)",
+                  "shape_stride1_valid = [valid_side(224, 2, 1), valid_side(224, 2, 1), 32]"))),
+    Variant("freeze_cnn_by_loop", "freezing and unfreezing the Conv2D layers by a loop over layer types",
+            (Edit("a_frozen_counts", 'for name in ("conv1", "conv2"):\n    cnn_model.get_layer(name).trainable = False',
+                  "for layer in cnn_model.layers:\n    if isinstance(layer, layers.Conv2D):\n        layer.trainable = False"),
+             Edit("a_frozen_counts", UNFREEZE, "### BEGIN SOLUTION\nfor layer in cnn_model.layers:\n    layer.trainable = True\n### END SOLUTION"))),
+    Variant("freeze_backbone_by_flags", "the last 10 layers opened by an index test on every layer",
+            (Edit("a_finetune_model", FREEZE,
+                  "for i, layer in enumerate(backbone.layers):\n    layer.trainable = i >= len(backbone.layers) - 10"),)),
+    Variant("extra_cells", "extra cells that look around (summaries, prints, a plot) between the graded ones",
+            (Insert("a_cnn_fit", "cnn_model.summary()\nprint(cnn_history.history['val_accuracy'])"),
+             Insert("a_head_fit", "print(tl_model.count_params(), emb_train.shape)"),
+             Insert("a_finetune_fit", "plot_history(ft_history, 'again')\nprint(ft_model.layers[-1].get_config())"))),
+    Variant("rerun_cnn_cells", "the CNN built, compiled and trained again from scratch (a re-run of those cells)",
+            (Insert("a_cnn_fit", copy_of=("a_cnn_architecture", "a_cnn_compile", "a_cnn_fit")),)),
+    Variant("off_by_bias", "conv parameters without the biases",
+            (Edit("a_conv_params", "(2 * 2 * 3 + 1) * 32", "2 * 2 * 3 * 32"),
+             Edit("a_conv_params", "(2 * 2 * 32 + 1) * 32", "2 * 2 * 32 * 32")),
+            fails=F({"q1_conv_params", "q3_frozen_counts"})),
+    Variant("valid_without_plus_one", "'valid' output side without the + 1",
+            (Edit("a_output_shapes", "return (n - k) // s + 1", "return (n - k) // s"),),
+            fails=F({"q1_output_shapes"})),
+    Variant("counts_as_floats", "parameter counts as floats (the notebook asks for ints)",
+            (Edit("a_conv_params", "conv1_params = (2 * 2 * 3 + 1) * 32", "conv1_params = float((2 * 2 * 3 + 1) * 32)"),),
+            fails=F({"q1_conv_params"})),
+    Variant("cnn_without_rescaling", "no Rescaling(1/255) in the CNN",
+            (Edit("a_cnn_architecture", "x = layers.Rescaling(1 / 255)(inputs)\nx = layers.Conv2D(32, (2, 2), activation=\"relu\", name=\"conv1\")(x)",
+                  "x = layers.Conv2D(32, (2, 2), activation=\"relu\", name=\"conv1\")(inputs)"),),
+            fails=F({"q2_cnn_architecture"})),
+    Variant("cnn_softmax_head", "the CNN ends in two softmax units (sparse cross-entropy)",
+            (Edit("a_cnn_architecture", 'outputs = layers.Dense(1, activation="sigmoid")(x)',
+                  'outputs = layers.Dense(2, activation="softmax")(x)'),
+             Edit("a_cnn_compile", 'loss="binary_crossentropy"', 'loss="sparse_categorical_crossentropy"')),
+            fails=F({"q2_cnn_architecture", "q2_cnn_compile", "q2_cnn_accuracy"})),
+    Variant("cnn_sgd", "SGD instead of Adam",
+            (Edit("a_cnn_compile", "optimizer=keras.optimizers.Adam()", "optimizer=keras.optimizers.SGD()"),),
+            fails=F({"q2_cnn_compile"})),
+    Variant("train_on_validation", "the CNN trained on train + validation",
+            (Edit("a_cnn_fit", FIT_CNN,
+                  "cnn_history = cnn_model.fit(training_batches(np.concatenate([x_train, x_val]), "
+                  "np.concatenate([y_train, y_val])), validation_data=(x_val, y_val), "
+                  "epochs=S.cnn_epochs, verbose=2)"),),
+            fails=F({"q2_cnn_trained"})),
+    Variant("zero_epochs", "fit with epochs=0",
+            (Edit("a_cnn_fit", "epochs=S.cnn_epochs", "epochs=0"),),
+            fails=F({"q2_cnn_trained"}), fails_if_assessable=F({"q2_cnn_accuracy"})),
+    Variant("plain_dict_history", "no training at all, a dict of plausible numbers as the history",
+            (Edit("a_cnn_fit", FIT_CNN,
+                  'cnn_history = {k: [0.6] * S.cnn_epochs for k in ("loss", "accuracy", "val_loss", "val_accuracy")}'),),
+            fails=F({"q2_cnn_trained"}), fails_if_assessable=F({"q2_cnn_accuracy"})),
+    Variant("fit_twice", "the fit cell run twice (the model trains for twice the epochs)",
+            (Insert("a_cnn_fit", copy_of=("a_cnn_fit",)),),
+            fails=F({"q2_cnn_trained"})),
+    Variant("constant_cnn", "a CNN whose last layer ignores its input (zero kernel)",
+            (Insert("a_cnn_fit", "_w, _b = cnn_model.layers[-1].get_weights()\n"
+                                 "cnn_model.layers[-1].set_weights([np.zeros_like(_w), _b])"),),
+            fails=F({"q2_cnn_accuracy"})),
+    Variant("kernel_shape_typed", "the kernel shape typed in the wrong order",
+            (Edit("a_kernel_shape", "conv1_kernel_shape = tuple(int(d) for d in conv1.kernel.shape)",
+                  "conv1_kernel_shape = (32, 3, 2, 2)"),),
+            fails=F({"q3_kernel_shape"})),
+    Variant("cnn_left_frozen", "the Conv2D layers left frozen after counting",
+            (Edit("a_frozen_counts", UNFREEZE, "pass"),),
+            fails=F({"q3_frozen_counts"})),
+    Variant("backbone_layers_off_by_one", "the input layer not counted",
+            (Edit("a_backbone", "backbone_layers = len(backbone.layers)", "backbone_layers = len(backbone.layers) - 1"),),
+            fails=F({"q4_backbone_facts"})),
+    Variant("tl_head_128", "the head's Dense has 128 units (the notebook prescribes 256)",
+            (Edit("a_head_architecture", 'x = layers.Dense(256, activation="relu")(x)', 'x = layers.Dense(128, activation="relu")(x)'),),
+            fails=F({"q4_head_architecture"})),
+    Variant("tl_softmax_head", "the head ends in two softmax units",
+            (Edit("a_head_architecture", 'tl_out = layers.Dense(1, activation="sigmoid")(x)', 'tl_out = layers.Dense(2, activation="softmax")(x)'),
+             Edit("a_head_architecture", 'tl_model.compile(loss="binary_crossentropy"', 'tl_model.compile(loss="sparse_categorical_crossentropy"')),
+            fails=F({"q4_head_architecture", "q4_head_accuracy", "q5_model_choice"})),
+    Variant("nothing_frozen", "the whole backbone left trainable",
+            (Edit("a_finetune_model", FREEZE, "pass"),),
+            fails=F({"q5_finetune_frozen"})),
+    Variant("eleven_open", "11 backbone layers left trainable",
+            (Edit("a_finetune_model", "backbone.layers[:-10]", "backbone.layers[:-11]"),),
+            fails=F({"q5_finetune_frozen"})),
+    Variant("nine_open", "9 backbone layers left trainable",
+            (Edit("a_finetune_model", "backbone.layers[:-10]", "backbone.layers[:-9]"),),
+            fails=F({"q5_finetune_frozen"})),
+    Variant("frozen_changed_renamed", "a frozen backbone layer's weights changed, then the layer renamed",
+            (Insert("a_finetune_model", "_l = backbone.layers[2]\n_l.set_weights([w * 1.5 for w in _l.get_weights()])\n"
+                                        "_l.name = 'renamed_conv'"),),
+            fails=F({"q5_finetune_frozen", "q5_finetune_accuracy"})),
+    Variant("ft_without_preprocess", "images fed to the backbone without preprocess_input",
+            (Edit("a_finetune_model", "x = backbone(preprocess_input(image_in))", "x = backbone(image_in)"),),
+            fails=F({"q5_finetune_accuracy"})),
+    Variant("ft_rescale_255", "images divided by 255 instead of preprocess_input",
+            (Edit("a_finetune_model", "x = backbone(preprocess_input(image_in))", "x = backbone(layers.Rescaling(1 / 255)(image_in))"),),
+            fails=F({"q5_finetune_accuracy"})),
+    Variant("choice_ties_to_ft", "a tie goes to the fine-tuned model (the notebook keeps tl)",
+            (Edit("a_model_choice", CHOICE, 'chosen_model = "ft" if ft_val >= tl_val else "tl"'),),
+            fails=F({"q5_model_choice"})),
+    Variant("choice_typed_in", "the choice typed in",
+            (Edit("a_model_choice", CHOICE, 'chosen_model = "ft"'),),
+            fails=F({"q5_model_choice"})),
+]
