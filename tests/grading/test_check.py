@@ -14,7 +14,7 @@ from autograder.grading.evidence import CheckInputs
 
 RUBRIC = '''
 import socket
-from autograder.grading.evidence import fail
+from autograder.grading.evidence import NotAssessable, fail
 
 SECRET = "hidden-check-internals-42"
 
@@ -29,6 +29,9 @@ def test_bare_assert(evidence):
 
 def test_crashes(evidence):
     raise ValueError(SECRET)
+
+def test_not_assessable_here(evidence):
+    raise NotAssessable("cnn_model's accuracy cannot be assessed in this grading mode.")
 
 def test_needs_missing(evidence):
     evidence.answer("tl_model_never_defined")
@@ -89,6 +92,9 @@ def test_rubric_outcomes_and_no_leaks(open_tmp):
         "outcome": "failed", "message": "conv2_params should count one bias per filter."}
     assert items["bare_assert"] == {"outcome": "failed", "message": "This item's check did not pass."}
     assert items["crashes"]["outcome"] == "error" and "ValueError" in items["crashes"]["message"]
+    assert items["not_assessable_here"] == {
+        "outcome": "not_assessable",
+        "message": "cnn_model's accuracy cannot be assessed in this grading mode."}
     assert items["needs_missing"] == {"outcome": "missing", "name": "tl_model_never_defined",
                                       "detail": ""}
     assert "hidden-check-internals-42" not in json.dumps(checked)
