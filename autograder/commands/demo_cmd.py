@@ -82,11 +82,13 @@ def run_demo(args: argparse.Namespace) -> int:
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_text(BROKEN_NOTEBOOK)
     out = course.root / "autograded" / "demo"
+    gradebook = course.root / ".course-state" / "demo" / "gradebook.db"  # not the course's
     _step("6. grade the reference solution and sample submissions",
-          ["grade", aid, str(submissions), "--out", str(out), "--profile", profile,
-           "--weights-mode", mode, "--force"])  # a demo always shows a fresh grading
+          ["grade", aid, str(submissions), "--out", str(out), "--gradebook", str(gradebook),
+           "--profile", profile, "--weights-mode", mode,
+           "--force"])  # a demo always shows a fresh grading
     if "hub_cmd" in commands and not args.no_hub and os.geteuid() == 0:
         _step("7. start the local JupyterHub", ["hub", "up"])
     console.print(f"\nFeedback pages: {out}/<student>/feedback.html; "
-                  f"gradebook: {out}/grades.csv")
+                  f"grades: {out}/grades.csv; the demo's own gradebook: {gradebook}")
     return 0

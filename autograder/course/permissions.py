@@ -47,7 +47,8 @@ def ensure_grader_group() -> int:
 def private_paths(course: Course) -> list[Path]:
     g = course.config.grading
     return [course.root / "source", course.path(g.out_dir), course.root / "gradebook.db",
-            course.root / "submitted", course.root / ".course-state" / "hub"]
+            course.root / "submitted", course.root / ".course-state" / "hub",
+            course.root / ".course-state" / "demo"]
 
 
 def grader_paths(course: Course) -> list[Path]:
@@ -66,14 +67,20 @@ def protect_course_files(course: Course) -> None:
         return
     gid = ensure_grader_group()
     for path in private_paths(course):
-        if path.is_symlink() or not path.exists():
-            continue
-        os.chown(path, 0, 0)
-        path.chmod(PRIVATE_MODE if path.is_dir() else 0o600)
+        close_private(path)
     for top in grader_paths(course):
         if top.is_symlink() or not top.exists():
             continue
         share_with_grader(top, gid=gid)
+
+
+def close_private(path: Path) -> None:
+    """``path`` owned by root and closed to everyone else (what is inside stays as it is:
+    nobody else can reach it any more)."""
+    if path.is_symlink() or not path.exists():
+        return
+    os.chown(path, 0, 0)
+    path.chmod(PRIVATE_MODE if path.is_dir() else 0o600)
 
 
 def share_with_grader(top: Path, *, gid: int | None = None) -> None:

@@ -205,7 +205,23 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
         if own:
             executor.shutdown()
     outcome.grades_csv = write_grades_csv(ctx.out_dir, item_names=list(ctx.assignment.points))
+    close_outputs(ctx)
     return outcome
+
+
+def close_outputs(ctx: GradingContext) -> None:
+    """Close what this batch wrote (the output folder, the gradebook) to other users as soon
+    as it exists, wherever --out and --gradebook put it, and the course's secrets with them:
+    the permission step before a batch cannot cover files the batch has yet to create."""
+    import os
+
+    from autograder.course.permissions import close_private, protect_course_files
+
+    if os.geteuid() != 0:
+        return
+    protect_course_files(ctx.course)
+    for path in (ctx.out_dir, gradebook_path(ctx)):
+        close_private(path)
 
 
 

@@ -1,6 +1,8 @@
 """Batches: discovery, resume, isolation of a broken job, and both executors."""
 
 import json
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -254,3 +256,24 @@ def test_exit_status_counts_the_submissions_that_failed_to_grade():
     from autograder.commands.grade_cmd import failed_exit_status
 
     assert [failed_exit_status(n) for n in (0, 1, 3, 500)] == [0, 1, 3, 125]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
+def test_a_batch_closes_what_it_wrote(ctx, tmp_path):
+    """Are the output folder and gradebook a batch created (wherever --out and --gradebook put
+    them) and the demo's sample submissions closed to other users once it ends?"""
+    import dataclasses
+
+    demo = tmp_path / ".course-state" / "demo" / "submissions"
+    demo.mkdir(parents=True, mode=0o755)
+    (tmp_path / ".course-state" / "demo").chmod(0o755)
+    (tmp_path / "elsewhere").mkdir()
+    ctx = dataclasses.replace(ctx, out_dir=tmp_path / "elsewhere" / "out",
+                              gradebook=tmp_path / "elsewhere" / "book.db")
+    jobs = [GradeJob("alice", tmp_path / "alice.ipynb")]
+    run_batch(ctx, jobs, prepare=no_preparation, grade=writing_grader([]), executor=LocalExecutor(1))
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in
+             (ctx.out_dir, ctx.gradebook, tmp_path / ".course-state" / "demo")}
+    assert modes == {ctx.out_dir: 0o700, ctx.gradebook: 0o600,
+                     tmp_path / ".course-state" / "demo": 0o700}
+    assert all(p.stat().st_uid == 0 for p in modes)
