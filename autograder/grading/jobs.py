@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from autograder.errors import SubmissionError
-from autograder.facts import GradeResult
+from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading.pipeline import (
     GRADEBOOK_FILE,
     GradeJob,
@@ -183,6 +183,15 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
         ctx = prepare(ctx)
     ensure_assignment(gradebook_path(ctx), assignment_id=ctx.assignment.assignment_id,
                       notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
+    # A batch killed between a results.json and its gradebook entry (two files, never written
+    # at once) left that grade only on disk, and the re-run skips it: so record every skipped
+    # grade again from its results.json. Idempotent: the same scores overwrite themselves.
+    for student in outcome.skipped:
+        try:
+            record_in_gradebook(ctx, result_from_file(ctx, ctx.out_dir / student / RESULTS_FILE))
+        except Exception as exc:
+            outcome.failed[student] = "".join(
+                traceback.format_exception_only(type(exc), exc)).strip()
     own = executor is None
     executor = executor or make_executor(ctx)
     try:
@@ -232,6 +241,20 @@ def is_graded(results: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and not data.get("extra_data", {}).get("grader_error")
+
+
+def result_from_file(ctx: GradingContext, results: Path) -> GradeResult:
+    """A written results.json as a result, with what the gradebook records (item scores)."""
+    data = json.loads(results.read_text(encoding="utf-8"))
+    items = tuple(ItemResult(t["name"], float(t["score"]), float(t["max_score"]),
+                             t.get("status") == "passed", t.get("output", ""))
+                  for t in data.get("tests", []))
+    student = results.parent.name
+    execution = ExecutionResult(student=student, cells=(), wall_s=0.0, kernel_status=str(
+        data.get("extra_data", {}).get("kernel_status", "")))
+    return GradeResult(student=student, assignment_id=ctx.assignment.assignment_id,
+                       score=float(data["score"]), max_score=float(data["max_score"]),
+                       items=items, execution=execution)
 
 
 def gradebook_path(ctx: GradingContext) -> Path:
