@@ -1,7 +1,11 @@
 """Grade on submit: find new submissions in the exchange, queue them, grade each, publish feedback.
 
-The queue is in memory (FIFO) and mirrored to ``jobs.json`` so that a restarted service
-knows what it already graded; a job found ``grading`` at start is queued again.
+The queue is in memory (first in, first out, except that one student's submissions are
+graded one after the other, never two at once) and mirrored to ``jobs.json`` so that a
+restarted service knows what it already graded; a job found ``grading`` at start is queued
+again, and its grader did not outlive the old service (it gets SIGKILL when the service
+dies, even by ``kill -9``), so the job is graded once. Tests: tests/hosting/test_gradequeue.py
+and tests/hosting/test_service_faults.py (kill -9 mid-batch, a burst of 100).
 Grading itself is a subprocess (``course grade <assignment> <notebook> --out <dir>``)
 behind the :class:`GradeRunner` protocol, so tests can pass a fake runner and the
 service never imports TensorFlow or the grading stages (they run sandboxed as root's
