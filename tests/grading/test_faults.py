@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -83,7 +84,8 @@ COURSE = _dc.replace(
     # Fails here, not in a subprocess, if the key does not fit this root.
     make_context(load_course(root), ASSIGNMENT, profile_name="reduced", out_dir=root / "out",
                  weights_mode="stand-in")
-    return root, key
+    yield root, key
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _answers_cells(key: dict) -> tuple[str, str]:
@@ -102,9 +104,15 @@ def _write(subs: Path, student: str, cells: list[str]) -> None:
     nbformat.write(nb, subs / student / NOTEBOOK)
 
 
+def _gradebook(out: Path) -> Path:
+    """Each test's own gradebook, beside its output folder."""
+    return out.with_name(out.name + "-gradebook.db")
+
+
 def _grade_argv(root: Path, subs: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "autograder.cli", "grade", ASSIGNMENT, str(subs), "--out",
-            str(out), "--profile", "reduced", "--weights-mode", "stand-in"]
+            str(out), "--gradebook", str(_gradebook(out)), "--profile", "reduced",
+            "--weights-mode", "stand-in"]
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -132,7 +140,7 @@ def _processes_in_job_groups(students: set[str]) -> list[str]:
     return found
 
 
-def _assert_each_graded_once(root: Path, out: Path, students: set[str]) -> dict[str, dict]:
+def _assert_each_graded_once(out: Path, students: set[str]) -> dict[str, dict]:
     """results.json, grades.csv and the gradebook agree, with exactly one entry per student."""
     from nbgrader.api import Gradebook
 
@@ -152,7 +160,7 @@ def _assert_each_graded_once(root: Path, out: Path, students: set[str]) -> dict[
         for test in data["tests"]:
             assert float(row[test["name"]]) == test["score"], (row["student"], test["name"])
 
-    db = root / "gradebook.db"
+    db = _gradebook(out)
     with Gradebook(f"sqlite:///{db}") as gb:
         submissions = gb.assignment_submissions(ASSIGNMENT)
         assert sorted(s.student_id for s in submissions) == sorted(students)
@@ -212,7 +220,7 @@ def test_course_grade_killed_mid_batch_resumes_and_grades_each_submission_once(f
 
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    results = _assert_each_graded_once(root, out, students)
+    results = _assert_each_graded_once(out, students)
     after = {s: (p.stat().st_ino, p.stat().st_mtime_ns)
              for s in before for p in [out / s / "results.json"]}
     assert after == before  # graded before the kill: not graded a second time
@@ -278,7 +286,7 @@ def test_a_kernel_killed_mid_batch_costs_only_its_own_submission(fault_root):
     killer.join(timeout=5)
     assert killed, "the target's kernel was never found running its long cell"
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = _assert_each_graded_once(root, out, set(students))
+    results = _assert_each_graded_once(out, set(students))
 
     hit = results.pop(target)
     ex = hit["extra_data"]
