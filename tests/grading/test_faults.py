@@ -39,7 +39,13 @@ from autograder.grading import sandbox
 from autograder.grading.pipeline import make_context
 from e2e_support import open_dir
 
-pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.sandbox]
+real_batch = pytest.mark.slow, pytest.mark.kernel, pytest.mark.sandbox
+
+
+def _marked(test):
+    for mark in real_batch:
+        test = mark(test)
+    return test
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 20
@@ -177,6 +183,7 @@ def _assert_each_graded_once(out: Path, students: set[str]) -> dict[str, dict]:
     return results
 
 
+@_marked
 def test_course_grade_killed_mid_batch_resumes_and_grades_each_submission_once(fault_root):
     """`course grade` of 20 submissions is killed with SIGKILL right after its k-th
     results.json appears (k random, 1 <= k < 20: the moment between a result on disk and its
@@ -244,6 +251,7 @@ def _kernel_pid(student: str) -> int | None:
     return None
 
 
+@_marked
 def test_a_kernel_killed_mid_batch_costs_only_its_own_submission(fault_root):
     """In a batch of 20, one submission's sandboxed kernel (chosen at random) is killed with
     SIGKILL at a random moment of its long cell: that submission's result says the kernel
@@ -314,3 +322,42 @@ def test_a_kernel_killed_mid_batch_costs_only_its_own_submission(fault_root):
     assert "kernel die" in lost["output"]
     assert hit["score"] == pytest.approx(
         sum(t["score"] for t in other_items.values()) - other_items["q1_output_shapes"]["score"])
+
+
+def test_a_grade_on_disk_but_not_yet_in_the_gradebook_is_recorded_by_the_resume(tmp_path):
+    """The window the kill test aims at, made certain: a results.json written, the batch
+    killed before its gradebook entry. The next batch skips that student (not graded twice)
+    and records the grade from the file, so the gradebook is not missing it for good."""
+    from nbgrader.api import Gradebook
+
+    from autograder.course.config import Course
+    from autograder.facts import ExecutionResult, GradeResult, ItemResult
+    from autograder.grading.jobs import GradeJob, LocalExecutor, run_batch
+    from autograder.grading.pipeline import GradingContext
+    from autograder.grading.report import write_student_reports
+
+    loaded = load_course(REPO)
+    course = Course(root=tmp_path, config=loaded.config)
+    ctx = GradingContext(course=course, assignment=course.config.assignments[0],
+                         profile_name="reduced", weights_mode="stand-in", weights_file=None,
+                         key_file=tmp_path / "key.json", grading_dir=tmp_path,
+                         validation_dir=tmp_path, out_dir=tmp_path / "out")
+    points = ctx.assignment.points
+    items = tuple(ItemResult(name, float(max_score) / 2, float(max_score), False, "half")
+                  for name, max_score in points.items())
+    execution = ExecutionResult(student="ann", cells=(), kernel_status="finished", wall_s=1.0)
+    result = GradeResult("ann", ASSIGNMENT, sum(i.score for i in items),
+                         float(sum(points.values())), items, execution)
+    write_student_reports(result, ctx.out_dir / "ann", limits={})  # ...and then kill -9
+
+    def must_not_grade(ctx, job, *, slot):
+        raise AssertionError(f"{job.student} was graded a second time")
+
+    outcome = run_batch(ctx, [GradeJob("ann", tmp_path / "ann.ipynb")], grade=must_not_grade,
+                        prepare=lambda c: c, executor=LocalExecutor(1))
+    assert outcome.skipped == ["ann"] and outcome.failed == {}
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        (submission,) = gb.assignment_submissions(ASSIGNMENT)
+        (notebook,) = submission.notebooks
+        assert submission.student_id == "ann"
+        assert {g.name: g.auto_score for g in notebook.grades} == {i.name: i.score for i in items}
