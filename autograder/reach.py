@@ -28,26 +28,30 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 STAGING = Path("/run/course-reach")
-"""Root-owned mount points used inside private namespaces only (nothing is mounted on the
-host): a needed path is bound here first, before its blocked ancestor is covered."""
+"""Where, inside the private namespace only (a tmpfs mounted there), a needed path is bound
+first, before its blocked ancestor is covered. On the host it stays an empty folder."""
 
 
-def blocked_ancestor(path: Path) -> Path | None:
-    """The topmost ancestor of ``path`` (itself excluded) that other users cannot traverse."""
+def blocked_ancestor(path: Path, *, gids: Iterable[int] = ()) -> Path | None:
+    """The topmost ancestor of ``path`` (itself excluded) that other users cannot traverse
+    (a folder whose group is one of ``gids`` and lets its group through does not count)."""
     path = Path(os.path.abspath(path))
+    gids = set(gids)
     for parent in reversed(path.parents):
         try:
-            mode = parent.stat().st_mode
+            info = parent.stat()
         except OSError:
             return None
-        if not mode & stat.S_IXOTH:
+        through_group = info.st_mode & stat.S_IXGRP and info.st_gid in gids
+        if not (info.st_mode & stat.S_IXOTH or through_group):
             return parent
     return None
 
 
-def covers(paths: Iterable[Path]) -> dict[Path, list[Path]]:
+def covers(paths: Iterable[Path], *, gids: Iterable[int] = ()) -> dict[Path, list[Path]]:
     """Blocked ancestor -> the needed paths beneath it (a path under another needed one is
     reached through that one, so only the outermost are listed)."""
+    gids = tuple(gids)
     needed = sorted({Path(os.path.realpath(p)) for p in paths if Path(p).exists()},
                     key=lambda p: len(p.parts))
     outer: list[Path] = []
@@ -56,31 +60,41 @@ def covers(paths: Iterable[Path]) -> dict[Path, list[Path]]:
             outer.append(path)
     plan: dict[Path, list[Path]] = {}
     for path in outer:
-        ancestor = blocked_ancestor(path)
+        ancestor = blocked_ancestor(path, gids=gids)
         if ancestor is not None:
             plan.setdefault(ancestor, []).append(path)
     return plan
 
 
-def reach_script(paths: Iterable[Path]) -> str:
+def reach_script(paths: Iterable[Path], *, gids: Iterable[int] = ()) -> str:
     """Shell commands (run as root, in a private mount namespace) that make ``paths``
-    reachable by every uid at their own paths; empty when nothing is blocked."""
-    plan = covers(paths)
+    reachable by every uid (or by members of ``gids``) at their own paths; empty when
+    nothing is blocked. A path may be a folder or a file."""
+    plan = covers(paths, gids=gids)
     if not plan:
         return ""
-    lines = [f"mkdir -p {shlex.quote(str(STAGING))}"]
+    q = shlex.quote
+    # The staging mount points live on a tmpfs of this namespace: nothing is left on the host.
+    lines = [f"mkdir -p {q(str(STAGING))}",
+             f"mount -t tmpfs -o mode=0700,size=1m course-reach-stage {q(str(STAGING))}"]
     staged = []
     for n, (ancestor, targets) in enumerate(sorted(plan.items())):
         for m, target in enumerate(targets):
             stage = STAGING / f"{n}-{m}"
             staged.append((stage, target))
-            lines.append(f"mkdir -p {shlex.quote(str(stage))} && "
-                         f"mount --rbind {shlex.quote(str(target))} {shlex.quote(str(stage))}")
-        lines.append(f"mount -t tmpfs -o mode=0755,size=1m course-reach {shlex.quote(str(ancestor))}")
+            lines.append(f"{_make(stage, like=target)} && mount --rbind {q(str(target))} {q(str(stage))}")
+        lines.append(f"mount -t tmpfs -o mode=0755,size=1m course-reach {q(str(ancestor))}")
     for stage, target in staged:
-        lines.append(f"mkdir -p {shlex.quote(str(target))} && "
-                     f"mount --move {shlex.quote(str(stage))} {shlex.quote(str(target))}")
+        lines.append(f"{_make(target, like=target)} && mount --move {q(str(stage))} {q(str(target))}")
     return " && ".join(lines)
+
+
+def _make(point: Path, *, like: Path) -> str:
+    """Create the mount point ``point``: a folder for a folder, an empty file for a file."""
+    q = shlex.quote
+    if like.is_dir():
+        return f"mkdir -p {q(str(point))}"
+    return f"mkdir -p {q(str(point.parent))} && touch {q(str(point))}"
 
 
 def reach_prefix(paths: Iterable[Path], *, unshare: Sequence[str] = ()) -> list[str]:

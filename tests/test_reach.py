@@ -4,7 +4,9 @@ without anything else in that folder becoming visible?"""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,25 @@ def test_nobody_reaches_the_checkout_and_nothing_else(tmp_path):
     assert private.read_text() == "secret" and oct(home.stat().st_mode)[-3:] == "700"
     mounts = Path("/proc/self/mounts").read_text()
     assert "course-reach" not in mounts
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces and setpriv need root")
+def test_a_single_file_is_reached_and_group_folders_are_left_alone(tmp_path):
+    """Is a lone file (an answer key, a weights file) under a blocked folder reachable, and a
+    folder its group may traverse left alone for a member of that group?"""
+    home, kit, private = _home(tmp_path)
+    key = home / "deep" / "key.json"
+    key.write_text("{}")
+    key.chmod(0o644)
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    seen = _as_nobody([*reach.reach_prefix([key]), *drop, "cat", str(key)])
+    assert seen.returncode == 0 and seen.stdout == "{}", seen.stderr
+    shared = Path(tempfile.mkdtemp(prefix="course-reach-test-"))  # under /tmp, not tmp_path
+    try:
+        (shared / "inner").mkdir()
+        os.chown(shared, 0, 4242)
+        shared.chmod(0o750)
+        assert reach.covers([shared / "inner"]) == {shared: [shared / "inner"]}
+        assert reach.covers([shared / "inner"], gids=[4242]) == {}
+    finally:
+        shutil.rmtree(shared)

@@ -143,13 +143,14 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
             # vanishes with it; then nobody, plus the one group that may read the hidden
             # split, keys and facts.
             # A checkout that nobody cannot traverse is made reachable there too (reach.py).
+            group = ensure_grader_group()
             reachable = reach.reach_script([*reach.kit_paths(), *_input_paths(inputs),
-                                             *also_reach])
+                                            *also_reach], gids=[group])
             script = (reachable + " && " if reachable else "") + _WITH_TMPFS.format(uid=NOBODY_UID)
             argv = ["unshare", "--net", "--mount", "--propagation", "private", "--",
                     "/bin/sh", "-c", script, "sh", f"{CHECK_TMP_MB}m", str(scratch),
                     "setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}",
-                    f"--groups={ensure_grader_group()}", "--inh-caps=-all", *argv]
+                    f"--groups={group}", "--inh-caps=-all", *argv]
         try:
             proc = subprocess.run(argv, env=env, cwd=scratch, capture_output=True, text=True,
                                   timeout=timeout_s)

@@ -24,7 +24,7 @@ import nbformat
 from autograder.course.config import Course
 from autograder.course.permissions import protect_course_files, share_with_grader
 from autograder.course.settings import Assignment
-from autograder.errors import SubmissionError
+from autograder.errors import GradingError, SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading import check, messages, report, score
 from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
@@ -154,6 +154,9 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
         rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
     )
     report.write_atomic(student_dir / "grader.log", log)  # for staff; never released
+    if not checked.get("items"):  # the checker died before judging anything: ours to fix
+        raise GradingError("the checker wrote no report; see grader.log",
+                           hint="run the rubric on this submission's facts by hand")
     items = score.score_items(checked.get("items", {}), points=ctx.assignment.points,
                               execution=execution, cell_sources=cell_sources,
                               limit_values=ctx.limit_values)
