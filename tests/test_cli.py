@@ -48,3 +48,17 @@ def test_options_may_come_before_the_submissions(tmp_path, monkeypatch, capsys):
     assert cli.main(["grade", "cnn_transfer", "--force", str(tmp_path / "missing.ipynb")]) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[0] == f"course grade: error: {tmp_path / 'missing.ipynb'} does not exist"
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(capsys):
+    """Does a batch's progress reach a log (CI, the hub's service) as one plain line per step,
+    with a student id's control characters shown as escapes?"""
+    from autograder.commands.ui import progress_bar
+
+    with progress_bar("grading cnn_transfer") as update:
+        update(0, 2, "")
+        update(1, 2, "alice")
+        update(2, 2, "eve\x1b[2J")
+    assert capsys.readouterr().err.splitlines() == [
+        "grading cnn_transfer: 0/2", "grading cnn_transfer: 1/2 alice",
+        "grading cnn_transfer: 2/2 eve\\x1b[2J"]

@@ -17,7 +17,16 @@ err_console = Console(stderr=True)
 
 @contextlib.contextmanager
 def progress_bar(title: str) -> Iterator:
-    """Yield a ``Progress``-protocol callback that drives one rich bar on stderr."""
+    """Yield a ``Progress``-protocol callback: a rich bar on a terminal, and plain lines
+    (``title: done/total what``) anywhere else, so CI logs and the hub's service log show
+    how a batch goes."""
+    if not err_console.is_terminal:
+        def line(done: int, total: int, what: str) -> None:
+            suffix = f" {printable(what)}" if what else ""
+            print(f"{title}: {done}/{total}{suffix}", file=sys.stderr, flush=True)
+
+        yield line
+        return
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -25,8 +34,6 @@ def progress_bar(title: str) -> Iterator:
         TimeElapsedColumn(),
         TextColumn("{task.fields[what]}", markup=False),  # student ids are not markup
         console=err_console,
-        transient=not sys.stderr.isatty(),
-        disable=False,
     )
     task = bar.add_task(title, total=None, what="")
     with bar:
