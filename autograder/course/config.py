@@ -68,6 +68,16 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
+def _failing_line(exc: BaseException, path: Path) -> int | None:
+    """The line of ``path`` where loading it failed (a syntax error's, else the last frame's)."""
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.filename == str(path) and exc.lineno:
+        return exc.lineno
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return frames[-1].lineno if frames else None
+
+
 def load_course(root: Path | None = None) -> Course:
     """Import ``course_config.py`` from the course root and return its ``COURSE``."""
     root = find_root() if root is None else Path(root).resolve()
@@ -80,9 +90,12 @@ def load_course(root: Path | None = None) -> Course:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the instructor's file: any error is a config error
+        line = _failing_line(exc, path)
+        where = f", line {line}," if line else ""
         raise ConfigError(
-            f"{path} failed to load: {type(exc).__name__}: {exc}",
-            hint="fix the line named above; the file must only build COURSE from dataclasses",
+            f"{path}{where} failed to load: {type(exc).__name__}: {exc}",
+            hint=(f"fix line {line} of {CONFIG_FILE}" if line else f"fix {CONFIG_FILE}")
+            + "; the file must only build COURSE from dataclasses",
         ) from exc
     config = getattr(module, "COURSE", None)
     if not isinstance(config, CourseConfig):

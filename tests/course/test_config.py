@@ -64,7 +64,7 @@ def test_cli_check_passes_and_fails_with_one_line_and_hint(tmp_path, monkeypatch
 def test_a_config_that_does_not_load_is_a_config_error(tmp_path):
     """Is a syntax error in course_config.py reported with the file, not a traceback?"""
     (tmp_path / "course_config.py").write_text("COURSE = (\n")
-    with pytest.raises(ConfigError, match="course_config.py failed to load: SyntaxError"):
+    with pytest.raises(ConfigError, match="course_config.py, line 1, failed to load: SyntaxError"):
         load_course(tmp_path)
 
 
@@ -73,3 +73,18 @@ def test_missing_config_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="no course_config.py in"):
         load_course()
+
+
+@pytest.mark.parametrize(("text", "line", "error"), [
+    ("from autograder.course.settings import CourseConfig\n\nCOURSE = CourseConfig(\n", 3,
+     "SyntaxError"),
+    ("x = 1\ny = 2\nCOURSE = undefined_name\n", 3, "NameError"),
+])
+def test_a_config_that_fails_to_load_names_its_line(tmp_path, text, line, error):
+    """Does a broken course_config.py say which line to fix, instead of 'the line named above'?"""
+    (tmp_path / "course_config.py").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_course(tmp_path)
+    assert info.value.message.startswith(f"{tmp_path / 'course_config.py'}, line {line}, failed "
+                                         f"to load: {error}")
+    assert info.value.hint.startswith(f"fix line {line} of course_config.py")
