@@ -113,14 +113,18 @@ def assert_per_student_order(jobs: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def service_course(tmp_path_factory):
+def service_course():
     """A course root for a standalone service: the repository's source, release, data and
-    embeddings, a current answer key, its own exchange, queue store and gradebook."""
+    embeddings, a current answer key, its own exchange, queue store and gradebook. In a
+    folder the sandbox uids may traverse (bubblewrap resolves bind sources as them)."""
+    import shutil
+    import tempfile
+
     from autograder.course.config import load_course
     from autograder.grading.calibrate import key_is_current, key_path
     from autograder.grading.pipeline import make_context
 
-    base = tmp_path_factory.mktemp("service-faults")
+    base = Path(tempfile.mkdtemp(prefix="course-service-faults-"))
     base.chmod(0o755)
     root = base / "course"
     root.mkdir(mode=0o755)
@@ -156,7 +160,8 @@ COURSE = _dc.replace(
                               env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     layout = make_exchange(base / "exchange", course.config.course_id)
-    return {"root": root, "base": base, "course": course, "env": env, **layout}
+    yield {"root": root, "base": base, "course": course, "env": env, **layout}
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -186,6 +191,13 @@ def start_service(setup: dict, state: Path, log: Path) -> tuple[subprocess.Popen
             pass
         assert time.monotonic() < deadline, "the service did not answer /health"
         time.sleep(0.2)
+
+
+def _grade_log(job_dir: Path) -> str:
+    try:
+        return (job_dir / "graded" / "grade.log").read_text(errors="replace")[-3000:]
+    except OSError:
+        return "(no grade.log)"
 
 
 def graders_of(work: Path) -> list[str]:
@@ -242,6 +254,8 @@ def test_service_killed_mid_batch_grades_every_submission_once_after_restart(ser
     try:
         while sum(j["state"] == DONE for j in jobs_on_disk(store).values()) < kill_after:
             assert service.poll() is None, log.read_text()[-3000:]
+            failed = [j["detail"] for j in jobs_on_disk(store).values() if j["state"] == "failed"]
+            assert failed == [], failed[0]
             assert time.monotonic() < deadline, "no progress within 900 s"
             time.sleep(0.05)
         time.sleep(extra)
@@ -276,8 +290,9 @@ def test_service_killed_mid_batch_grades_every_submission_once_after_restart(ser
 
     jobs = jobs_on_disk(store)
     assert set(jobs) == {f.name for f in submitted}  # none lost, none invented
-    assert {j["state"] for j in jobs.values()} == {DONE}, {k: (j["state"], j["detail"])
-                                                          for k, j in jobs.items() if j["state"] != DONE}
+    assert {j["state"] for j in jobs.values()} == {DONE}, "\n\n".join(
+        f"{k}: {j['state']}: {j['detail']}\n" + _grade_log(work / k)
+        for k, j in jobs.items() if j["state"] != DONE)
     for job_id in done_before:  # done before the kill: never graded again
         assert jobs[job_id]["attempts"] == 1 and jobs[job_id]["finished_at"] == at_kill[job_id]["finished_at"]
     assert all(j["attempts"] <= 2 for j in jobs.values())
