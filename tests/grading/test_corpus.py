@@ -75,7 +75,7 @@ def _verdicts(variant: Variant, result: dict, key: dict) -> list[str]:
     tests = {t["name"]: t for t in result["tests"]}
     for name, test in tests.items():
         output = test.get("output", "")
-        labelled_na = NOT_ASSESSABLE_MARK in output
+        labelled_na = "not-assessable" in test.get("tags", []) or NOT_ASSESSABLE_MARK in output
         model = ACCURACY_ITEMS.get(name)
         na_here = model in not_assessable
         if CRASHED_MARK in output:

@@ -197,9 +197,10 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
     Variant("valid_without_plus_one", "'valid' output side without the + 1",
             (Edit("a_output_shapes", "return (n - k) // s + 1", "return (n - k) // s"),),
             fails=F({"q1_output_shapes"})),
-    Variant("counts_as_floats", "parameter counts as floats (the notebook asks for ints)",
+    Variant("counts_as_floats", "a parameter count as a float (the notebook asks for ints); the "
+            "frozen counts computed from it are floats too",
             (Edit("a_conv_params", "conv1_params = (2 * 2 * 3 + 1) * 32", "conv1_params = float((2 * 2 * 3 + 1) * 32)"),),
-            fails=F({"q1_conv_params"})),
+            fails=F({"q1_conv_params", "q3_frozen_counts"})),
     Variant("cnn_without_rescaling", "no Rescaling(1/255) in the CNN",
             (Edit("a_cnn_architecture", "x = layers.Rescaling(1 / 255)(inputs)\nx = layers.Conv2D(32, (2, 2), activation=\"relu\", name=\"conv1\")(x)",
                   "x = layers.Conv2D(32, (2, 2), activation=\"relu\", name=\"conv1\")(inputs)"),),
@@ -271,6 +272,14 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
     Variant("choice_ties_to_ft", "a tie goes to the fine-tuned model (the notebook keeps tl)",
             (Edit("a_model_choice", CHOICE, 'chosen_model = "ft" if ft_val >= tl_val else "tl"'),),
             fails=F({"q5_model_choice"})),
+    # Choosing on test is judged by its value: the grader recomputes the rule on validation. At the
+    # grading seed the test set happens to pick the same model, so this answer is right and keeps
+    # its point; a choice on test that disagrees with the rule fails like choice_typed_in.
+    Variant("choice_on_test_agrees", "the choice made on the test set, agreeing with the rule here",
+            (Edit("a_model_choice", CHOICE,
+                  "tl_test = tl_model.evaluate(emb_test, y_test, verbose=0)[1]\n"
+                  "ft_test = tail_model.evaluate(mid_test, y_test, verbose=0)[1]\n"
+                  'chosen_model = "ft" if ft_test > tl_test else "tl"'),)),
     Variant("choice_typed_in", "the choice typed in",
             (Edit("a_model_choice", CHOICE, 'chosen_model = "ft"'),),
             fails=F({"q5_model_choice"})),
