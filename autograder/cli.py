@@ -79,6 +79,7 @@ def type_of(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
+    args.course_main = main  # for commands that run other commands (the demo)
     try:
         return int(args.func(args) or 0)
     except CourseError as exc:

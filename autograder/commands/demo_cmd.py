@@ -9,7 +9,9 @@ subcommand an instructor would type, so the demo doubles as a walkthrough.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from autograder.commands.ui import console
@@ -28,17 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=run_demo)
 
 
-def _step(title: str, argv: list[str]) -> None:
-    from autograder.cli import main
-
+def _step(title: str, argv: list[str], *, course_main: Callable[[list[str]], int]) -> None:
     console.rule(f"[bold]{title}[/]  [dim]course {' '.join(argv)}[/]")
-    code = main(argv)
+    code = course_main(argv)
     if code:
         raise SystemExit(code)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from autograder.commands import ALL_COMMANDS
+    """Each step through ``args.course_main``: the same entry point the demo was started
+    from (the CLI passes its ``main``; importing it here would close an import circle)."""
     from autograder.course.datasets import verify_dataset
     from autograder.course.samples import write_samples
     from autograder.course.weights import weights_status
@@ -46,21 +47,21 @@ def run_demo(args: argparse.Namespace) -> int:
     from autograder.grading.calibrate import key_is_current
     from autograder.grading.pipeline import make_context
 
+    step = functools.partial(_step, course_main=args.course_main)
     course = load_course()
     assignment = course.config.assignments[0]
     aid = assignment.assignment_id
     profile = args.profile or active_profile_name(course.config)
-    commands = {m.__name__.rsplit(".", 1)[-1] for m in ALL_COMMANDS}
 
-    _step("1. check the configuration", ["config", "check"])
+    step("1. check the configuration", ["config", "check"])
     try:
         verify_dataset(course)
     except DatasetError:
-        _step("2. build the offline dataset", ["data", "build"])
-    _step("2. verify the dataset against its manifest", ["data", "verify"])
-    _step("3. check that release/ matches source/", ["release", aid, "--check"])
+        step("2. build the offline dataset", ["data", "build"])
+    step("2. verify the dataset against its manifest", ["data", "verify"])
+    step("3. check that release/ matches source/", ["release", aid, "--check"])
     if os.geteuid() == 0:
-        _step("4. set up the sandbox users", ["sandbox", "setup"])
+        step("4. set up the sandbox users", ["sandbox", "setup"])
     status = weights_status(course)
     mode = "imagenet" if status.md5_state == "ok" and status.mode == "imagenet" else "stand-in"
     if mode == "stand-in":
@@ -71,7 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
     ctx = make_context(course, aid, profile_name=profile, out_dir=course.root / "autograded",
                        weights_mode=mode, need_key=False)
     if not key_is_current(ctx):
-        _step("5. calibrate the answer key from the reference solution",
+        step("5. calibrate the answer key from the reference solution",
               ["calibrate", aid, "--profile", profile, "--weights-mode", mode])
     else:
         console.rule(f"[bold]5. answer key[/]  [dim]{ctx.key_file} (current; "
@@ -83,12 +84,12 @@ def run_demo(args: argparse.Namespace) -> int:
     broken.write_text(BROKEN_NOTEBOOK)
     out = course.root / "autograded" / "demo"
     gradebook = course.root / ".course-state" / "demo" / "gradebook.db"  # not the course's
-    _step("6. grade the reference solution and sample submissions",
+    step("6. grade the reference solution and sample submissions",
           ["grade", aid, str(submissions), "--out", str(out), "--gradebook", str(gradebook),
            "--profile", profile, "--weights-mode", mode,
            "--force"])  # a demo always shows a fresh grading
-    if "hub_cmd" in commands and not args.no_hub and os.geteuid() == 0:
-        _step("7. start the local JupyterHub", ["hub", "up"])
+    if not args.no_hub and os.geteuid() == 0:
+        step("7. start the local JupyterHub", ["hub", "up"])
     console.print(f"\nFeedback pages: {out}/<student>/feedback.html; "
                   f"grades: {out}/grades.csv; the demo's own gradebook: {gradebook}")
     return 0

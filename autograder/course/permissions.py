@@ -55,10 +55,9 @@ def grader_paths(course: Course) -> list[Path]:
     from autograder.course.datasets import grading_split_dir
 
     g = course.config.grading
-    import autograder.rubric
-
-    return [grading_split_dir(course).parent, course.path(g.answer_key_dir),
-            Path(autograder.rubric.__file__).parent, course.root / ".course-state" / "embeddings"]
+    rubrics = {course.rubric_dir(a.assignment_id).parent for a in course.config.assignments}
+    return [grading_split_dir(course).parent, course.path(g.answer_key_dir), *sorted(rubrics),
+            course.root / ".course-state" / "embeddings"]
 
 
 def protect_course_files(course: Course) -> None:
