@@ -277,3 +277,20 @@ def test_a_batch_closes_what_it_wrote(ctx, tmp_path):
     assert modes == {ctx.out_dir: 0o700, ctx.gradebook: 0o600,
                      tmp_path / ".course-state" / "demo": 0o700}
     assert all(p.stat().st_uid == 0 for p in modes)
+
+
+def test_an_oversized_notebook_is_refused_before_it_is_read(tmp_path):
+    """Is a submission over execute.MAX_NOTEBOOK_BYTES a clear SubmissionError that says how
+    to make it smaller (a sparse file: nothing big is written to disk)?"""
+    from autograder.grading.execute import MAX_NOTEBOOK_BYTES
+    from autograder.grading.pipeline import take_submission
+
+    big = tmp_path / "cnn_transfer.ipynb"
+    with big.open("wb") as f:
+        f.truncate(MAX_NOTEBOOK_BYTES + 1)
+    with pytest.raises(SubmissionError) as info:
+        take_submission(big, tmp_path / "copy.ipynb")
+    assert info.value.message == (
+        f"cnn_transfer.ipynb is over the {MAX_NOTEBOOK_BYTES:,} bytes allowed; clear the outputs "
+        "(Edit > Clear All Outputs) and submit again")
+    assert not (tmp_path / "copy.ipynb").exists()

@@ -1,0 +1,37 @@
+"""The checker loads models with safe_mode=True: a .keras file that needs Python code to load
+(a Lambda layer) is refused with a reason, and nothing in it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autograder.grading import messages
+from autograder.grading.evidence import MODELS_DIR, Evidence, RubricFail
+
+MARK = "lambda-ran"
+
+
+def test_a_lambda_layer_is_refused_and_never_runs(tmp_path):
+    """Is a model with a Lambda layer refused at load time, naming the model, with its code
+    never executed in the checker?"""
+    import keras
+
+    ran = tmp_path / MARK
+
+    def side_effect(x):  # would leave a file behind if the checker ever ran it
+        ran.write_text("ran")
+        return x
+
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Lambda(side_effect)(inputs)))
+    ran.unlink(missing_ok=True)  # building the model traced it once, here, in the test
+    (tmp_path / MODELS_DIR).mkdir()
+    model.save(tmp_path / MODELS_DIR / "cnn_model.keras")
+    ran.unlink(missing_ok=True)
+    with pytest.raises(RubricFail) as info:
+        Evidence(Path(tmp_path)).model("cnn_model")
+    assert info.value.message.startswith(messages.MODEL_LOAD_FAILED.split("(")[0].format(
+        name="cnn_model"))
+    assert not ran.exists()
