@@ -186,8 +186,9 @@ def _assert_each_graded_once(out: Path, students: set[str]) -> dict[str, dict]:
 @_marked
 def test_course_grade_killed_mid_batch_resumes_and_grades_each_submission_once(fault_root):
     """`course grade` of 20 submissions is killed with SIGKILL when its k-th results.json
-    appears (k random, 1 <= k < 20), at once or a random moment later; a second `course grade` must grade the rest, leave the first k alone,
-    and end with the files, the CSV and the gradebook agreeing, one entry per student."""
+    appears (k random, 1 <= k < 20), at once or a random moment later; a second `course
+    grade` must grade the rest, leave the first k alone, and end with the files, the CSV and
+    the gradebook agreeing, one entry per student."""
     root, key = fault_root
     rng = random.Random(_seed())
     first_cell, second_cell = _answers_cells(key)
