@@ -152,13 +152,16 @@ def _die_with_parent(parent: int) -> Any:
     racing on one results.json and one gradebook entry. (Its own sandboxed kernels die with
     it: bubblewrap runs them with ``--die-with-parent``.)"""
 
-    def in_child() -> None:
-        import ctypes
+    import ctypes
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    # Looked up here, not in the child: between fork and exec only the C call may run (an
+    # import there could wait forever on a lock another thread held at the fork).
+    prctl, pr_set_pdeathsig, sigkill = ctypes.CDLL(None, use_errno=True).prctl, 1, int(signal.SIGKILL)
+
+    def in_child() -> None:
+        prctl(pr_set_pdeathsig, sigkill)
         if os.getppid() != parent:  # the service died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), sigkill)
 
     return in_child
 
