@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = sorted((rng.uniform(0, args.window), s) for s, n in counts.items() for _ in range(n))
     key: dict = {}  # the real run reads the answers from its course root's key
     load_before = os.getloadavg()[0]
+    measured = commit()  # the code the service and its graders start from
     base = Path(tempfile.mkdtemp(prefix="course-burst-"))
     base.chmod(0o755)
     began = time.time()
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=1))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "jobs": jobs, "arrived": arrived}, indent=1))
-    row = (f"| {time.strftime('%Y-%m-%d %H:%M', time.gmtime(began))} | `{commit()}` | "
+    row = (f"| {time.strftime('%Y-%m-%d %H:%M', time.gmtime(began))} | `{measured}` | "
            f"{'`course grade`' if args.grader == 'real' else f'stub ({args.stub_seconds:g} s)'} | "
            f"{len(arrived)} / {len(counts)} / {args.window:g} s | {workers} | {triple(pickup)} | "
            f"{triple(wait)} | {triple(grading)} | {triple(latency)} | {makespan:.0f} | "
