@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder import reach
 from autograder.course.config import load_course
 from autograder.course.permissions import ensure_grader_group, protect_course_files
 
@@ -20,10 +21,13 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs
 
 
 def can_read(path: Path, *, groups: str | None = None) -> bool:
-    """Can an unprivileged uid (nobody; optionally with supplementary groups) read ``path``?"""
+    """Can an unprivileged uid (nobody; optionally with supplementary groups) read ``path``?
+    What is judged is the course's own modes: a checkout cloned inside a folder nobody cannot
+    traverse is first made reachable, as the kit itself does (autograder/reach.py)."""
     group_args = [f"--groups={groups}"] if groups else ["--clear-groups"]
-    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", *group_args, "--inh-caps=-all",
-           "cat", str(path)]
+    reach_parents = reach.reach_prefix([ROOT])  # the checkout bound whole: its modes intact
+    cmd = [*reach_parents, "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", *group_args,
+           "--inh-caps=-all", "cat", str(path)]
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
