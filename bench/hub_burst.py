@@ -375,7 +375,10 @@ feedback published. Percentiles are nearest-rank over all submissions of the run
 """
     head, rest = text.split(BEGIN, 1)
     section, tail = rest.split(END, 1)
-    RESULTS.write_text(head + BEGIN + section + row + END + tail)
+    lines = section.splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if line.startswith("|"))  # the table's end
+    lines.insert(last + 1, row)
+    RESULTS.write_text(head + BEGIN + "".join(lines) + END + tail)
 
 
 if __name__ == "__main__":
