@@ -391,7 +391,7 @@ def execute_submission(
 
     layout = sandbox.JobLayout.for_job(Path(job_dir).resolve(),
                                        name=f"{slot}-{uuid.uuid4().hex[:12]}")
-    sandbox.prepare_job_dir(layout, user=user, disk_mb=limits.disk_mb)
+    sandbox.prepare_job_dir(layout, user=user, disk_mb=limits.disk_mb, export_mb=limits.export_mb)
     cgroup: sandbox.Cgroup | None = None
     facts = None
     try:

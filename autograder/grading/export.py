@@ -73,12 +73,16 @@ def __grader_export(cfg, ns):
         ip.ast_transformers[:] = []
     except Exception:
         pass
-    os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    # Start from an empty folder: whatever a cell left here (a file filling this folder's
+    # own space, say) goes, so the export always has its room.
+    import shutil
     for name in os.listdir(out):
-        if name in ("answers.json", "histories.json"):
-            os.unlink(os.path.join(out, name))
-    for name in os.listdir(os.path.join(out, "models")):
-        os.unlink(os.path.join(out, "models", name))
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    os.makedirs(os.path.join(out, "models"), exist_ok=True)
 
     class Refused(Exception):
         pass

@@ -452,9 +452,12 @@ class JobLayout:
 
 
 def prepare_job_dir(
-    layout: JobLayout, *, user: SandboxUser | None, disk_mb: int
+    layout: JobLayout, *, user: SandboxUser | None, disk_mb: int, export_mb: int | None = None
 ) -> bool:
-    """Create the job folders; with a ``user``, mount the capped tmpfs. Returns mounted?"""
+    """Create the job folders; with a ``user``, mount the capped tmpfs. Returns mounted?
+
+    With ``export_mb``, the export folder gets a tmpfs of its own: a notebook that fills its
+    disk (the scratch tmpfs) must still leave room for the grader to collect its answers."""
     for folder in (layout.job_dir, layout.stage):
         if folder.exists():
             release_job_dir(layout)
@@ -480,6 +483,13 @@ def prepare_job_dir(
         mounted = True
     for folder in (layout.work, layout.tmp, layout.export, layout.shm):
         folder.mkdir(mode=0o700)
+    if user is not None and export_mb is not None:
+        options = f"size={export_mb}m,mode=0700,uid={user.uid},gid={user.gid},nosuid,nodev"
+        run = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
+                              str(layout.export)], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SandboxUnavailable(f"cannot mount the job's export tmpfs: {run.stderr.strip()}",
+                                     hint="the grader must run as root with CAP_SYS_ADMIN (mount)")
     if user is not None:
         for folder in (layout.work, layout.tmp, layout.export, layout.shm, layout.conn):
             os.chown(folder, user.uid, user.gid)
@@ -521,6 +531,9 @@ def stage_readonly(layout: JobLayout, source: Path) -> Path:
 
 def release_job_dir(layout: JobLayout) -> None:
     """Unmount the job's tmpfs and delete the stage (after the cgroup was killed)."""
+    if os.path.ismount(layout.export):
+        if subprocess.run(["umount", str(layout.export)], capture_output=True).returncode:
+            subprocess.run(["umount", "--lazy", str(layout.export)], capture_output=True)
     if os.path.ismount(layout.scratch):
         if subprocess.run(["umount", str(layout.scratch)], capture_output=True).returncode:
             subprocess.run(["umount", "--lazy", str(layout.scratch)], capture_output=True)

@@ -202,6 +202,16 @@ def test_disk_filler_hits_the_disk_limit(run_zoo):
     assert "disk space" in result.cells[1].message
 
 
+def test_many_small_files_hit_the_tmpfs_cap(run_zoo):
+    """Is the job's disk cap enforced by the tmpfs itself (40 files of 4 MiB, each far under
+    the file-size limit, against 64 MiB), in that cell, naming the disk limit?"""
+    result = run_zoo(zoo.MANY_SMALL_FILES)
+    assert statuses(result) == [CELL_OK, CELL_ERROR, CELL_OK]
+    assert result.cells[1].limit == "disk_mb"
+    assert "No space left on device" in result.cells[1].message
+    assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
+
+
 def test_setsid_daemon_does_not_outlive_grading(run_zoo):
     """Is a double-forked setsid daemon gone after grading, before it could write?"""
     result = run_zoo(zoo.SETSID_DAEMON)

@@ -98,6 +98,14 @@ DISK_FILLER = [
     "conv2_params = 4128",
 ]
 
+# Many files, each under the file-size limit: only the tmpfs cap itself can stop them.
+MANY_SMALL_FILES = [
+    "conv1_params = 416",
+    "import os\nfor i in range(40):\n    with open(f'/tmp/part{i}', 'wb') as f:\n"
+    "        f.write(b'\\0' * 4 * 2**20)",
+    "conv2_params = 4128",
+]
+
 # Double fork + setsid: the grandchild outlives its parent and the cell.
 SETSID_DAEMON = [
     "import os, time\nr, w = os.pipe()\npid = os.fork()\n"
