@@ -38,6 +38,9 @@ REPO = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "cnn_transfer"
 NOTEBOOK = "cnn_transfer.ipynb"
 STUDENT_PREFIX = "cfs"
+PHASE_S = 2400
+"""Time allowed for each half of the kill test: one `course grade` took 10 s on a quiet
+machine and over 60 s with the shared 2-core machine at load 7 (see bench/RESULTS.md, Burst)."""
 
 
 def _seed() -> int:
@@ -250,13 +253,13 @@ def test_service_killed_mid_batch_grades_every_submission_once_after_restart(ser
 
     log = setup["base"] / "kill-service.log"
     service, _ = start_service(setup, state, log)
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + PHASE_S
     try:
         while sum(j["state"] == DONE for j in jobs_on_disk(store).values()) < kill_after:
             assert service.poll() is None, log.read_text()[-3000:]
             failed = [j["detail"] for j in jobs_on_disk(store).values() if j["state"] == "failed"]
             assert failed == [], failed[0]
-            assert time.monotonic() < deadline, "no progress within 900 s"
+            assert time.monotonic() < deadline, f"no progress within {PHASE_S} s"
             time.sleep(0.05)
         time.sleep(extra)
     finally:
@@ -274,7 +277,7 @@ def test_service_killed_mid_batch_grades_every_submission_once_after_restart(ser
     assert alive == [], "graders outlived the killed service:\n" + "\n".join(alive)
 
     service, _ = start_service(setup, state, log)
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + PHASE_S
     try:
         while True:
             jobs = jobs_on_disk(store)
@@ -282,7 +285,7 @@ def test_service_killed_mid_batch_grades_every_submission_once_after_restart(ser
                                                    for j in jobs.values()):
                 break
             assert service.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the restarted service did not finish in 900 s"
+            assert time.monotonic() < deadline, f"the restarted service did not finish in {PHASE_S} s"
             time.sleep(0.5)
     finally:
         service.send_signal(signal.SIGTERM)
