@@ -35,7 +35,9 @@ def _run(group: cgroups.UserGroup, code: str, **kwargs) -> subprocess.CompletedP
         os.setgid(NOBODY)
         os.setuid(NOBODY)
 
-    return subprocess.run([sys.executable, "-c", code], preexec_fn=preexec, capture_output=True, text=True,
+    # The system interpreter (stdlib only): the venv may sit where nobody cannot traverse.
+    python = os.path.realpath(sys.executable)
+    return subprocess.run([python, "-c", code], preexec_fn=preexec, capture_output=True, text=True,
                           timeout=60, **kwargs)
 
 
