@@ -47,8 +47,13 @@ def rubric_dir():
 
 
 def _left_behind() -> list[Path]:
-    return [p for p in Path("/tmp").rglob(f"{MARK}*")
-            if not any(part.startswith("pytest-of-") for part in p.parts)]
+    """Files of ours anywhere under the host's /tmp (os.walk: other tests' temporary folders
+    may vanish while we look, which rglob would raise on)."""
+    found = []
+    for folder, dirs, files in os.walk("/tmp"):
+        dirs[:] = [d for d in dirs if not d.startswith("pytest-of-")]
+        found += [Path(folder) / f for f in files if f.startswith(MARK)]
+    return found
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the tmpfs cap needs root (its own mount namespace)")
