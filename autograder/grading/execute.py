@@ -705,7 +705,9 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
         output_notes = []
         if client.output_cut:
             output_notes.append(messages.OUTPUT_CUT.format(cell=index, limit=limits.output_bytes))
-        if monitor.dropped():
+        # Drained either way; a dead kernel's sockets disconnect too, which is no oversized
+        # message (it once told a killed kernel's student their output was dropped).
+        if monitor.dropped() and run.alive:
             output_notes.append(messages.OUTPUT_DROPPED.format(
                 cell=index, limit=limits.output_bytes + 2**20))
         if output_notes:
