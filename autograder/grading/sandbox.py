@@ -713,6 +713,16 @@ def refuse_incomplete(missing: list[str]) -> None:
     )
 
 
+def release_leftovers(slot: int) -> list[Path]:
+    """Unmount and delete job folders of slot ``slot`` that a grader killed with -9 left
+    behind (their tmpfs stays mounted otherwise). Only the holder of the slot's lock may
+    call this: no other job of that slot can be running."""
+    left = sorted(STAGE_ROOT.glob(f"{slot}-*"))
+    for stage in left:
+        release_job_dir(JobLayout(job_dir=stage / "unused", stage=stage))
+    return left
+
+
 @contextlib.contextmanager
 def slot_lock(slot: int) -> Iterator[None]:
     """Hold slot ``slot`` for this job, across every grader process on the machine.
@@ -723,6 +733,7 @@ def slot_lock(slot: int) -> Iterator[None]:
     STAGE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     with open(STAGE_ROOT / f"slot-{slot}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        release_leftovers(slot)
         try:
             yield
         finally:

@@ -132,3 +132,27 @@ def _dead(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+@pytest.mark.sandbox
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_killed_graders_job_folder_is_released_by_the_next_holder_of_its_slot():
+    """After a grader is killed -9 mid-job, its tmpfs stays mounted under the stage root; does
+    the next job to take that slot unmount and delete it (and leave other slots alone)?"""
+    slot = 97  # a slot no real grader uses
+    layout = sandbox.JobLayout(job_dir=Path("/nonexistent"), stage=sandbox.STAGE_ROOT / f"{slot}-dead")
+    other = sandbox.STAGE_ROOT / f"{slot + 1}-alive"
+    sandbox.STAGE_ROOT.mkdir(mode=0o711, exist_ok=True)
+    layout.scratch.mkdir(parents=True)
+    other.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(layout.scratch)], check=True)
+    try:
+        with sandbox.slot_lock(slot):
+            assert not os.path.ismount(layout.scratch)
+            assert not layout.stage.exists()
+        assert other.is_dir()
+    finally:
+        if os.path.ismount(layout.scratch):
+            subprocess.run(["umount", "--lazy", str(layout.scratch)])
+        other.rmdir()
+        (sandbox.STAGE_ROOT / f"slot-{slot}.lock").unlink(missing_ok=True)
