@@ -156,3 +156,29 @@ def test_a_killed_graders_job_folder_is_released_by_the_next_holder_of_its_slot(
             subprocess.run(["umount", "--lazy", str(layout.scratch)])
         other.rmdir()
         (sandbox.STAGE_ROOT / f"slot-{slot}.lock").unlink(missing_ok=True)
+
+
+def test_a_job_takes_a_free_slot_rather_than_wait_for_a_held_one(tmp_path):
+    """With slot 0 held by another grader (another process), does a job that prefers slot 0
+    get slot 1 at once, and wait for slot 0 only when both are held?"""
+    import fcntl
+
+    sandbox.STAGE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    base = 90  # slots no real grader uses: 90 and 91
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         f"h = open({str(sandbox.STAGE_ROOT / f'slot-{base}.lock')!r}, 'w')\n"
+         "fcntl.flock(h, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with sandbox.free_slot(base, count=base + 2) as got:
+            waited = time.monotonic() - started
+        assert got != base and waited < 5  # not the 30 s the holder keeps slot 90
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+        for n in (base, base + 1):
+            (sandbox.STAGE_ROOT / f"slot-{n}.lock").unlink(missing_ok=True)
