@@ -119,13 +119,15 @@ def run_calibrate(args: argparse.Namespace) -> int:
     with progress_bar(f"calibrating {args.assignment}") as bar:
         key = calibrate(ctx, seeds=seeds, progress=bar)
     table = Table(title=f"answer key: {ctx.key_file}")
-    for col in ("model", "accuracy per seed", "threshold"):
+    for col in ("model", "accuracy per seed", "threshold", "headroom", "assessed"):
         table.add_column(col)
     for model, accs in key["accuracy"].items():
-        table.add_row(model, ", ".join(f"{a:.2f}" for a in accs), f"{key['thresholds'][model]:.2f}")
+        table.add_row(model, ", ".join(f"{a:.2f}" for a in accs), f"{key['thresholds'][model]:.2f}",
+                      f"{key['headroom'][model]:+.2f}",
+                      "no" if model in key["not_assessable"] else "yes")
     console.print(table)
-    if key["weak_thresholds"]:
-        console.print(f"[yellow]warning: thresholds at or below the majority-class rate for "
-                      f"{', '.join(key['weak_thresholds'])}: those accuracy items cannot tell a "
-                      f"trained model from a constant one. Raise difficulty or lower the margin.[/]")
+    for model, why in key["not_assessable"].items():
+        console.print(f"[yellow]{model}'s accuracy item is not assessed in this mode: {why}. It "
+                      f"is left out of the maximum score and labelled in the feedback; the full "
+                      f"profile with ImageNet weights should make it assessable.[/]")
     return 0

@@ -43,7 +43,9 @@ def test_calibration_derives_the_key_from_the_reference(calibrated):
     assert len(ft["backbone_trainable"]) == key["answers"]["backbone_layers"]
     for model in ("cnn_model", "tl_model", "ft_model"):
         assert len(key["accuracy"][model]) == 2
-        assert 0 <= key["thresholds"][model] < min(key["accuracy"][model])
+        assert key["thresholds"][model] > key["grading_majority_rate"]  # a bar that can fail
+        if model not in key["not_assessable"]:
+            assert key["thresholds"][model] <= min(key["accuracy"][model])
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def test_the_reference_solution_gets_full_marks(graded_batch):
     course, _, results = graded_batch
     ref = results["reference"]
     assert _failed(ref) == {}, _failed(ref)
-    assert ref["score"] == sum(_points(course).values())
+    assert ref["score"] == ref["max_score"] == sum(t["max_score"] for t in ref["tests"])
     assert messages.STAND_IN_LABEL in ref["output"]
 
 
@@ -98,7 +100,8 @@ def test_wrong_parameter_counts_cost_only_those_items(graded_batch):
     assert set(failed) == {"q1_conv_params", "q3_frozen_counts"}
     assert "plus one bias per filter" in failed["q1_conv_params"]
     p = _points(course)
-    assert results["wrong_params"]["score"] == sum(p.values()) - p["q1_conv_params"] - p["q3_frozen_counts"]
+    assert results["wrong_params"]["score"] == (results["wrong_params"]["max_score"]
+                                                - p["q1_conv_params"] - p["q3_frozen_counts"])
 
 
 def test_an_unfrozen_backbone_is_caught_from_the_saved_model(graded_batch):
@@ -121,14 +124,14 @@ def test_kernel_side_forgery_changes_nothing(graded_batch):
     p = _points(course)
     assert set(_failed(results["forger"])) == {"q1_conv_params", "q3_frozen_counts",
                                                "q5_finetune_frozen"}
-    assert results["forger"]["max_score"] == sum(p.values())
+    assert results["forger"]["max_score"] == results["reference"]["max_score"]
 
 
 def test_a_broken_file_gets_a_clear_zero(graded_batch):
     course, _, results = graded_batch
     broken = results["broken_file"]
     assert broken["score"] == 0
-    assert "is not a readable notebook" in broken["tests"][0]["output"]
+    assert "is not valid JSON" in broken["tests"][0]["output"]
     assert "resubmit" in broken["tests"][0]["output"] or "submit again" in broken["tests"][0]["output"]
 
 
