@@ -149,7 +149,9 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
             script = (reachable + " && " if reachable else "") + _WITH_TMPFS.format(uid=NOBODY_UID)
             argv = ["unshare", "--net", "--mount", "--propagation", "private", "--",
                     "/bin/sh", "-c", script, "sh", f"{CHECK_TMP_MB}m", str(scratch),
-                    "setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}",
+                    # --pdeathsig: a grader killed with -9 takes its checker with it
+                    "setpriv", "--pdeathsig", "SIGKILL", f"--reuid={NOBODY_UID}",
+                    f"--regid={NOBODY_UID}",
                     f"--groups={group}", "--inh-caps=-all", *argv]
         try:
             proc = subprocess.run(argv, env=env, cwd=scratch, capture_output=True, text=True,

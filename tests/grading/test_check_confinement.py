@@ -67,3 +67,50 @@ def test_checker_temp_files_are_capped_and_removed(rubric_dir):
     outcomes = {name: r["outcome"] for name, r in records.get("items", {}).items()}
     assert outcomes == {"leaves_files_in_tmp": "passed", "tmp_is_capped": "passed"}, log
     assert _left_behind() == before == []
+
+
+SLEEPER = '''
+def test_sleeps():
+    import time
+    time.sleep(120)  # MARK-sleeper
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the confined checker runs as root's child")
+def test_a_checker_dies_with_its_grader(rubric_dir):
+    """When the grader is killed with -9 mid-check, does its checker die too, instead of
+    running to its end as an orphan?"""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (rubric_dir / "test_tmp.py").write_text(SLEEPER.replace("MARK", MARK))
+    grader = subprocess.Popen([sys.executable, "-c", (
+        "from pathlib import Path\n"
+        "from autograder.grading import check\n"
+        "from autograder.grading.evidence import CheckInputs\n"
+        f"d = Path({str(rubric_dir)!r})\n"
+        "i = CheckInputs(facts_dir=d, key_file=None, grading_dir=d, validation_dir=d,\n"
+        "                weights_file=None, classes=('a', 'b'), image_size_px=32, epochs={},\n"
+        "                report_file=d / 'unused.json')\n"
+        "check.run_rubric(i, rubric_dir=d, timeout_s=300)\n")])
+
+    def checkers() -> str:
+        return subprocess.run(["pgrep", "-u", "nobody", "-f", str(rubric_dir)],
+                              capture_output=True, text=True).stdout.strip()
+
+    try:
+        deadline = time.monotonic() + 60
+        while not checkers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert checkers(), "the checker never started"
+        grader.send_signal(signal.SIGKILL)
+        grader.wait()
+        deadline = time.monotonic() + 10
+        while checkers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert checkers() == ""
+    finally:
+        grader.kill()
+        subprocess.run(["pkill", "-9", "-u", "nobody", "-f", str(rubric_dir)])
