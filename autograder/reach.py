@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 STAGING = Path("/run/course-reach")
@@ -97,17 +97,14 @@ def _make(point: Path, *, like: Path) -> str:
     return f"mkdir -p {q(str(point.parent))} && touch {q(str(point))}"
 
 
-def reach_prefix(paths: Iterable[Path], *, unshare: Sequence[str] = ()) -> list[str]:
+def reach_prefix(paths: Iterable[Path]) -> list[str]:
     """A command prefix (run by root) that runs the rest of the command line in a private
-    mount namespace where ``paths`` are reachable by every uid; ``unshare`` adds namespaces
-    (``--net``). Empty when nothing is blocked and no namespace is asked for."""
+    mount namespace where ``paths`` are reachable by every uid; empty when nothing is
+    blocked."""
     script = reach_script(paths)
-    if not script and not unshare:
-        return []
-    prefix = ["unshare", *unshare]
     if not script:
-        return [*prefix, "--"]
-    return [*prefix, "--mount", "--propagation", "private", "--",
+        return []
+    return ["unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-c", script + ' && exec "$@"', "sh"]
 
 
