@@ -44,8 +44,10 @@ SEGFAULT = ["conv1_params = 416", "import ctypes\nctypes.string_at(0)", "conv2_p
 
 HUGE_LINE = ["print('x' * 100_000_000)", "conv1_params = 416"]
 
+# 2 MB in 100-byte lines: a hundred times the tests' 20 kB cap, yet quick to print even on
+# a loaded machine (20 MB once took longer than the 3 s cell timeout under CI).
 MANY_LINES = [
-    "import sys\nfor i in range(200_000):\n    print('y' * 99)\n"
+    "import sys\nfor i in range(20_000):\n    print('y' * 99)\n"
     "    if i % 100 == 0:\n        sys.stdout.flush()",
     "conv1_params = 416",
 ]
