@@ -106,7 +106,7 @@ def ensure_students(count: int) -> list[str]:
 
 def course_root(base: Path) -> tuple[Path, dict[str, str]]:
     """A course root with its own exchange, queue and gradebook, and a current answer key."""
-    from autograder.grading.calibrate import key_is_current, key_path
+    from autograder.grading.answer_key import key_path
     from autograder.grading.pipeline import make_context
 
     root = base / "course"
@@ -133,7 +133,7 @@ COURSE = _dc.replace(
     if repo_key.is_file():
         ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
         ctx.key_file.write_bytes(repo_key.read_bytes())
-    if not key_is_current(ctx):
+    if not ctx.key_is_current():
         print("calibrating an answer key (one seed)…", flush=True)
         subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile", "reduced",
                         "--weights-mode", "stand-in", "--seeds", "1"], cwd=root, env=env, check=True,

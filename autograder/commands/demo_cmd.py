@@ -44,7 +44,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from autograder.course.samples import write_samples
     from autograder.course.weights import weights_status
     from autograder.errors import DatasetError
-    from autograder.grading.calibrate import key_is_current
     from autograder.grading.pipeline import make_context
 
     step = functools.partial(_step, course_main=args.course_main)
@@ -71,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
                       "with `course weights import FILE` for the real thing.[/]")
     ctx = make_context(course, aid, profile_name=profile, out_dir=course.root / "autograded",
                        weights_mode=mode, need_key=False)
-    if not key_is_current(ctx):
+    if not ctx.key_is_current():
         step("5. calibrate the answer key from the reference solution",
               ["calibrate", aid, "--profile", profile, "--weights-mode", mode])
     else:

@@ -53,37 +53,6 @@ def calibration_seeds(grading_seed: int, extra: tuple[int, ...]) -> tuple[int, .
     return tuple(dict.fromkeys((grading_seed, *extra)))
 
 
-def key_fingerprint(ctx: GradingContext) -> str:
-    """What the key was derived from: the source notebook, the profile, the margin, the dataset
-    manifest and the weights file. A key whose fingerprint differs is stale."""
-    import hashlib
-
-    source = ctx.course.source_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook
-    manifest = ctx.course.path(ctx.course.config.dataset.manifest)
-    parts = [
-        hashlib.sha256(source.read_bytes()).hexdigest(),
-        repr(ctx.course.config.profiles[ctx.profile_name]),
-        repr(ctx.assignment.accuracy_margin),
-        hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "-",
-        f"{ctx.weights_file.name}:{ctx.weights_file.stat().st_size}" if ctx.weights_file else "-",
-    ]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
-
-
-def key_is_current(ctx: GradingContext) -> bool:
-    if not ctx.key_file.is_file():
-        return False
-    try:
-        return json.loads(ctx.key_file.read_text()).get("fingerprint") == key_fingerprint(ctx)
-    except ValueError:
-        return False
-
-
-def key_path(root: Path, key_dir: str, assignment_id: str, profile: str, weights_mode: str) -> Path:
-    base = Path(key_dir) if Path(key_dir).is_absolute() else root / key_dir
-    return base / assignment_id / f"{profile}-{weights_mode}.json"
-
-
 def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress | None = None
               ) -> dict[str, Any]:
     """Run the reference solution per seed, measure it, and write the answer key."""
@@ -127,7 +96,7 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
     report(progress, len(seeds), len(seeds), "writing the answer key")
     key = build_key(sheets, margin=ctx.assignment.accuracy_margin, training=training_facts(ctx))
     key.update(assignment=ctx.assignment.assignment_id, profile=ctx.profile_name,
-               weights_mode=ctx.weights_mode, fingerprint=key_fingerprint(ctx))
+               weights_mode=ctx.weights_mode, fingerprint=ctx.key_fingerprint())
     ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
     ctx.key_file.write_text(json.dumps(key, indent=1, sort_keys=True))
     open_to_checker(ctx.key_file.parent.parent)  # answer_keys/: the checker only

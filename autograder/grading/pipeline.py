@@ -26,7 +26,7 @@ from autograder.course.permissions import protect_course_files, share_with_grade
 from autograder.course.settings import Assignment
 from autograder.errors import GradingError, SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
-from autograder.grading import check, messages, report, score
+from autograder.grading import answer_key, check, messages, report, score
 from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
 
 STATE_DIR = ".course-state"
@@ -72,6 +72,19 @@ class GradingContext:
 
     def image_size_px(self) -> int:
         return self.course.config.profiles[self.profile_name].image_size_px
+
+    def key_fingerprint(self) -> str:
+        """What this batch's answer key must have been derived from (see :mod:`answer_key`)."""
+        return answer_key.key_fingerprint(
+            source_notebook=self.course.source_dir(self.assignment.assignment_id)
+            / self.assignment.notebook,
+            profile=self.course.config.profiles[self.profile_name],
+            accuracy_margin=self.assignment.accuracy_margin,
+            manifest=self.course.path(self.course.config.dataset.manifest),
+            weights_file=self.weights_file)
+
+    def key_is_current(self) -> bool:
+        return answer_key.key_is_current(self.key_file, self.key_fingerprint())
 
     def check_inputs(self, facts_dir: Path, *, report_file: Path, with_key: bool = True) -> CheckInputs:
         return CheckInputs(
@@ -331,7 +344,6 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     from autograder.course.datasets import grading_split_dir, student_splits_dir
     from autograder.course.standin import grader_weights
     from autograder.errors import ConfigError, DatasetError
-    from autograder.grading.calibrate import key_is_current, key_path
 
     assignment = course.config.assignment(assignment_id)
     protect_course_files(course)  # every grading run starts from closed secrets
@@ -344,14 +356,14 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     for folder, fix in ((grading_dir, "course data build"), (validation_dir, "course data build")):
         if not folder.is_dir():
             raise DatasetError(f"{folder} does not exist", hint=f"run `{fix}` first")
-    key = key_path(course.root, course.config.grading.answer_key_dir, assignment_id,
+    key = answer_key.key_path(course.root, course.config.grading.answer_key_dir, assignment_id,
                    profile_name, mode)
     ctx = GradingContext(course=course, assignment=assignment, profile_name=profile_name,
                           weights_mode=mode, weights_file=weights_file, key_file=key,
                           grading_dir=grading_dir, validation_dir=validation_dir,
                           out_dir=out_dir.resolve(),
                           gradebook=(gradebook or course.root / GRADEBOOK_FILE).resolve())
-    if need_key and not key_is_current(ctx):
+    if need_key and not ctx.key_is_current():
         what = "no answer key" if not key.is_file() else "a stale answer key (the source notebook, " \
             "profile, margin, dataset or weights changed since it was calibrated)"
         raise ConfigError(

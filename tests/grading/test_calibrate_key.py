@@ -13,7 +13,6 @@ from autograder.grading.calibrate import (
     accuracy_floor,
     build_key,
     calibration_seeds,
-    key_fingerprint,
     steps_per_epoch,
 )
 from autograder.grading.pipeline import make_context
@@ -117,7 +116,7 @@ def test_a_stale_key_is_refused_with_the_command_that_fixes_it(tmp_path):
         ctx = make_context(course, "cnn_transfer", profile_name="reduced", out_dir=tmp_path / "o",
                            weights_mode="stand-in", need_key=False)
         ctx.key_file.parent.mkdir(parents=True)
-        ctx.key_file.write_text(json.dumps({"fingerprint": key_fingerprint(ctx)}))
+        ctx.key_file.write_text(json.dumps({"fingerprint": ctx.key_fingerprint()}))
         make_context(course, "cnn_transfer", profile_name="reduced", out_dir=tmp_path / "o",
                      weights_mode="stand-in")  # current: accepted
         notebook = tmp_path / "source" / "cnn_transfer" / "cnn_transfer.ipynb"
@@ -128,3 +127,17 @@ def test_a_stale_key_is_refused_with_the_command_that_fixes_it(tmp_path):
         assert "course calibrate cnn_transfer --profile reduced" in caught.value.hint
     finally:
         del os.environ["COURSE_WEIGHTS_DIR"]
+
+
+def test_a_key_that_is_not_a_key_is_not_current(tmp_path):
+    """Is a truncated, non-object or fingerprint-less key file treated as stale (so grading
+    asks for `course calibrate`) rather than crashing the batch?"""
+    from autograder.grading.answer_key import key_is_current
+
+    key = tmp_path / "reduced-stand-in.json"
+    assert not key_is_current(key, "abc")  # missing
+    for text in ('{"fingerprint": "ab', '["abc"]', '{"profile": "reduced"}', '{"fingerprint": "xyz"}'):
+        key.write_text(text)
+        assert not key_is_current(key, "abc"), text
+    key.write_text('{"fingerprint": "abc"}')
+    assert key_is_current(key, "abc")

@@ -51,7 +51,7 @@ def _course(*args: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
 def ensure_answer_key(course: Course) -> None:
     """Grading needs a calibrated key for (reduced, stand-in); calibrate once (one seed) if missing."""
     assignment = course.config.assignments[0]
-    from autograder.grading.calibrate import key_path
+    from autograder.grading.answer_key import key_path
 
     key = key_path(course.root, course.config.grading.answer_key_dir, assignment.assignment_id,
                    TEST_ENV["COURSE_PROFILE"], TEST_ENV["COURSE_WEIGHTS_MODE"])

@@ -124,7 +124,7 @@ def service_course():
     import tempfile
 
     from autograder.course.config import load_course
-    from autograder.grading.calibrate import key_is_current, key_path
+    from autograder.grading.answer_key import key_path
     from autograder.grading.pipeline import make_context
 
     base = Path(tempfile.mkdtemp(prefix="course-service-faults-"))
@@ -157,7 +157,7 @@ COURSE = _dc.replace(
     if repo_key.is_file():  # the hub tests' key: reuse it when it fits this root
         ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
         ctx.key_file.write_bytes(repo_key.read_bytes())
-    if not key_is_current(ctx):
+    if not ctx.key_is_current():
         done = subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile",
                                "reduced", "--weights-mode", "stand-in", "--seeds", "1"], cwd=root,
                               env=env, capture_output=True, text=True, timeout=900)
