@@ -18,14 +18,13 @@ from autograder.course.config import Course, load_course
 from autograder.course.datasets import (
     build_dataset,
     class_counts,
-    encode_jpeg,
-    generate_image,
     grading_split_dir,
     planned_counts,
     student_splits_dir,
     validate_image_folder,
     verify_dataset,
 )
+from autograder.course.painter import encode_jpeg, generate_image
 from autograder.errors import DatasetError
 
 REPO = Path(__file__).resolve().parents[2]
