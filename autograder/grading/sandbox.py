@@ -21,8 +21,9 @@ root); RLIMIT_NPROC (counts per uid across the machine, ignored for root); RLIMI
 (breaks TensorFlow); seccomp network filters (the empty network namespace already
 isolates, and needs no extra package).
 
-Cgroups: v1 (memory + memsw, pids, freezer for a race-free kill) and v2 (memory.max,
-pids.max, ``cgroup.kill``). In v1 the job group nests under the grader's own group, so
+Cgroups (the mechanics: :mod:`autograder.cgroups`): v1 (memory + memsw, pids, freezer for
+a race-free kill) and v2 (memory.max, pids.max, ``cgroup.kill``), strict: a limit that
+cannot be set refuses the job. In v1 the job group nests under the grader's own group, so
 limits set on the grader's container still apply; in v2 it lives under
 ``/sys/fs/cgroup/course-grading`` (a v2 group holding processes cannot delegate
 controllers to its children).
@@ -38,21 +39,19 @@ import fcntl
 import os
 import pwd
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import reach
+from autograder import cgroups, reach
+from autograder.cgroups import Cgroup, CgroupEvents  # noqa: F401  (execute.py names sandbox.CgroupEvents)
 from autograder.errors import SandboxUnavailable
 
 BWRAP = "/usr/bin/bwrap"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PARENT = "course-grading"
 
 # Paths as the kernel sees them inside the sandbox.
@@ -120,271 +119,35 @@ def ensure_sandbox_users(prefix: str, count: int) -> list[SandboxUser]:
 
 
 # ---------------------------------------------------------------------------------------
-# Cgroups
+# The job's cgroup (the mechanics, v1 or v2: autograder.cgroups)
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CgroupEvents:
-    """Counters read from the kernel after (or during) a run."""
-
-    oom_kills: int = 0
-    pids_max_hits: int = 0
-
-
-class Cgroup:
-    """One job's cgroup: create with limits, join by argv prefix, kill all, remove."""
-
-    version: int = 0
-    leader_pid: int | None = None
-    """The grader's direct child (outer bwrap). Killed last, so that it reaps the sandbox's
-    init and nothing is left as a zombie of a PID 1 that may never reap."""
-
-    def kill_all(self) -> None:
-        """SIGKILL every process in the group (the leader last); wait until it is empty."""
-        if self.leader_pid is not None:
-            self._kill_listed(spare=self.leader_pid)
-            deadline = time.monotonic() + 2.0
-            while set(self.pids()) - {self.leader_pid} and time.monotonic() < deadline:
-                time.sleep(0.02)
-        self._kill_everything()
-
-    def _kill_listed(self, *, spare: int | None) -> None:
-        raise NotImplementedError
-
-    def _kill_everything(self) -> None:
-        self._kill_listed(spare=None)
-        self._wait_empty(5.0)
-
-    def procs_files(self) -> list[Path]:
-        """The ``cgroup.procs`` files a process writes its pid into to join."""
-        raise NotImplementedError
-
-    def pids(self) -> list[int]:
-        raise NotImplementedError
-
-    def read_events(self) -> CgroupEvents:
-        raise NotImplementedError
-
-    def remove(self) -> None:
-        raise NotImplementedError
-
-    def join_prefix(self) -> list[str]:
-        """An argv prefix that moves the process into this group, then execs the rest."""
-        script = ('while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; '
-                  'shift; exec "$@"')
-        return ["/bin/sh", "-c", script, "sh", *map(str, self.procs_files()), "--"]
-
-    def _wait_empty(self, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.pids():
-                return True
-            time.sleep(0.02)
-        return not self.pids()
-
-
-def _read_int_field(path: Path, key: str) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == key:
-                return int(parts[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _read_pids(path: Path) -> list[int]:
-    try:
-        return [int(p) for p in path.read_text().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def _sigkill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _rmdir_retry(path: Path) -> None:
-    for _ in range(50):
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.05)
-
-
-class CgroupV1(Cgroup):
-    """Legacy hierarchy: one folder per controller (memory, pids, freezer)."""
-
-    version = 1
-    CONTROLLERS = ("memory", "pids", "freezer")
-
-    def __init__(self, dirs: Mapping[str, Path]) -> None:
-        self.dirs = dict(dirs)
-
-    @classmethod
-    def create(cls, name: str, *, memory_mb: int, max_processes: int) -> CgroupV1:
-        dirs = {c: _v1_own_dir(c) / GROUP_PARENT / name for c in cls.CONTROLLERS}
-        for d in dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
-        mem = dirs["memory"]
-        limit = str(memory_mb * 1024 * 1024)
-        (mem / "memory.limit_in_bytes").write_text(limit)
-        memsw = mem / "memory.memsw.limit_in_bytes"
-        if memsw.exists():  # count swap too, or a bomb just pages out
-            memsw.write_text(limit)
-        (dirs["pids"] / "pids.max").write_text(str(max_processes))
-        return cls(dirs)
-
-    def procs_files(self) -> list[Path]:
-        return [d / "cgroup.procs" for d in self.dirs.values()]
-
-    def pids(self) -> list[int]:
-        found: set[int] = set()
-        for procs in self.procs_files():
-            found.update(_read_pids(procs))
-        return sorted(found)
-
-    def _kill_listed(self, *, spare: int | None) -> None:
-        # Freeze first so nothing can fork between listing and killing.
-        state = self.dirs["freezer"] / "freezer.state"
-        for _ in range(3):
-            try:
-                state.write_text("FROZEN")
-                deadline = time.monotonic() + 2.0
-                while "FROZEN" not in state.read_text() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-            except OSError:
-                pass
-            for pid in self.pids():
-                if pid != spare:
-                    _sigkill(pid)
-            try:
-                state.write_text("THAWED")
-            except OSError:
-                pass
-            if spare is not None or self._wait_empty(2.0):
-                return
-
-    def read_events(self) -> CgroupEvents:
-        mem = self.dirs["memory"]
-        oom = _read_int_field(mem / "memory.oom_control", "oom_kill")
-        return CgroupEvents(
-            oom_kills=oom,
-            pids_max_hits=_read_int_field(self.dirs["pids"] / "pids.events", "max"),
-        )
-
-    def remove(self) -> None:
-        self.kill_all()
-        for d in self.dirs.values():
-            _rmdir_retry(d)
-
-
-class CgroupV2(Cgroup):
-    """Unified hierarchy: one folder, ``cgroup.kill`` for the whole tree."""
-
-    version = 2
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @classmethod
-    def create(cls, name: str, *, memory_mb: int, max_processes: int) -> CgroupV2:
-        parent = CGROUP_ROOT / GROUP_PARENT
-        parent.mkdir(exist_ok=True)
-        for folder in (CGROUP_ROOT, parent):
-            (folder / "cgroup.subtree_control").write_text("+memory +pids")
-        path = parent / name
-        path.mkdir(exist_ok=True)
-        (path / "memory.max").write_text(str(memory_mb * 1024 * 1024))
-        if (path / "memory.swap.max").exists():
-            (path / "memory.swap.max").write_text("0")
-        (path / "pids.max").write_text(str(max_processes))
-        return cls(path)
-
-    def procs_files(self) -> list[Path]:
-        return [self.path / "cgroup.procs"]
-
-    def pids(self) -> list[int]:
-        return _read_pids(self.path / "cgroup.procs")
-
-    def _kill_listed(self, *, spare: int | None) -> None:
-        if spare is None:
-            try:
-                (self.path / "cgroup.kill").write_text("1")
-                return
-            except OSError:
-                pass
-        freeze = self.path / "cgroup.freeze"
-        try:
-            freeze.write_text("1")
-        except OSError:
-            pass
-        for pid in self.pids():
-            if pid != spare:
-                _sigkill(pid)
-        try:
-            freeze.write_text("0")
-        except OSError:
-            pass
-
-    def read_events(self) -> CgroupEvents:
-        return CgroupEvents(
-            oom_kills=_read_int_field(self.path / "memory.events", "oom_kill"),
-            pids_max_hits=_read_int_field(self.path / "pids.events", "max"),
-        )
-
-    def remove(self) -> None:
-        self.kill_all()
-        _rmdir_retry(self.path)
-
-
 def cgroup_version() -> int:
-    """2 on a unified hierarchy, 1 on the legacy layout, 0 when neither is usable."""
-    if (CGROUP_ROOT / "cgroup.controllers").exists():
-        return 2
-    if (CGROUP_ROOT / "memory").is_dir() and (CGROUP_ROOT / "pids").is_dir():
-        return 1
-    return 0
-
-
-def _v1_own_dir(controller: str) -> Path:
-    """The grader's own group in a v1 controller (so container limits still apply)."""
-    relative = "/"
-    try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, names, path = line.split(":", 2)
-            if controller in names.split(","):
-                relative = path
-    except OSError:
-        pass
-    return CGROUP_ROOT / controller / relative.lstrip("/")
+    """The hierarchy jobs get their cgroup in (1 or 2), 0 without memory and pids controllers."""
+    version = cgroups.detect_version()
+    return version if {"memory", "pids"} <= cgroups.controllers() else 0
 
 
 def create_cgroup(name: str, *, memory_mb: int, max_processes: int) -> Cgroup:
     """A fresh job cgroup with the memory and process limits set."""
-    version = cgroup_version()
-    try:
-        if version == 2:
-            return CgroupV2.create(name, memory_mb=memory_mb, max_processes=max_processes)
-        if version == 1:
-            return CgroupV1.create(name, memory_mb=memory_mb, max_processes=max_processes)
-    except OSError as exc:
+    group = None
+    if cgroup_version():
+        limits = cgroups.Limits(memory_bytes=memory_mb * 1024 * 1024, pids_max=max_processes,
+                                v1_swap=True)  # count swap too, or a bomb just pages out
+        try:
+            group = cgroups.create(name, limits, parent=GROUP_PARENT, freezer=True, nested=True)
+        except OSError as exc:
+            raise SandboxUnavailable(
+                f"cannot create cgroup {name}: {exc}",
+                hint="the grader must run as root on a host with writable memory and pids cgroups",
+            ) from exc
+    if group is None:
         raise SandboxUnavailable(
-            f"cannot create cgroup {name}: {exc}",
-            hint="the grader must run as root on a host with writable memory and pids cgroups",
-        ) from exc
-    raise SandboxUnavailable(
-        "no usable cgroup hierarchy under /sys/fs/cgroup",
-        hint="mount cgroup v2, or the v1 memory, pids and freezer controllers",
-    )
+            "no usable cgroup hierarchy under /sys/fs/cgroup",
+            hint="mount cgroup v2, or the v1 memory, pids and freezer controllers",
+        )
+    return group
 
 
 # ---------------------------------------------------------------------------------------
@@ -673,7 +436,7 @@ def probe_sandbox(*, prefix: str, slots: int = 1) -> list[str]:
             group.remove()
         except SandboxUnavailable as exc:
             missing.append(f"cgroup memory/pids controllers writable: {exc.message}")
-        if version == 1 and not (_v1_own_dir("freezer")).is_dir():
+        if version == 1 and "freezer" not in cgroups.controllers():
             missing.append("cgroup v1 freezer controller: mount it (used to kill a job)")
     if not missing and users:
         missing += _probe_bwrap(users[0])

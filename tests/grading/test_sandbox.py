@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder import cgroups
 from autograder.errors import SandboxUnavailable
 from autograder.grading import sandbox
 
@@ -55,7 +56,7 @@ def test_argv_shows_no_course_files(tmp_path):
 def test_argv_joins_the_cgroup_first(tmp_path):
     """Does the process join the job cgroup before prlimit/setpriv/bwrap start?"""
 
-    class FakeGroup(sandbox.Cgroup):
+    class FakeGroup(cgroups.Cgroup):
         def procs_files(self):
             return [Path("/sys/fs/cgroup/memory/x/cgroup.procs")]
 
