@@ -26,6 +26,7 @@ from typing import Any
 
 from autograder import reach
 from autograder.errors import GradingError
+from autograder.grading import embeddings
 from autograder.grading.evidence import CheckInputs
 
 NOBODY_UID = 65534
@@ -64,29 +65,12 @@ def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: 
     return records
 
 
-def _cache_files() -> list[str]:
-    from autograder.grading.trusted import EMBEDDING_FILES, PRETRAINED_FILE
-
-    return [*EMBEDDING_FILES.values(), PRETRAINED_FILE]
-
-
-def embeddings_ready(cache_dir: Path) -> bool:
-    return all((cache_dir / name).is_file() for name in _cache_files())
-
-
-def run_embeddings(inputs: CheckInputs, *, cache_dir: Path,
-                   timeout_s: float = CHECK_TIMEOUT_S) -> Path:
-    """The trusted backbone's embeddings of the hidden splits, computed once per cache key.
-
-    Every submission's transfer-learning head is checked on the same embeddings, so they
-    are computed once (in the same confinement as the checks) and reused by the batch and
-    by later batches; ``cache_dir`` names the weights, image size and split contents.
-    """
-    if embeddings_ready(cache_dir):
-        return cache_dir
-    wanted = _cache_files()
+def run_embeddings(inputs: CheckInputs, *, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, bytes]:
+    """Run the trusted backbone over both hidden splits in the checker's confinement; returns
+    the files of an embeddings cache (see :mod:`autograder.grading.embeddings`) by name."""
+    wanted = embeddings.cache_files()
     argv = [sys.executable, "-m", "autograder.grading.trusted"]
-    keep = {}
+    keep: dict[str, bytes] = {}
 
     def collect(private: Path) -> None:
         for name in wanted:
@@ -97,13 +81,7 @@ def run_embeddings(inputs: CheckInputs, *, cache_dir: Path,
     if len(keep) != len(wanted):
         raise GradingError(f"embedding the hidden splits failed; the log ends with:\n{log}",
                            hint="check the weights with `course weights status`")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in keep.items():
-        tmp = cache_dir / (name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.chmod(0o644)
-        tmp.replace(cache_dir / name)
-    return cache_dir
+    return keep
 
 
 def _input_paths(inputs: CheckInputs) -> list[Path]:

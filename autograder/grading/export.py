@@ -23,15 +23,10 @@ and parsed before validation); ``dill``/pickle of the namespace (code execution 
 the grader); running the export as a normal cell (student input transformers rewrite
 it); exporting even after the kernel died (files in the export folder could then be
 anything the student planted — the result says the answers were lost instead).
-
-:func:`defined_in` finds, grader-side from the submission's sources, the last executed
-cell that assigns each name (top-level statements only; cheap and good enough for
-feedback).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
@@ -43,6 +38,7 @@ from typing import Any
 
 from autograder.course.settings import Assignment
 from autograder.grading import messages
+from autograder.grading.submission import defined_in  # noqa: F401  (execute imports it from here for now)
 
 ANSWERS_FILE = "answers.json"
 HISTORIES_FILE = "histories.json"
@@ -440,56 +436,3 @@ def _validate_histories(data: Any, assignment: Assignment, errors: dict[str, str
         else:
             histories[name] = clean
     return histories
-
-
-# ---------------------------------------------------------------------------------------
-# Where names were defined
-# ---------------------------------------------------------------------------------------
-
-
-def assigned_names(source: str) -> set[str]:
-    """Names a cell binds at top level (``x =``, ``x: T =``, ``x +=``, for/with/import/def)."""
-    lines = [("pass" if line.lstrip().startswith(("%", "!")) else line)
-             for line in source.splitlines()]
-    try:
-        tree = ast.parse("\n".join(lines))
-    except SyntaxError:
-        return set()
-    names: set[str] = set()
-
-    def targets(node: ast.AST) -> None:
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif isinstance(node, (ast.Tuple, ast.List)):
-            for elt in node.elts:
-                targets(elt)
-        elif isinstance(node, ast.Starred):
-            targets(node.value)
-
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign):
-            for target in stmt.targets:
-                targets(target)
-        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
-            targets(stmt.target)
-        elif isinstance(stmt, (ast.For, ast.AsyncFor)):
-            targets(stmt.target)
-        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-            for item in stmt.items:
-                if item.optional_vars is not None:
-                    targets(item.optional_vars)
-        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            for alias in stmt.names:
-                names.add((alias.asname or alias.name).split(".")[0])
-        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(stmt.name)
-    return names
-
-
-def defined_in(executed: list[tuple[int, str]], wanted: set[str]) -> dict[str, int]:
-    """For each wanted name, the index of the last executed cell that assigns it."""
-    found: dict[str, int] = {}
-    for index, source in executed:
-        for name in assigned_names(source) & wanted:
-            found[name] = index
-    return found

@@ -33,8 +33,6 @@ EMBEDDING_MODELS = ("tl_model",)
 
 
 def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str]) -> dict[str, Any]:
-    from autograder.grading.trusted import build_backbone
-
     ev = Evidence(inputs.facts_dir)
     sheet: dict[str, Any] = {"answers": {}, "models": {}, "accuracy": {}, "validation_accuracy": {},
                              "missing": []}
@@ -47,45 +45,14 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
                                 image_size_px=inputs.image_size_px)
     validation = load_image_folder(inputs.validation_dir, classes=inputs.classes,
                                    image_size_px=inputs.image_size_px)
-    from autograder.grading.trusted import EMBEDDING_FILES, embed_both
-
-    if inputs.embeddings_dir is not None:
-        import numpy as np
-
-        embedded = {name: np.load(inputs.embeddings_dir / EMBEDDING_FILES[name], allow_pickle=False)
-                    for name in ("grading", "validation", "grading_mid", "validation_mid")}
-    else:
-        backbone = build_backbone(inputs.weights_file, image_size_px=inputs.image_size_px)
-        embedded = {}
-        for split, images in (("grading", grading[0]), ("validation", validation[0])):
-            embedded[f"{split}_mid"], embedded[split] = embed_both(backbone, images)
+    embedded = _embedded(inputs, grading[0], validation[0])
     for name in model_names:
         try:
             model = ev.model(name)
         except (Missing, RubricFail):
             sheet["missing"].append(name)
             continue
-        facts: dict[str, Any] = {
-            "layers": layer_rows(model),
-            "counts": weight_counts(model),
-            "compile": compile_facts(ev.model_file(name)),
-        }
-        facts["optimizer_iterations"] = optimizer_iterations(ev.model_file(name))
-        nested = find_backbone(model)
-        if nested is not None:
-            facts["backbone_trainable"] = trainable_pattern(nested)
-            # The fine-tuned model against the trusted pipeline: its own last block and head
-            # on trusted activations must give what it gives on the images.
-            import numpy as np
-
-            tail = finetune_tail(model, open_layers=sum(facts["backbone_trainable"]))
-            p_full = np.asarray(model.predict(grading[0], batch_size=32, verbose=0)).reshape(-1)
-            p_tail = np.asarray(tail.predict(embedded["grading_mid"], batch_size=32,
-                                             verbose=0)).reshape(-1)
-            facts["tail_max_diff"] = float(np.max(np.abs(p_full - p_tail)))
-            sheet["validation_accuracy_via_tail"] = accuracy(tail, embedded["validation_mid"],
-                                                             validation[1])
-        sheet["models"][name] = facts
+        sheet["models"][name] = _model_facts(ev, name, model, sheet, grading, validation, embedded)
         if name in EMBEDDING_MODELS:
             sheet["accuracy"][name] = accuracy(model, embedded["grading"], grading[1])
             sheet["validation_accuracy"][name] = accuracy(model, embedded["validation"], validation[1])
@@ -95,6 +62,51 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
     sheet["grading_majority_rate"] = float(max(grading[1].mean(), 1 - grading[1].mean()))
     sheet["grading_size"] = int(len(grading[1]))
     return sheet
+
+
+def _embedded(inputs: CheckInputs, grading_images: Any, validation_images: Any) -> dict[str, Any]:
+    """The trusted embeddings (and activations before the last block) of both hidden splits:
+    from the batch's cache when there is one, else computed here."""
+    import numpy as np
+
+    from autograder.grading.embeddings import FILES as EMBEDDING_FILES
+    from autograder.grading.trusted import build_backbone, embed_both
+
+    if inputs.embeddings_dir is not None:
+        return {name: np.load(inputs.embeddings_dir / EMBEDDING_FILES[name], allow_pickle=False)
+                for name in ("grading", "validation", "grading_mid", "validation_mid")}
+    backbone = build_backbone(inputs.weights_file, image_size_px=inputs.image_size_px)
+    embedded = {}
+    for split, images in (("grading", grading_images), ("validation", validation_images)):
+        embedded[f"{split}_mid"], embedded[split] = embed_both(backbone, images)
+    return embedded
+
+
+def _model_facts(ev: Evidence, name: str, model: Any, sheet: dict[str, Any], grading: Any,
+                 validation: Any, embedded: dict[str, Any]) -> dict[str, Any]:
+    """Structure, counts, compile settings and optimizer steps of one model; for a model with a
+    nested backbone, also how far it agrees with the trusted pipeline (``tail_max_diff``)."""
+    import numpy as np
+
+    facts: dict[str, Any] = {
+        "layers": layer_rows(model),
+        "counts": weight_counts(model),
+        "compile": compile_facts(ev.model_file(name)),
+    }
+    facts["optimizer_iterations"] = optimizer_iterations(ev.model_file(name))
+    nested = find_backbone(model)
+    if nested is not None:
+        facts["backbone_trainable"] = trainable_pattern(nested)
+        # The fine-tuned model against the trusted pipeline: its own last block and head
+        # on trusted activations must give what it gives on the images.
+        tail = finetune_tail(model, open_layers=sum(facts["backbone_trainable"]))
+        p_full = np.asarray(model.predict(grading[0], batch_size=32, verbose=0)).reshape(-1)
+        p_tail = np.asarray(tail.predict(embedded["grading_mid"], batch_size=32,
+                                         verbose=0)).reshape(-1)
+        facts["tail_max_diff"] = float(np.max(np.abs(p_full - p_tail)))
+        sheet["validation_accuracy_via_tail"] = accuracy(tail, embedded["validation_mid"],
+                                                         validation[1])
+    return facts
 
 
 def main() -> None:

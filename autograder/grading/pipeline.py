@@ -12,7 +12,6 @@ grading logic of its own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from autograder.course.permissions import protect_course_files, share_with_grade
 from autograder.course.settings import Assignment
 from autograder.errors import GradingError, SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
-from autograder.grading import answer_key, check, messages, report, score
+from autograder.grading import answer_key, check, embeddings, messages, report, score, submission
 from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
 
 STATE_DIR = ".course-state"
@@ -100,25 +99,18 @@ def with_embeddings(ctx: GradingContext) -> GradingContext:
     """The context with the trusted embeddings cache filled (computed once per cache key)."""
     if ctx.embeddings_dir is not None:
         return ctx
-    parts = [str(ctx.weights_file), str(ctx.image_size_px())]
-    if ctx.weights_file is not None and ctx.weights_file.is_file():
-        info = ctx.weights_file.stat()
-        parts += [str(info.st_size), str(info.st_mtime_ns)]
-    for folder in (ctx.grading_dir, ctx.validation_dir):
-        parts += [f"{p.relative_to(folder)}:{p.stat().st_size}" for p in sorted(folder.rglob("*"))
-                  if p.is_file()]
-    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
-    cache = ctx.course.root / STATE_DIR / "embeddings" / key
-    (ctx.course.root / STATE_DIR).mkdir(exist_ok=True)
-    (ctx.course.root / STATE_DIR).chmod(0o755)  # holds hub/ (private) and embeddings/ (grader)
-    if not check.embeddings_ready(cache):
+    def compute() -> dict[str, bytes]:
         work = Path(tempfile.mkdtemp(prefix="course-embed-"))
         open_to_checker(work)
         try:
-            check.run_embeddings(ctx.check_inputs(work, report_file=work / "r.json", with_key=False),
-                                 cache_dir=cache)
+            return check.run_embeddings(
+                ctx.check_inputs(work, report_file=work / "r.json", with_key=False))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    key = embeddings.cache_key(ctx.weights_file, ctx.image_size_px(),
+                               (ctx.grading_dir, ctx.validation_dir))
+    cache = embeddings.ensure(ctx.course.root / STATE_DIR, key, compute)
     open_to_checker(cache.parent)
     return replace(ctx, embeddings_dir=cache)
 
@@ -318,11 +310,7 @@ def open_to_checker(folder: Path) -> None:
 def read_cell_sources(notebook: Path) -> list[str]:
     """Every cell's source by index (markdown and raw cells as empty strings: only code can
     define a name); a file that is not a runnable notebook is a SubmissionError."""
-    from autograder.grading.execute import read_submission
-
-    nb = read_submission(notebook)
-    return ["".join(c.get("source", "")) if c.get("cell_type") == "code" else ""
-            for c in nb.cells]
+    return submission.cell_sources(submission.read_notebook(notebook))
 
 
 def zero_result(ctx: GradingContext, job: GradeJob, reason: str, *,

@@ -65,7 +65,8 @@ def validation_set(inputs: CheckInputs):
 @pytest.fixture(scope="session")
 def pretrained(request: pytest.FixtureRequest, inputs: CheckInputs) -> dict[str, list]:
     """Layer name -> the pretrained (or stand-in) weights, from the batch's cache when there."""
-    from autograder.grading.trusted import PRETRAINED_FILE, pretrained_weights
+    from autograder.grading.embeddings import PRETRAINED_FILE
+    from autograder.grading.trusted import pretrained_weights
 
     if inputs.embeddings_dir is not None and (inputs.embeddings_dir / PRETRAINED_FILE).is_file():
         return pretrained_weights(inputs.embeddings_dir)
@@ -84,7 +85,8 @@ def trusted_backbone(inputs: CheckInputs):
 @pytest.fixture(scope="session")
 def trusted_layers(request: pytest.FixtureRequest, inputs: CheckInputs) -> list[dict[str, Any]]:
     """The trusted backbone's layers in order: type, weight shapes, hash of the weights."""
-    from autograder.grading.trusted import EMBEDDING_FILES, backbone_layers, cached_layers
+    from autograder.grading.embeddings import FILES as EMBEDDING_FILES
+    from autograder.grading.trusted import backbone_layers, cached_layers
 
     if inputs.embeddings_dir is not None and \
             (inputs.embeddings_dir / EMBEDDING_FILES["backbone_layers"]).is_file():
@@ -98,7 +100,8 @@ _computed: dict[str, Any] = {}
 def _embeddings(request: pytest.FixtureRequest, inputs: CheckInputs, split: str, images_fixture: str,
                 *, mid: bool = False):
     """A split's trusted embeddings (or, with ``mid``, activations before the last block)."""
-    from autograder.grading.trusted import EMBEDDING_FILES, embed_both
+    from autograder.grading.embeddings import FILES as EMBEDDING_FILES
+    from autograder.grading.trusted import embed_both
 
     name = f"{split}_mid" if mid else split
     if inputs.embeddings_dir is not None and (inputs.embeddings_dir / EMBEDDING_FILES[name]).is_file():

@@ -13,7 +13,7 @@ from typing import Any
 
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
-from autograder.grading.export import assigned_names
+from autograder.grading.submission import CellNames
 
 
 def score_items(
@@ -49,19 +49,6 @@ def score_items(
             items.append(ItemResult(name, 0.0, float(max_score), False,
                                     str(record.get("message") or messages.CHECK_DID_NOT_RUN)))
     return tuple(items)
-
-
-class CellNames:
-    """Which cells bind which names, parsed once per submission (linear in its size)."""
-
-    def __init__(self, cell_sources: list[str]) -> None:
-        self._sources = cell_sources
-        self._names: list[set[str]] | None = None
-
-    def defining(self, name: str) -> list[int]:
-        if self._names is None:
-            self._names = [assigned_names(src) if src.strip() else set() for src in self._sources]
-        return [i for i, names in enumerate(self._names) if name in names]
 
 
 def explain_missing(

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from autograder.grading.embeddings import FILES as EMBEDDING_FILES, PRETRAINED_FILE
+
 # The layer whose output feeds the last residual block (the fine-tuned tail's input).
 BEFORE_LAST_BLOCK = "conv5_block2_out"
 
@@ -46,19 +48,6 @@ def embed_both(backbone: Any, images: Any) -> tuple[Any, Any]:
     return mid, emb
 
 
-EMBEDDING_FILES = {
-    "grading": "grading.npy",
-    "validation": "validation.npy",
-    # Also cached with the embeddings (check.py lists every value here as a cache file):
-    "grading_mid": "grading_mid.npy",
-    "validation_mid": "validation_mid.npy",
-    "backbone_layers": "backbone_layers.json",
-}
-"""The batch's trusted cache: embeddings of both hidden splits, the activations before the
-last block (``*_mid``), and the backbone's per-layer signatures in order."""
-PRETRAINED_FILE = "backbone_weights.npz"
-"""Every layer's pretrained weights, as ``"<layer>:<i>"`` arrays: checks compare frozen layers
-against it without building ResNet50 again in each checker run."""
 
 
 def backbone_layers(backbone: Any) -> list[dict[str, Any]]:

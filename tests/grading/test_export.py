@@ -1,5 +1,5 @@
 """The trusted half of the export: does the grader take only plain files and plain data
-from the folder the sandbox wrote, and find where names were defined?"""
+from the folder the sandbox wrote?"""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from autograder.grading.export import (
     ANSWERS_FILE,
     HISTORIES_FILE,
     MODELS_DIR,
-    assigned_names,
     collect_exports,
-    defined_in,
     export_expression,
 )
 
@@ -126,22 +124,6 @@ def test_missing_export_folder_is_a_note(tmp_path):
     """Does a missing export folder give a note rather than a crash?"""
     facts = collect_exports(tmp_path / "nope", tmp_path / "out", assignment=A, export_mb=10)
     assert facts.notes == (messages.EXPORT_FAILED.format(reason="no export folder"),)
-
-
-def test_assigned_names_cover_top_level_bindings():
-    """Are plain, annotated, augmented, tuple, for, with, import and def bindings found,
-    magics skipped, and names inside functions ignored?"""
-    source = ("%matplotlib inline\nx = 1\ny: int = 2\nz += 1\na, (b, *c) = t\n"
-              "for i in r: pass\nwith o as w: pass\nimport numpy as np\n"
-              "def f():\n    hidden = 1\n!ls\n")
-    assert assigned_names(source) == {"x", "y", "z", "a", "b", "c", "i", "w", "np", "f"}
-    assert assigned_names("x = (") == set()
-
-
-def test_defined_in_is_the_last_executed_assignment():
-    """Is a name's cell the last executed one that assigns it?"""
-    assert defined_in([(1, "x = 1"), (3, "x = 2\ny = 1"), (4, "print(x)")], {"x", "y", "q"}) \
-        == {"x": 3, "y": 3}
 
 
 def test_export_expression_is_one_expression():

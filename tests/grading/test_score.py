@@ -2,8 +2,9 @@
 
 from autograder.facts import CellRun, ExecutionResult
 from autograder.grading import messages
-from autograder.grading import score
-from autograder.grading.score import CellNames, explain_missing, score_items, total
+from autograder.grading import score, submission
+from autograder.grading.score import explain_missing, score_items, total
+from autograder.grading.submission import CellNames
 
 LIMITS = {"cell_timeout_s": 240.0, "memory_mb": 6144.0, "notebook_budget_s": 900.0}
 POINTS = {"q1_conv_params": 2, "q2_cnn_architecture": 3, "q2_cnn_accuracy": 2}
@@ -91,8 +92,8 @@ def test_each_cell_is_parsed_once_per_submission(monkeypatch):
     """Is a big cell read once for all the items that ask about it, not once per item?
     (A 97 KiB cell re-scanned by a regex for each of 14 items cost seconds per call.)"""
     calls: list[int] = []
-    real = score.assigned_names
-    monkeypatch.setattr(score, "assigned_names", lambda src: calls.append(len(src)) or real(src))
+    real = submission.assigned_names
+    monkeypatch.setattr(submission, "assigned_names", lambda src: calls.append(len(src)) or real(src))
     big = "x = 1\n" * 100_000
     sources = ["", big, "conv1_params = 3", big]
     records = {f"q{i}": {"outcome": "missing", "name": f"name{i}", "detail": ""} for i in range(14)}

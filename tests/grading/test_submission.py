@@ -1,0 +1,32 @@
+"""The one reader of a submission: where each name is bound, found once per cell."""
+
+from autograder.grading.submission import CellNames, assigned_names, cell_sources, defined_in
+
+import nbformat
+
+
+def test_assigned_names_cover_top_level_bindings():
+    """Are plain, annotated, augmented, tuple, for, with, import and def bindings found,
+    magics skipped, and names inside functions ignored?"""
+    source = ("%matplotlib inline\nx = 1\ny: int = 2\nz += 1\na, (b, *c) = t\n"
+              "for i in r: pass\nwith o as w: pass\nimport numpy as np\n"
+              "def f():\n    hidden = 1\n!ls\n")
+    assert assigned_names(source) == {"x", "y", "z", "a", "b", "c", "i", "w", "np", "f"}
+    assert assigned_names("x = (") == set()
+
+
+def test_defined_in_is_the_last_executed_assignment():
+    """Is a name's cell the last executed one that assigns it?"""
+    assert defined_in([(1, "x = 1"), (3, "x = 2\ny = 1"), (4, "print(x)")], {"x", "y", "q"}) \
+        == {"x": 3, "y": 3}
+
+
+def test_cell_sources_keep_indexes_and_drop_non_code():
+    """Do markdown and raw cells count as cells (indexes match the notebook) yet define nothing?"""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("x = 1"), nbformat.v4.new_code_cell("y = 2"),
+        nbformat.v4.new_raw_cell("z = 3")])
+    sources = cell_sources(nb)
+    assert sources == ["", "y = 2", ""]
+    names = CellNames(sources)
+    assert (names.defining("x"), names.defining("y"), names.defining("z")) == ([], [1], [])
