@@ -129,16 +129,7 @@ def build_key(sheets: list[dict[str, Any]], *, margin: float,
               training: dict[str, Any] | None = None) -> dict[str, Any]:
     """Combine per-seed fact sheets; pure, so it is tested without TensorFlow."""
     first = sheets[0]
-    for sheet in sheets[1:]:
-        varied = [n for n in first["answers"] if n not in SEED_DEPENDENT
-                  and sheet["answers"].get(n) != first["answers"][n]]
-        varied += [f"{m} layers" for m in first["models"]
-                   if _structure(sheet["models"][m]) != _structure(first["models"][m])]
-        if varied:
-            raise GradingError(
-                f"the reference solution's facts changed between seeds: {', '.join(varied)}",
-                hint="expected values must not depend on the seed; fix the source notebook",
-            )
+    _refuse_seed_dependent_facts(sheets)
     accuracy = {m: [s["accuracy"][m] for s in sheets] for m in first["accuracy"]}
     majority = first.get("grading_majority_rate", 0.5)
     size = first.get("grading_size", 0)
@@ -171,23 +162,47 @@ def build_key(sheets: list[dict[str, Any]], *, margin: float,
         "seeds": [s["seed"] for s in sheets],
         "reference_wall_s": [s["wall_s"] for s in sheets],
     }
+    _refuse_inconsistent_reference(sheets, training)
+    if training is not None:
+        key["training"] = {**training, "steps_per_epoch": steps_per_epoch(training)}
+    return key
+
+
+def _refuse_seed_dependent_facts(sheets: list[dict[str, Any]]) -> None:
+    """Expected answers and model structures must be the same for every seed."""
+    first = sheets[0]
+    for sheet in sheets[1:]:
+        varied = [n for n in first["answers"] if n not in SEED_DEPENDENT
+                  and sheet["answers"].get(n) != first["answers"][n]]
+        varied += [f"{m} layers" for m in first["models"]
+                   if _structure(sheet["models"][m]) != _structure(first["models"][m])]
+        if varied:
+            raise GradingError(
+                f"the reference solution's facts changed between seeds: {', '.join(varied)}",
+                hint="expected values must not depend on the seed; fix the source notebook",
+            )
+
+
+def _refuse_inconsistent_reference(sheets: list[dict[str, Any]],
+                                   training: dict[str, Any] | None) -> None:
+    """The reference must pass the evidence checks it defines: ft_model agrees with the
+    trusted tail, and cnn_model took exactly the configured optimizer steps."""
     diffs = [s["models"].get("ft_model", {}).get("tail_max_diff") for s in sheets]
     if any(d is not None and d > FT_AGREEMENT_TOLERANCE for d in diffs):
         raise GradingError(
             f"the reference ft_model disagrees with its own last block and head on the trusted "
             f"activations (largest difference {max(d for d in diffs if d is not None):.2e})",
             hint="ft_model must apply preprocess_input and share its layers with the tail")
-    if training is not None:
-        expected = training["epochs"]["cnn"] * steps_per_epoch(training)
-        got = [s["models"].get("cnn_model", {}).get("optimizer_iterations") for s in sheets]
-        if any(g != expected for g in got):
-            raise GradingError(
-                f"the reference cnn_model took {got} optimizer steps, not {expected} "
-                f"({training['epochs']['cnn']} epochs x ceil({training['n_train']} / "
-                f"{training['batch_size']}))",
-                hint="the source notebook must fit cnn_model once, on the train split only")
-        key["training"] = {**training, "steps_per_epoch": steps_per_epoch(training)}
-    return key
+    if training is None:
+        return
+    expected = training["epochs"]["cnn"] * steps_per_epoch(training)
+    got = [s["models"].get("cnn_model", {}).get("optimizer_iterations") for s in sheets]
+    if any(g != expected for g in got):
+        raise GradingError(
+            f"the reference cnn_model took {got} optimizer steps, not {expected} "
+            f"({training['epochs']['cnn']} epochs x ceil({training['n_train']} / "
+            f"{training['batch_size']}))",
+            hint="the source notebook must fit cnn_model once, on the train split only")
 
 
 def _structure(model_facts: dict[str, Any]) -> Any:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from autograder.facts import GradeResult, ItemResult
+from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
 from autograder.grading.score import printable
 
@@ -170,8 +170,24 @@ def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
         parts.append(f"<div class=banner>{e(messages.STAND_IN_LABEL)}</div>")
     for note in ex.notes:
         parts.append(f"<div class=banner>{e(note)}</div>")
-    parts.append("<h2>Rubric</h2><div class=card><table><tr><th>Item</th><th class=num>Points</th>"
-                 "<th>Result</th></tr>")
+    parts += _rubric_html(result)
+    curves = [(name, h) for name, h in sorted(ex.histories.items()) if h]
+    if curves:
+        parts.append("<h2>Training curves</h2><div class='card curves'>")
+        for name, history in curves:
+            parts.append(_curve_svg(name, history))
+        parts.append("</div>")
+    for name, rows in result.model_summaries.items():
+        parts += _summary_html(name, rows)
+    parts += _cells_html(ex, limits)
+    parts.append("</main></body></html>")
+    return "".join(parts)
+
+
+def _rubric_html(result: GradeResult) -> list[str]:
+    e = html.escape
+    parts = ["<h2>Rubric</h2><div class=card><table><tr><th>Item</th><th class=num>Points</th>"
+             "<th>Result</th></tr>"]
     for item in result.items:
         css, mark = ("pass", "✓") if item.passed else ("fail", "✗")
         points = f"{item.score:g} / {item.max_score:g}"
@@ -181,30 +197,30 @@ def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
             f"<tr><td>{e(item.name)}</td><td class=num>{points}</td>"
             f"<td><span class={css}>{mark}</span> {e(item.message)}</td></tr>")
     parts.append("</table></div>")
+    return parts
 
-    curves = [(name, h) for name, h in sorted(ex.histories.items()) if h]
-    if curves:
-        parts.append("<h2>Training curves</h2><div class='card curves'>")
-        for name, history in curves:
-            parts.append(_curve_svg(name, history))
-        parts.append("</div>")
 
-    for name, rows in result.model_summaries.items():
-        parts.append(f"<h2>Model summary: {e(name)}</h2><div class=card><table><tr><th>Layer</th>"
-                     "<th>Type</th><th>Output shape</th><th class=num>Params</th><th>Trainable</th></tr>")
-        for r in rows[:60]:
-            shape = "—" if r.get("output_shape") is None else str(tuple(r["output_shape"]))
-            parts.append(f"<tr><td>{e(printable(str(r['name'])))}</td>"
-                         f"<td>{e(printable(str(r['type'])))}</td><td>{e(shape)}</td>"
-                         f"<td class=num>{r['params']:,}</td><td>{'yes' if r['trainable'] else 'no'}</td></tr>")
-        if len(rows) > 60:
-            parts.append(f"<tr><td colspan=5 class=muted>… {len(rows) - 60} more layers</td></tr>")
-        parts.append("</table></div>")
+def _summary_html(name: str, rows: list[dict[str, Any]], shown: int = 60) -> list[str]:
+    e = html.escape
+    parts = [f"<h2>Model summary: {e(name)}</h2><div class=card><table><tr><th>Layer</th>"
+             "<th>Type</th><th>Output shape</th><th class=num>Params</th><th>Trainable</th></tr>"]
+    for r in rows[:shown]:
+        shape = "—" if r.get("output_shape") is None else str(tuple(r["output_shape"]))
+        parts.append(f"<tr><td>{e(printable(str(r['name'])))}</td>"
+                     f"<td>{e(printable(str(r['type'])))}</td><td>{e(shape)}</td>"
+                     f"<td class=num>{r['params']:,}</td><td>{'yes' if r['trainable'] else 'no'}</td></tr>")
+    if len(rows) > shown:
+        parts.append(f"<tr><td colspan=5 class=muted>… {len(rows) - shown} more layers</td></tr>")
+    parts.append("</table></div>")
+    return parts
 
+
+def _cells_html(ex: ExecutionResult, limits: dict[str, float]) -> list[str]:
+    e = html.escape
     timeout = limits.get("cell_timeout_s", 0) or 1
-    parts.append(f"<h2>Cells</h2><div class=card><table><tr><th>Cell</th><th>Status</th>"
-                 f"<th class=num>Runtime</th><th>Against the {timeout:g} s limit per cell</th>"
-                 f"<th>Note</th></tr>")
+    parts = [f"<h2>Cells</h2><div class=card><table><tr><th>Cell</th><th>Status</th>"
+             f"<th class=num>Runtime</th><th>Against the {timeout:g} s limit per cell</th>"
+             f"<th>Note</th></tr>"]
     for c in ex.cells:
         share = min(1.0, c.runtime_s / timeout)
         hot = " class=hot" if share > 0.8 or c.limit else ""
@@ -216,8 +232,8 @@ def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
             f"<tr><td>{label}</td><td>{e(c.status)}</td><td class=num>{c.runtime_s:.1f} s</td>"
             f"<td><div class=bar><span{hot} style='width:{share * 100:.1f}%'></span></div></td>"
             f"<td>{note}</td></tr>")
-    parts.append("</table></div></main></body></html>")
-    return "".join(parts)
+    parts.append("</table></div>")
+    return parts
 
 
 def _curve_svg(name: str, history: dict[str, list[float]], width: int = 380, height: int = 170) -> str:
