@@ -8,15 +8,8 @@ the export (:mod:`autograder.grading.export`) while the kernel is alive, then ki
 whole cgroup — so a double-forked ``setsid`` daemon dies with it — and copies the
 exports out.
 
-Decisions:
+Decisions (the kernel manager, the client and their hooks: :mod:`autograder.grading.kernel`):
 
-* nbclient drives the cells (``allow_errors=True``); two hooks are overridden: the
-  timeout handler (interrupt by message, wait a grace period for the reply, else kill —
-  stock nbclient would interrupt again and again) and ``output`` (a byte cap per cell,
-  applied as messages arrive, so output never piles up in the grader).
-* The zmq context of the client refuses any message over ``output_bytes + 1 MiB``
-  (``ZMQ_MAXMSGSIZE``) and queues at most a few dozen: a 100 MB line is dropped by
-  libzmq before Python sees it; a socket monitor tells us so, for the student's note.
 * Cells are matched to the release's grade_ids by ``metadata.nbgrader.grade_id`` only
   when the release knows that id and the submission uses it once; nothing security-
   relevant reads submission metadata (tags such as ``skip-execution`` are ignored).
@@ -37,23 +30,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Empty
-from typing import Any
 
 import nbformat
-import zmq
-import zmq.asyncio
-from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
-from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from autograder.course.config import Course
@@ -70,14 +54,19 @@ from autograder.facts import (
 )
 from autograder.grading import messages, sandbox
 from autograder.grading.export import collect_exports, defined_in, export_expression
+from autograder.grading.kernel import (
+    MESSAGE_CHARS,
+    DropMonitor,
+    GradingNotebookClient,
+    InterruptIgnored,
+    SandboxedKernelManager,
+    grader_request,
+)
 
-INTERRUPT_GRACE_S = 8.0
-"""How long a kernel has to answer after an interrupt before the cgroup is killed."""
 EXPORT_TIMEOUT_S = 300.0
 """The export (saving three models) gets its own time, outside the notebook budget."""
 STARTUP_TIMEOUT_S = 60.0
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
-MESSAGE_CHARS = 300
 KERNEL_LOG_ENV = "COURSE_KERNEL_LOG"
 """Operators only: a file to append the kernels' raw stdout/stderr to (default: dropped)."""
 SKIP_TAG_NEVER = "grader-" + uuid.uuid4().hex  # a tag no student can guess
@@ -217,123 +206,6 @@ def match_grade_ids(nb: nbformat.NotebookNode, known: set[str]) -> dict[int, str
         if isinstance(grade_id, str) and grade_id in known:
             seen.setdefault(grade_id, []).append(index)
     return {indexes[0]: gid for gid, indexes in seen.items() if len(indexes) == 1}
-
-
-# ---------------------------------------------------------------------------------------
-# Kernel manager and client
-# ---------------------------------------------------------------------------------------
-
-
-class SandboxedKernelManager(AsyncKernelManager):
-    """A kernel manager whose command runs inside the sandbox argv (or plain, when not)."""
-
-    def configure(self, *, wrap: Any, owner: sandbox.SandboxUser | None,
-                  max_message_bytes: int) -> None:
-        self._wrap = wrap
-        self._owner = owner
-        self._max_message_bytes = max_message_bytes
-        self._kernel_spec = KernelSpec(
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            display_name="Python 3 (sandboxed)", language="python",
-            interrupt_mode="message", env={}, metadata={},
-        )
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        return self._wrap(super().format_kernel_cmd(extra_arguments=extra_arguments))
-
-    def write_connection_file(self, **kwargs: Any) -> None:
-        super().write_connection_file(**kwargs)
-        if self._owner is not None:  # the kernel reads it as the slot uid
-            os.chown(self.connection_file, self._owner.uid, self._owner.gid)
-
-    def client(self, **kwargs: Any) -> Any:
-        context = zmq.asyncio.Context()
-        context.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
-        context.setsockopt(zmq.RCVHWM, 32)
-        context.setsockopt(zmq.LINGER, 0)
-        return super().client(context=context, **kwargs)
-
-
-class _InterruptIgnored(Exception):
-    """The kernel did not answer an interrupt within the grace period."""
-
-
-class GradingNotebookClient(NotebookClient):
-    """nbclient with a byte cap on outputs and interrupt-then-kill on timeout."""
-
-    def configure(self, *, output_bytes: int) -> None:
-        self._output_bytes = output_bytes
-        self._cell_bytes = 0
-        self._cut = False
-        self.timed_out = False
-
-    def begin_cell(self) -> None:
-        self._cell_bytes = 0
-        self._cut = False
-        self.timed_out = False
-        self.last_error: str | None = None
-        self.on_cell_executed = self._record_reply
-
-    def _record_reply(self, *, cell: Any, cell_index: int, execute_reply: dict) -> None:
-        """The error comes from the reply, not the outputs (which may have been cut)."""
-        content = (execute_reply or {}).get("content", {})
-        if content.get("status") == "error":
-            ename = str(content.get("ename", "Error"))[:100]
-            evalue = str(content.get("evalue", ""))[:MESSAGE_CHARS]
-            self.last_error = f"{ename}: {evalue}" if evalue else ename
-
-    @property
-    def output_cut(self) -> bool:
-        return self._cut
-
-    def output(self, outs: list, msg: dict[str, Any], display_id: str | None,
-               cell_index: int) -> Any:
-        content = msg.get("content", {})
-        size = _content_bytes(msg.get("msg_type", ""), content)
-        room = self._output_bytes - self._cell_bytes
-        if size <= room:
-            self._cell_bytes += size
-            return super().output(outs, msg, display_id, cell_index)
-        if not self._cut:
-            self._cut = True
-            self._cell_bytes = self._output_bytes
-            if msg.get("msg_type") == "stream" and room > 0:
-                text = content.get("text", "")
-                kept = text.encode("utf-8")[:room].decode("utf-8", "ignore")
-                msg = {**msg, "content": {**content, "text": kept}}
-                super().output(outs, msg, display_id, cell_index)
-            outs.append(nbformat.v4.new_output(
-                "stream", name="stderr",
-                text="\n" + messages.OUTPUT_CUT.format(cell=cell_index,
-                                                       limit=self._output_bytes) + "\n"))
-        return None
-
-    async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> dict | None:
-        self.timed_out = True
-        assert self.km is not None and self.kc is not None
-        await self.km.interrupt_kernel()
-        deadline = time.monotonic() + INTERRUPT_GRACE_S
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = await self.kc.shell_channel.get_msg(timeout=min(left, 1.0))
-            except Empty:
-                if not await self.km.is_alive():
-                    raise DeadKernelError("Kernel died") from None
-                continue
-            if msg.get("msg_type") == "execute_reply":
-                return msg
-        raise _InterruptIgnored()
-
-
-def _content_bytes(msg_type: str, content: dict[str, Any]) -> int:
-    if msg_type == "stream":
-        return len(str(content.get("text", "")).encode("utf-8", "ignore"))
-    if msg_type == "error":
-        return sum(len(str(line)) for line in content.get("traceback", [])) + 100
-    data = content.get("data", {})
-    if isinstance(data, dict):
-        return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in data.values())
-    return 100
 
 
 # ---------------------------------------------------------------------------------------
@@ -518,14 +390,14 @@ async def _run_notebook(
     process = getattr(km.provisioner, "process", None)
     if cgroup is not None and process is not None:
         cgroup.leader_pid = process.pid  # sh -> prlimit -> setpriv -> bwrap: one pid
-    monitor: _DropMonitor | None = None
+    monitor: DropMonitor | None = None
     try:
         await client.async_start_new_kernel_client()
         if sandboxed:
             sandbox.seal_conn_dir(layout)
-        monitor = _DropMonitor(client.kc)
+        monitor = DropMonitor(client.kc)
         setup = f"{_SETUP_CODE}\n__grader_setup({seed!r}, {env_subset(env)!r})\ndel __grader_setup\n"
-        reply = await _grader_request(client, setup, timeout_s=STARTUP_TIMEOUT_S)
+        reply = await grader_request(client, setup, timeout_s=STARTUP_TIMEOUT_S)
         if reply is None:
             raise SandboxUnavailable("the kernel did not finish the grader's setup",
                                      hint="run `course sandbox check`")
@@ -533,7 +405,7 @@ async def _run_notebook(
                          monitor=monitor)
         if run.alive:
             expr = export_expression(assignment, export_dir=export_dir)
-            reply = await _grader_request(client, "", timeout_s=EXPORT_TIMEOUT_S,
+            reply = await grader_request(client, "", timeout_s=EXPORT_TIMEOUT_S,
                                           user_expressions={"export": expr})
             result = (reply or {}).get("content", {}).get("user_expressions", {}).get("export", {})
             if result.get("status") != "ok":
@@ -570,61 +442,9 @@ def env_subset(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("COURSE_")}
 
 
-async def _grader_request(client: GradingNotebookClient, code: str, *, timeout_s: float,
-                          user_expressions: dict[str, str] | None = None) -> dict | None:
-    """Run grader code silently and return its reply, or None if it did not come."""
-    assert client.kc is not None
-    msg_id = client.kc.execute(code, silent=True, store_history=False,
-                               user_expressions=user_expressions or {})
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            msg = await client.kc.shell_channel.get_msg(timeout=min(left, 1.0))
-        except Empty:
-            if not await client.km.is_alive():
-                return None
-            continue
-        if msg.get("parent_header", {}).get("msg_id") == msg_id:
-            return msg
-    return None
-
-
-class _DropMonitor:
-    """Counts disconnects of the iopub socket: libzmq drops a peer that sends an
-    oversized message, which is how a 100 MB line shows up on our side."""
-
-    def __init__(self, kc: Any) -> None:
-        self._addr = f"inproc://iopub-monitor-{uuid.uuid4().hex}"
-        self._watched = kc.iopub_channel.socket
-        self._socket: zmq.Socket | None = None
-        try:
-            self._watched.monitor(self._addr, zmq.EVENT_DISCONNECTED)
-            self._sync = zmq.Context.shadow(kc.context.underlying)
-            self._socket = self._sync.socket(zmq.PAIR)
-            self._socket.connect(self._addr)
-        except (zmq.ZMQError, AttributeError):
-            self._socket = None
-
-    def dropped(self) -> int:
-        count = 0
-        while self._socket is not None and self._socket.poll(0):
-            self._socket.recv_multipart()
-            count += 1
-        return count
-
-    def close(self) -> None:
-        if self._socket is not None:
-            try:
-                self._watched.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self._socket.close(linger=0)
-            self._socket = None
-
-
 async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, run: _Run, *,
                      limits: Limits, cgroup: sandbox.Cgroup | None, grade_ids: dict[int, str],
-                     monitor: _DropMonitor) -> None:
+                     monitor: DropMonitor) -> None:
     budget_end = time.monotonic() + limits.notebook_budget_s
     executed = 0
     for index, cell in enumerate(nb.cells):
@@ -650,7 +470,7 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
             await client.async_execute_cell(cell, index, execution_count=executed)
         except DeadKernelError:
             died = True
-        except _InterruptIgnored:
+        except InterruptIgnored:
             ignored = True
         runtime = round(time.monotonic() - t0, 3)
         after = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
@@ -676,7 +496,7 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
                 run.kernel_status = "oom"
             else:
                 status, limit = CELL_KILLED, "kernel_died"
-                text = messages.CELL_DIED.format(how=_death_reason(client))
+                text = messages.CELL_DIED.format(how=client.death_reason())
                 run.kernel_status = "died"
             if pids_hit and limit == "kernel_died":
                 limit = "max_processes"
@@ -715,20 +535,3 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
             text = text or output_notes[0]
             run.notes.extend(output_notes)
         run.cells.append(CellRun(index, grade_id, status, runtime, limit, text[:MESSAGE_CHARS * 2]))
-
-
-def _death_reason(client: GradingNotebookClient) -> str:
-    """Exit code or signal of the kernel, as bubblewrap passed it on."""
-    process = getattr(getattr(client.km, "provisioner", None), "process", None)
-    code = process.poll() if process is not None else None
-    if code is None:
-        return messages.DIED_HOW_UNKNOWN
-    if code < 0:
-        code = 128 - code
-    if code > 128:
-        try:
-            name = signal.Signals(code - 128).name
-        except ValueError:
-            name = str(code - 128)
-        return messages.DIED_HOW_SIGNAL.format(signal=name)
-    return messages.DIED_HOW_EXIT.format(code=code)
