@@ -6,6 +6,8 @@ import argparse
 
 from autograder.commands.ui import console
 from autograder.course.config import load_course, require_valid
+from autograder.course.consistency import course_problems
+from autograder.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     course = load_course()
     require_valid(course)
+    disagreements = course_problems(course)
+    if disagreements:
+        raise ConfigError(
+            f"the source notebook, the rubric and course_config.py disagree "
+            f"({len(disagreements)} problem(s)):\n  " + "\n  ".join(disagreements),
+            hint="an item counts only when an autograded cell (grade_id, points), a rubric "
+                 "test_<grade_id> and a points entry all name it with the same points")
     c = course.config
     console.print(
         f"course_config.py is valid: course {c.course_id}, "
