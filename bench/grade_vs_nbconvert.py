@@ -393,13 +393,20 @@ def render(rounds: list[Round], summary: dict[str, Any]) -> str:
             f"{b['check_stage']:.1f} ({b['of_which_pytest_session']:.1f}) s | "
             f"{b['startup']:.1f} / {b['slot_wait']:.1f} / {b['reports']:.1f} / {b['end']:.1f} s | {r.score} | "
             f"{r.load['min']:.1f}–{r.load['max']:.1f} |")
+    prepare_s = summary["prepared"].get("prepare_s", 0.0)
     lines += [
         "",
-        f"medians: nbconvert {summary['nbconvert_wall_s']:.1f} s, grade {summary['grade_wall_s']:.1f} s, "
-        f"ratio of medians **{summary['ratio']:.2f}** (goal ≤ 1.10: "
-        f"{'met' if summary['ratio'] <= 1.10 else 'missed'}); CPU-seconds, medians: nbconvert "
-        f"{summary['nbconvert_cpu_s']:.0f}, grade {summary['grade_cpu_s']:.0f} "
-        f"(ratio {summary['grade_cpu_s'] / summary['nbconvert_cpu_s']:.2f})",
+        f"median of the per-round wall ratios **{summary['ratio']:.2f}** (goal ≤ 1.10: "
+        f"{'met' if summary['ratio'] <= 1.10 else 'missed'}); median of the per-round CPU "
+        f"ratios **{summary['cpu_ratio']:.2f}** (goal ≤ 1.20: "
+        f"{'met' if summary['cpu_ratio'] <= 1.20 else 'missed'}). Medians: nbconvert "
+        f"{summary['nbconvert_wall_s']:.1f} s, grade {summary['grade_wall_s']:.1f} s (ratio of "
+        f"medians {summary['ratio_of_medians']:.2f}); CPU-seconds nbconvert "
+        f"{summary['nbconvert_cpu_s']:.0f}, grade {summary['grade_cpu_s']:.0f}.",
+        f"Preparation outside the timing (embeddings cache{', calibration' if 'calibrated_s' in summary['prepared'] else ''}): "
+        f"{prepare_s:.1f} s; the first submission after a change of weights, profile or data pays "
+        f"it: {summary['grade_wall_s'] + prepare_s:.1f} s "
+        f"(ratio {(summary['grade_wall_s'] + prepare_s) / summary['nbconvert_wall_s']:.2f}).",
     ]
     return "\n".join(lines)
 
@@ -447,7 +454,13 @@ def main(argv: list[str] | None = None) -> int:
             "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "prepared": prepared, "machine": machine(),
         }
-        summary["ratio"] = round(summary["grade_wall_s"] / summary["nbconvert_wall_s"], 3)
+        # The headline is the median of the per-round ratios (each round runs both arms under
+        # the same load); the ratio of the medians can pair a fast round with a slow one.
+        summary["ratio"] = round(statistics.median(
+            r.grade_wall_s / r.nbconvert_wall_s for r in rounds), 3)
+        summary["cpu_ratio"] = round(statistics.median(
+            r.grade_cpu_s / r.nbconvert_cpu_s for r in rounds), 3)
+        summary["ratio_of_medians"] = round(summary["grade_wall_s"] / summary["nbconvert_wall_s"], 3)
         summary["median_breakdown_s"] = {
             k: round(statistics.median(r.grade_breakdown_s[k] for r in rounds), 2)
             for k in rounds[0].grade_breakdown_s}

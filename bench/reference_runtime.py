@@ -216,9 +216,7 @@ def render_section(results: list[BenchResult], *, key: str) -> str:
         "Parts are the code cells' tags; wall times stretch when other work shares the "
         "cores (see the load averages), CPU seconds much less. Stand-in weights are "
         "untrained: their accuracies are not ImageNet results, their runtimes are the same. "
-        "For scale: the straightforward version (images decoded every epoch, the whole "
-        "ResNet50 run at every fine-tuning epoch) took 153 s wall and 211 CPU-s on a quiet "
-        "2-core machine (shared/PROBED.md, not re-measured by this script).",
+        "(This section holds only what this run measured.)",
         SECTION_END.format(key=key),
     ]
     return "\n".join(lines) + "\n"

@@ -62,3 +62,17 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "grading cnn_transfer: 0/2", "grading cnn_transfer: 1/2 alice",
         "grading cnn_transfer: 2/2 eve\\x1b[2J"]
+
+
+def test_concurrency_cannot_exceed_the_sandbox_slots(tmp_path, capsys):
+    """Is `course grade --concurrency N` refused, with the fix, when the course has fewer
+    sandbox slots than N (rather than failing later on a missing sandbox uid)?"""
+    from autograder.course.config import load_course
+
+    slots = load_course().config.grading.concurrency
+    notebook = tmp_path / "alice.ipynb"
+    notebook.write_text("{}")
+    assert cli.main(["grade", "cnn_transfer", str(notebook), "--student", "alice",
+                     "--concurrency", str(slots + 1)]) == 2
+    err = capsys.readouterr().err
+    assert f"more than the {slots} sandbox slots" in err and "course sandbox setup" in err

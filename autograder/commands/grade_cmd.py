@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from rich.table import Table
@@ -28,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     grade.add_argument("--gradebook", type=Path, default=None,
                        help="nbgrader gradebook to record scores in (default: gradebook.db "
                             "in the course root)")
+    grade.add_argument("--concurrency", type=_positive_int, default=None,
+                       help="submissions graded at once (default: grading.concurrency from "
+                            "course_config.py); each takes a sandbox slot")
     _common(grade)
     grade.set_defaults(func=run_grade, intermixed="submissions")
 
@@ -37,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="comma-separated seeds (default: the assignment's calibration_seeds)")
     _common(cal)
     cal.set_defaults(func=run_calibrate)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of slots")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +76,16 @@ def run_grade(args: argparse.Namespace) -> int:
     else:
         jobs = discover(paths, notebook=assignment.notebook, assignment_id=args.assignment)
     out = args.out or course.path(course.config.grading.out_dir)
+    if args.concurrency:
+        if args.concurrency > course.config.grading.concurrency:
+            raise GradingError(
+                f"--concurrency {args.concurrency} is more than the "
+                f"{course.config.grading.concurrency} sandbox slots this course has",
+                hint="raise grading.concurrency in course_config.py, then run "
+                     "`course sandbox setup`")
+        course = dataclasses.replace(course, config=dataclasses.replace(
+            course.config, grading=dataclasses.replace(course.config.grading,
+                                                       concurrency=args.concurrency)))
     ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
                        out_dir=out, weights_mode=args.weights_mode, gradebook=args.gradebook)
     with progress_bar(f"grading {args.assignment}") as bar:
