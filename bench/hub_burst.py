@@ -32,9 +32,7 @@ import json
 import math
 import os
 import platform
-import pwd
 import random
-import secrets
 import shutil
 import signal
 import socket
@@ -50,8 +48,10 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "tests" / "hosting"))
+
+import service_harness as harness  # noqa: E402  (shared with the fault tests)
 from autograder.course.config import load_course  # noqa: E402
-from autograder.hosting import exchange  # noqa: E402
 
 ASSIGNMENT = "cnn_transfer"
 NOTEBOOK = "cnn_transfer.ipynb"
@@ -93,58 +93,6 @@ def commit() -> str:
     return done.stdout.strip() + (" (autograder/ modified)" if dirty else "")
 
 
-def ensure_students(count: int) -> list[str]:
-    names = [f"cfs{n:02d}" for n in range(count)]
-    for name in names:
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                           check=True, capture_output=True)
-    return names
-
-
-def course_root(base: Path) -> tuple[Path, dict[str, str]]:
-    """A course root with its own exchange, queue and gradebook, and a current answer key."""
-    from autograder.grading.answer_key import key_path
-    from autograder.grading.pipeline import make_context
-
-    root = base / "course"
-    root.mkdir(mode=0o755)
-    for name in ("source", "release", "datasets"):
-        (root / name).symlink_to(REPO / name)
-    (root / ".course-state").mkdir(mode=0o755)
-    (REPO / ".course-state" / "embeddings").mkdir(parents=True, exist_ok=True)
-    (root / ".course-state" / "embeddings").symlink_to(REPO / ".course-state" / "embeddings")
-    (root / "course_config.py").write_text((REPO / "course_config.py").read_text() + f"""
-import dataclasses as _dc
-COURSE = _dc.replace(
-    COURSE,
-    grading=_dc.replace(COURSE.grading, answer_key_dir={str(root / "keys")!r}),
-    hub=_dc.replace(COURSE.hub, exchange_dir={str(base / "exchange")!r}, instructor="cfs-no-instructor"),
-)
-""")
-    env = {**os.environ, "COURSE_ROOT": str(root), "COURSE_PROFILE": "reduced",
-           "COURSE_WEIGHTS_MODE": "stand-in"}
-    course = load_course(root)
-    ctx = make_context(course, ASSIGNMENT, profile_name="reduced", out_dir=root / "out",
-                       weights_mode="stand-in", need_key=False)
-    repo_key = key_path(REPO, load_course(REPO).config.grading.answer_key_dir, ASSIGNMENT, "reduced", "stand-in")
-    if repo_key.is_file():
-        ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
-        ctx.key_file.write_bytes(repo_key.read_bytes())
-    if not ctx.key_is_current():
-        print("calibrating an answer key (one seed)…", flush=True)
-        subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile", "reduced",
-                        "--weights-mode", "stand-in", "--seeds", "1"], cwd=root, env=env, check=True,
-                       capture_output=True)
-    for part, mode in (("inbound", 0o2733), ("feedback", 0o711)):
-        folder = base / "exchange" / course.config.course_id / part
-        folder.mkdir(parents=True)
-        folder.chmod(mode)
-    return root, env
-
-
 def notebook(key: dict, rng: random.Random) -> nbformat.NotebookNode:
     """Right answers from the key (when there is one), a sleep, more right answers."""
     a = key.get("answers", {})
@@ -157,17 +105,7 @@ def notebook(key: dict, rng: random.Random) -> nbformat.NotebookNode:
 
 def submit(inbound: Path, student: str, nb: nbformat.NotebookNode) -> tuple[Path, float]:
     """As `nbgrader submit` leaves it; returns the folder and when it became complete."""
-    t = time.time()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d} UTC"
-    folder = inbound / f"{student}+{ASSIGNMENT}+{stamp}+{secrets.token_hex(4)}"
-    folder.mkdir()
-    nbformat.write(nb, folder / NOTEBOOK)
-    (folder / "timestamp.txt").write_text(stamp)
-    (folder / "submission_secret.txt").write_text(secrets.token_hex(64))
-    entry = pwd.getpwnam(student)
-    for path in (folder, *folder.iterdir()):
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-    os.chmod(folder, 0o777)
+    folder = harness.submit(inbound, student, nb, at=time.time())
     return folder, time.time()
 
 
@@ -197,17 +135,10 @@ def start_service(root: Path, env: dict[str, str], state: Path, log: Path) -> su
     raise SystemExit("the service did not answer /health within 60 s")
 
 
-def read_jobs(store: Path) -> dict[str, dict]:
-    try:
-        return {raw["job_id"]: raw for raw in json.loads(store.read_text())}
-    except (OSError, ValueError):
-        return {}
-
-
 def run_real(args: argparse.Namespace, base: Path, plan: list[tuple[float, str]], key: dict,
              rng: random.Random) -> tuple[dict[str, dict], dict[str, float], int]:
-    root, env = course_root(base)
-    course = load_course(root)
+    world = harness.service_course(base, written_by="bench/hub_burst.py")
+    root, env, course = world["root"], world["env"], world["course"]
     key = json.loads((root / "keys" / ASSIGNMENT / "reduced-stand-in.json").read_text())
     inbound = base / "exchange" / course.config.course_id / "inbound"
     state = base / "state"
@@ -222,7 +153,7 @@ def run_real(args: argparse.Namespace, base: Path, plan: list[tuple[float, str]]
             arrived[folder.name] = at
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            jobs = read_jobs(store)
+            jobs = harness.jobs_on_disk(store)
             if len(jobs) == len(plan) and all(j["state"] not in ("queued", "grading") for j in jobs.values()):
                 break
             if service.poll() is not None:
@@ -233,7 +164,7 @@ def run_real(args: argparse.Namespace, base: Path, plan: list[tuple[float, str]]
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait(timeout=30)
-    return read_jobs(store), arrived, max(1, course.config.grading.concurrency)
+    return harness.jobs_on_disk(store), arrived, max(1, course.config.grading.concurrency)
 
 
 def run_stub(args: argparse.Namespace, base: Path, plan: list[tuple[float, str]], key: dict,
@@ -294,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     rng = random.Random(seed)
     print(f"seed {seed}", flush=True)
-    students = ensure_students(args.students)
+    students = harness.ensure_students("cfs", args.students)
     counts = {s: 1 for s in students}
     for _ in range(args.submissions - len(students)):
         counts[rng.choice(students)] += 1

@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import random
-import secrets
 import signal
 import socket
 import sqlite3
@@ -30,13 +29,13 @@ import nbformat
 import pytest
 
 from autograder.hosting import exchange
+from service_harness import ASSIGNMENT, NOTEBOOK, REPO, jobs_on_disk, make_exchange, submit
+from service_harness import ensure_students as _ensure_students
+from service_harness import service_course as _service_course
 from autograder.hosting.gradequeue import DONE, GRADING, QUEUED, GradeOutcome, GradingQueue, JobStore, read_outcome
 
 pytestmark = [pytest.mark.hub, pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real Unix users")]
 
-REPO = Path(__file__).resolve().parents[2]
-ASSIGNMENT = "cnn_transfer"
-NOTEBOOK = "cnn_transfer.ipynb"
 STUDENT_PREFIX = "cfs"
 PHASE_S = 2400
 """Time allowed for each half of the kill test: one `course grade` took 10 s on a quiet
@@ -50,53 +49,7 @@ def _seed() -> int:
 
 
 def ensure_students(count: int) -> list[str]:
-    """``count`` real Unix users to own submissions (system users: no home, no shell)."""
-    names = [f"{STUDENT_PREFIX}{n:02d}" for n in range(count)]
-    for name in names:
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            done = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                                   "/usr/sbin/nologin", name], capture_output=True, text=True)
-            assert done.returncode == 0 or "already exists" in done.stderr, done.stderr
-    return names
-
-
-def nbgrader_timestamp(t: float) -> str:
-    """nbgrader's submission timestamp (sorts as text in time order)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d} UTC"
-
-
-def submit(inbound: Path, student: str, notebook: nbformat.NotebookNode, *, at: float) -> Path:
-    """Lay a submission out as `nbgrader submit` does: the notebook, timestamp.txt, a
-    128-hex secret, all the student's, and the folder opened to 0777 last."""
-    stamp = nbgrader_timestamp(at)
-    folder = inbound / f"{student}+{ASSIGNMENT}+{stamp}+{secrets.token_hex(4)}"
-    folder.mkdir()
-    nbformat.write(notebook, folder / NOTEBOOK)
-    (folder / "timestamp.txt").write_text(stamp)
-    (folder / "submission_secret.txt").write_text(secrets.token_hex(64))
-    entry = pwd.getpwnam(student)
-    for path in (folder, *folder.iterdir()):
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-    os.chmod(folder, 0o777)
-    return folder
-
-
-def make_exchange(base: Path, course_id: str) -> dict[str, Path]:
-    layout = {"inbound": base / course_id / "inbound", "feedback": base / course_id / "feedback"}
-    for folder in layout.values():
-        folder.mkdir(parents=True)
-    layout["inbound"].chmod(0o2733)
-    layout["feedback"].chmod(0o711)
-    return layout
-
-
-def jobs_on_disk(store: Path) -> dict[str, dict]:
-    try:
-        return {raw["job_id"]: raw for raw in json.loads(store.read_text())}
-    except (OSError, ValueError):
-        return {}
+    return _ensure_students(STUDENT_PREFIX, count)
 
 
 def assert_per_student_order(jobs: list[dict]) -> None:
@@ -123,47 +76,10 @@ def service_course():
     import shutil
     import tempfile
 
-    from autograder.course.config import load_course
-    from autograder.grading.answer_key import key_path
-    from autograder.grading.pipeline import make_context
-
     base = Path(tempfile.mkdtemp(prefix="course-service-faults-"))
     base.chmod(0o755)
-    root = base / "course"
-    root.mkdir(mode=0o755)
-    for name in ("source", "release", "datasets"):
-        (root / name).symlink_to(REPO / name)
-    (root / ".course-state").mkdir(mode=0o755)
-    (REPO / ".course-state" / "embeddings").mkdir(parents=True, exist_ok=True)
-    (root / ".course-state" / "embeddings").symlink_to(REPO / ".course-state" / "embeddings")
-    (root / "course_config.py").write_text((REPO / "course_config.py").read_text() + f"""
-# Written by tests/hosting/test_service_faults.py: its own exchange, no instructor account
-# (so `course grade` records in this root's gradebook.db), its own answer keys.
-import dataclasses as _dc
-COURSE = _dc.replace(
-    COURSE,
-    grading=_dc.replace(COURSE.grading, answer_key_dir={str(root / "keys")!r}),
-    hub=_dc.replace(COURSE.hub, exchange_dir={str(base / "exchange")!r},
-                    instructor="cfs-no-instructor"),
-)
-""")
-    course = load_course(root)
-    env = {**os.environ, "COURSE_ROOT": str(root), "COURSE_PROFILE": "reduced",
-           "COURSE_WEIGHTS_MODE": "stand-in"}
-    ctx = make_context(course, ASSIGNMENT, profile_name="reduced", out_dir=root / "out",
-                       weights_mode="stand-in", need_key=False)
-    repo_key = key_path(REPO, load_course(REPO).config.grading.answer_key_dir, ASSIGNMENT,
-                        "reduced", "stand-in")
-    if repo_key.is_file():  # the hub tests' key: reuse it when it fits this root
-        ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
-        ctx.key_file.write_bytes(repo_key.read_bytes())
-    if not ctx.key_is_current():
-        done = subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile",
-                               "reduced", "--weights-mode", "stand-in", "--seeds", "1"], cwd=root,
-                              env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    layout = make_exchange(base / "exchange", course.config.course_id)
-    yield {"root": root, "base": base, "course": course, "env": env, **layout}
+    world = _service_course(base, written_by="tests/hosting/test_service_faults.py")
+    yield {**world, "base": base}
     shutil.rmtree(base, ignore_errors=True)
 
 
