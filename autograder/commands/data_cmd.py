@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _load() -> Course:
     # Only the dataset fields matter here: a missing notebook must not block building data.
     course = load_course()
-    problems = [p for p in check_config(course) if p.startswith("dataset")]
+    problems = check_config(course, sections=("dataset",))
     if problems:
         raise ConfigError("course_config.py: " + "; ".join(problems),
                           hint="fix the dataset field named above")

@@ -1,0 +1,220 @@
+"""The checks behind ``course config check``: one small function per section of ``course_config.py``.
+
+Each check takes the loaded :class:`~autograder.course.config.Course` (some
+need the file system: notebooks, rubric tests, a real image folder) and
+returns its problems, each ``"<field>: <what> — <fix>"``. :data:`SECTION_CHECKS`
+lists them in the order ``check_config`` reports them, one entry per field of
+:class:`~autograder.course.settings.CourseConfig`; a new section gets its check
+here, beside the others.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autograder.course.settings import Assignment
+
+if TYPE_CHECKING:
+    from autograder.course.config import Course
+
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+class _Problems(list):
+    """The problems one check found, in the order it found them."""
+
+    def bad(self, field: str, what: str, fix: str) -> None:
+        self.append(f"{field}: {what} — {fix}")
+
+    def positive(self, field: str, value: float) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            self.bad(field, f"{value!r} is not a positive number", "set a number above 0")
+
+
+def check_course_id(course: Course) -> list[str]:
+    out = _Problems()
+    c = course.config
+    if not _ID.match(c.course_id or ""):
+        out.bad("course_id", f"{c.course_id!r} is not a valid id", "use letters, digits, - and _")
+    return out
+
+
+def check_assignments(course: Course) -> list[str]:
+    out = _Problems()
+    if not course.config.assignments:
+        out.bad("assignments", "no assignment", "add at least one Assignment(...)")
+    seen: set[str] = set()
+    for i, a in enumerate(course.config.assignments):
+        _check_assignment(out, course, f"assignments[{i}]", a, seen)
+        seen.add(a.assignment_id)
+    return out
+
+
+def _check_assignment(out: _Problems, course: Course, where: str, a: Assignment,
+                      seen: set[str]) -> None:
+    if not _ID.match(a.assignment_id or ""):
+        out.bad(f"{where}.assignment_id", f"{a.assignment_id!r} is not a valid id",
+                "use letters, digits, - and _")
+    if a.assignment_id in seen:
+        out.bad(f"{where}.assignment_id", f"{a.assignment_id!r} appears twice", "make ids unique")
+    notebook = course.source_dir(a.assignment_id) / a.notebook
+    if not notebook.is_file():
+        out.bad(f"{where}.notebook", f"{notebook} does not exist",
+                "create it or fix the name in course_config.py")
+    names = [*a.answer_names, *a.model_names, *a.history_names]
+    for name in names:
+        if not name.isidentifier():
+            out.bad(f"{where}", f"{name!r} is not a Python name", "use a variable name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        out.bad(f"{where}", f"names listed twice: {', '.join(dupes)}", "list each name once")
+    _check_points(out, course, where, a)
+    if not 0 <= a.accuracy_margin < 1:
+        out.bad(f"{where}.accuracy_margin", f"{a.accuracy_margin!r} is outside [0, 1)",
+                "use a fraction such as 0.15")
+    if not a.calibration_seeds:
+        out.bad(f"{where}.calibration_seeds", "empty", "give at least one seed")
+
+
+def _check_points(out: _Problems, course: Course, where: str, a: Assignment) -> None:
+    if not a.points:
+        out.bad(f"{where}.points", "no rubric item", "give each rubric test its points")
+    for item, pts in a.points.items():
+        out.positive(f"{where}.points[{item!r}]", pts)
+    rubric = course.rubric_dir(a.assignment_id)
+    if rubric.is_dir():
+        missing = sorted(set(a.points) - rubric_test_names(rubric))
+        if missing:
+            out.bad(f"{where}.points", f"no rubric test named {', '.join(missing)} in {rubric}",
+                    "rename the item or add the test")
+
+
+def rubric_test_names(rubric_dir: Path) -> set[str]:
+    """Names of ``test_<item>`` functions in the rubric folder, without the prefix."""
+    names: set[str] = set()
+    for file in rubric_dir.glob("test_*.py"):
+        for match in re.finditer(r"^def test_(\w+)\(", file.read_text(), re.MULTILINE):
+            names.add(match.group(1))
+    return names
+
+
+def check_dataset(course: Course) -> list[str]:
+    out = _Problems()
+    d = course.config.dataset
+    if d.source != "generated" and not course.path(d.source).is_dir():
+        out.bad("dataset.source", f"folder {course.path(d.source)} does not exist",
+                'use "generated" or a folder with train/validation/test/grading')
+    if len(d.classes) != 2 or len(set(d.classes)) != 2:
+        out.bad("dataset.classes", f"{d.classes!r} is not two distinct names",
+                "the assignment is binary: give two class folder names")
+    for split in ("train", "validation", "test"):
+        if split not in d.split_sizes:
+            out.bad("dataset.split_sizes", f"no size for {split!r}", f"add {split!r}: N")
+    for split, n in d.split_sizes.items():
+        out.positive(f"dataset.split_sizes[{split!r}]", n)
+    for name in ("image_size_px", "batch_size", "grading_split_size"):
+        out.positive(f"dataset.{name}", getattr(d, name))
+    if not 0 <= d.difficulty <= 1:
+        out.bad("dataset.difficulty", f"{d.difficulty!r} is outside [0, 1]", "use e.g. 0.1")
+    if d.seed == d.grading_seed:
+        out.bad("dataset.grading_seed", "equals dataset.seed",
+                "the grading split needs its own seed stream")
+    return out
+
+
+def check_weights(course: Course) -> list[str]:
+    out = _Problems()
+    w = course.config.weights
+    if w.mode not in ("imagenet", "stand-in"):
+        out.bad("weights.mode", f"{w.mode!r} is unknown", 'use "imagenet" or "stand-in"')
+    if not _MD5.match(w.md5):
+        out.bad("weights.md5", f"{w.md5!r} is not an md5 hex digest", "copy the hash Keras declares")
+    return out
+
+
+LIMIT_FIELDS = ("cell_timeout_s", "notebook_budget_s", "memory_mb", "max_processes",
+                "output_bytes", "disk_mb", "file_size_mb", "export_mb")
+"""The :class:`~autograder.course.settings.Limits` fields that must be positive numbers."""
+
+
+def check_limits(course: Course) -> list[str]:
+    out = _Problems()
+    limits = course.config.limits
+    for name in LIMIT_FIELDS:
+        out.positive(f"limits.{name}", getattr(limits, name))
+    if limits.cell_timeout_s > limits.notebook_budget_s:
+        out.bad("limits.cell_timeout_s", "is longer than limits.notebook_budget_s",
+                "make the per-cell timeout at most the whole-notebook budget")
+    return out
+
+
+PROFILE_FIELDS = ("image_size_px", "cnn_epochs", "head_epochs", "finetune_epochs")
+"""The :class:`~autograder.course.settings.Profile` fields that must be positive numbers."""
+
+
+def check_profiles(course: Course) -> list[str]:
+    """``default_profile`` and ``profiles`` together: the default must name a profile."""
+    out = _Problems()
+    c = course.config
+    if c.default_profile not in c.profiles:
+        out.bad("default_profile", f"{c.default_profile!r} is not in profiles",
+                f"use one of: {', '.join(sorted(c.profiles))}")
+    for name, p in c.profiles.items():
+        for f in PROFILE_FIELDS:
+            out.positive(f"profiles[{name!r}].{f}", getattr(p, f))
+        if p.image_size_px < 32:
+            out.bad(f"profiles[{name!r}].image_size_px", "is below 32",
+                    "ResNet50 needs at least 32x32 inputs")
+    return out
+
+
+def check_grading(course: Course) -> list[str]:
+    out = _Problems()
+    g = course.config.grading
+    out.positive("grading.concurrency", g.concurrency)
+    if g.executor not in ("local", "dask"):
+        out.bad("grading.executor", f"{g.executor!r} is unknown", 'use "local" or "dask"')
+    if not _UNIX_NAME.match(g.sandbox_user_prefix + "0"):
+        out.bad("grading.sandbox_user_prefix", f"{g.sandbox_user_prefix!r} is not a Unix user name",
+                "use lower-case letters, digits and -")
+    return out
+
+
+def check_hub(course: Course) -> list[str]:
+    out = _Problems()
+    h = course.config.hub
+    ports = {"hub.port": h.port, "hub.proxy_api_port": h.proxy_api_port,
+             "hub.hub_port": h.hub_port, "hub.service_port": h.service_port}
+    for name, port in ports.items():
+        if not isinstance(port, int) or not 1024 < port < 65536:
+            out.bad(name, f"{port!r} is not a high port", "use a port between 1025 and 65535")
+    if len(set(ports.values())) != len(ports):
+        out.bad("hub", "two hub ports are equal", "give each hub port its own number")
+    users = [h.instructor, *h.students]
+    for user in users:
+        if not _UNIX_NAME.match(user):
+            out.bad("hub.students", f"{user!r} is not a Unix user name",
+                    "use lower-case letters and digits")
+    if len(set(users)) != len(users):
+        out.bad("hub.students", "a user is listed twice", "give each user one entry")
+    if len(h.demo_password) < 8:
+        out.bad("hub.demo_password", "is shorter than 8 characters", "JupyterHub requires 8 or more")
+    return out
+
+
+SECTION_CHECKS: dict[str, Callable[[Course], list[str]]] = {
+    "course_id": check_course_id,
+    "assignments": check_assignments,
+    "dataset": check_dataset,
+    "weights": check_weights,
+    "limits": check_limits,
+    "profiles": check_profiles,  # with default_profile
+    "grading": check_grading,
+    "hub": check_hub,
+}
+"""Section name -> its check, in the order ``check_config`` reports problems."""
