@@ -41,7 +41,6 @@ import pwd
 import shutil
 import stat
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from pathlib import Path
 from autograder import cgroups, reach
 from autograder.cgroups import Cgroup, CgroupEvents  # noqa: F401  (execute.py names sandbox.CgroupEvents)
 from autograder.errors import SandboxUnavailable
+from autograder.paths import venv_dir
 
 BWRAP = "/usr/bin/bwrap"
 GROUP_PARENT = "course-grading"
@@ -313,11 +313,6 @@ def seal_conn_dir(layout: JobLayout) -> None:
 # ---------------------------------------------------------------------------------------
 # The argv
 # ---------------------------------------------------------------------------------------
-
-
-def venv_dir() -> Path | None:
-    """The virtual environment the grader (and so the kernel) runs from, if any."""
-    return Path(sys.prefix) if sys.prefix != sys.base_prefix else None
 
 
 def build_sandbox_argv(

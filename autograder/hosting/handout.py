@@ -20,7 +20,7 @@ from autograder import reach
 from autograder.course.config import Course
 from autograder.errors import HubError
 from autograder.hosting import accounts
-from autograder.hosting.hubconfig import venv_dir
+from autograder.paths import env_prefix
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ def release_assignment(course: Course, assignment_id: str) -> Handout:
     layout = accounts.prepare_exchange(course, instructor)
     env = {
         "HOME": str(instructor.home), "USER": instructor.name, "LOGNAME": instructor.name,
-        "PATH": f"{venv_dir() / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8",
+        "PATH": f"{env_prefix() / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8",
     }
     argv = [*reach.reach_prefix(reach.kit_paths()),  # a checkout the instructor cannot traverse
             "setpriv", f"--reuid={instructor.uid}", f"--regid={instructor.gid}", "--init-groups",
-            str(venv_dir() / "bin" / "nbgrader"), "release_assignment", assignment_id, "--force"]
+            str(env_prefix() / "bin" / "nbgrader"), "release_assignment", assignment_id, "--force"]
     done = subprocess.run(argv, cwd=course_dir, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.course.config import Course
 from autograder.errors import HubError
+from autograder.paths import env_prefix
 
 #: Environment passed from ``course hub up`` to user servers and the grading service.
 PASSED_ENV = ("COURSE_PROFILE", "COURSE_WEIGHTS_MODE", "COURSE_WEIGHTS_DIR")
@@ -77,11 +77,6 @@ def hub_paths(course: Course) -> HubPaths:
     return HubPaths(state=course.path(course.config.hub.state_dir))
 
 
-def venv_dir() -> Path:
-    """The virtual environment running this code (the single-user environment too)."""
-    return Path(sys.prefix)
-
-
 def proxy_command() -> Path:
     """configurable-http-proxy from the kit's node_modules (installed by bootstrap)."""
     for root in (KIT_ROOT, Path.cwd()):
@@ -101,7 +96,7 @@ def passed_env() -> dict[str, str]:
 def render_hub_config(course: Course, paths: HubPaths) -> str:
     """The text of ``jupyterhub_config.py`` for the local hub."""
     h = course.config.hub
-    venv = venv_dir()
+    venv = env_prefix()
     users = sorted({h.instructor, *h.students})
     path_env = f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin"
     user_env = {"PATH": path_env, **passed_env()}
@@ -172,7 +167,7 @@ LAB_OVERRIDES = {
 
 def write_lab_overrides(venv: Path | None = None) -> Path:
     """Switch Lab's news pop-up off for everyone using the venv (merging existing overrides)."""
-    target = (venv or venv_dir()) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    target = (venv or env_prefix()) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     current: dict[str, object] = {}
     if target.exists():

@@ -36,7 +36,8 @@ from autograder.course.config import Course, check_config
 from autograder.course.permissions import protect_course_files
 from autograder.errors import HubError
 from autograder.hosting import accounts, cgroups
-from autograder.hosting.hubconfig import HubPaths, hub_paths, render_hub_config, venv_dir, write_lab_overrides
+from autograder.hosting.hubconfig import HubPaths, hub_paths, render_hub_config, write_lab_overrides
+from autograder.paths import env_prefix
 
 LIMITS_NOTE = (
     "LocalProcessSpawner itself does not enforce mem_limit/cpu_limit; this local hub puts "
@@ -180,7 +181,7 @@ def up(course: Course, *, timeout_s: float = HEALTH_TIMEOUT_S) -> HubInfo:
     prepare_machine(course, paths)
     log = open(paths.log, "ab")
     process = subprocess.Popen(
-        [str(venv_dir() / "bin" / "jupyterhub"), "-f", str(paths.config)],
+        [str(env_prefix() / "bin" / "jupyterhub"), "-f", str(paths.config)],
         cwd=paths.state, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,  # setsid: survives the command; `down` stops it
     )

@@ -14,6 +14,7 @@ import pytest
 from autograder import cgroups
 from autograder.errors import SandboxUnavailable
 from autograder.grading import sandbox
+from autograder.paths import venv_dir
 
 USER = sandbox.SandboxUser(name="course-sbx0", uid=12345, gid=12346)
 
@@ -43,7 +44,7 @@ def test_argv_shows_no_course_files(tmp_path):
     """Are /root, the course repository and the gradebook absent from every bind?"""
     argv = _argv(tmp_path)
     sources = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
-    venv = str(sandbox.venv_dir() or "/nonexistent")
+    venv = str(venv_dir() or "/nonexistent")
     for source in sources:
         assert not source.startswith("/root")
         assert source.startswith(("/usr", "/etc/", venv, str(tmp_path))), source
@@ -183,3 +184,18 @@ def test_a_job_takes_a_free_slot_rather_than_wait_for_a_held_one(tmp_path):
         holder.stdout.close()
         for n in (base, base + 1):
             (sandbox.STAGE_ROOT / f"slot-{n}.lock").unlink(missing_ok=True)
+
+
+def test_outside_a_venv_there_is_no_venv_to_bind_and_the_hub_uses_sys_prefix(tmp_path, monkeypatch):
+    """Outside a venv, does the sandbox bind no venv (only /usr) while the hub still finds
+    its scripts under sys.prefix (autograder.paths: one answer for both)?"""
+    from autograder import paths
+
+    monkeypatch.setattr(sys, "prefix", "/usr")
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    assert paths.venv_dir() is None and paths.env_prefix() == Path("/usr")
+    argv = _argv(tmp_path)
+    sources = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
+    assert all(s.startswith(("/usr", "/etc/", str(tmp_path))) for s in sources), sources
+    assert sandbox.kernel_environment(work_dir="w", tmp_dir="t", extra={})["PATH"] == \
+        "/usr/local/bin:/usr/bin:/bin"
