@@ -43,25 +43,17 @@ from nbclient.exceptions import DeadKernelError
 from autograder.course.config import Course
 from autograder.course.settings import Assignment, Limits
 from autograder.errors import SandboxUnavailable, SubmissionError
-from autograder.facts import (
-    CELL_ERROR,
-    CELL_KILLED,
-    CELL_NOT_RUN,
-    CELL_OK,
-    CELL_TIMEOUT,
-    CellRun,
-    ExecutionResult,
-)
+from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult
 from autograder.grading import messages, sandbox
 from autograder.grading.export import collect_exports, defined_in, export_expression
 from autograder.grading.kernel import (
-    MESSAGE_CHARS,
     DropMonitor,
     GradingNotebookClient,
     InterruptIgnored,
     SandboxedKernelManager,
     grader_request,
 )
+from autograder.grading.outcome import CellSignals, classify
 
 EXPORT_TIMEOUT_S = 300.0
 """The export (saving three models) gets its own time, outside the notebook budget."""
@@ -458,80 +450,49 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
         if not cell.source.strip():
             run.cells.append(CellRun(index, grade_id, CELL_OK, 0.0))
             continue
-        remaining = budget_end - time.monotonic()
-        budget_bound = remaining < limits.cell_timeout_s
-        client.timeout = max(1, int(min(limits.cell_timeout_s, remaining) + 0.999))
-        client.begin_cell()
-        before = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
-        t0 = time.monotonic()
-        died = ignored = False
-        try:
-            executed += 1
-            await client.async_execute_cell(cell, index, execution_count=executed)
-        except DeadKernelError:
-            died = True
-        except InterruptIgnored:
-            ignored = True
-        runtime = round(time.monotonic() - t0, 3)
-        after = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
-        oom = after.oom_kills > before.oom_kills
-        pids_hit = after.pids_max_hits > before.pids_max_hits
-        error = client.last_error
-        if died or ignored:
-            if cgroup is not None:
-                cgroup.kill_all()
+        executed += 1
+        signals, runtime = await _run_cell(client, cell, index, executed, limits=limits,
+                                           cgroup=cgroup, monitor=monitor,
+                                           remaining=budget_end - time.monotonic())
+        outcome = classify(signals, limits, cell=index)
+        if outcome.lost:
             run.alive = False
+        if outcome.stops:
             run.stopped_at = index
-            if ignored and budget_bound:
-                status, limit, text = CELL_KILLED, "notebook_budget_s", messages.CELL_BUDGET.format(
-                    limit_s=limits.notebook_budget_s)
-                run.kernel_status = "budget"
-            elif ignored:
-                status, limit, text = CELL_KILLED, "cell_timeout_s", \
-                    messages.CELL_TIMEOUT_KILLED.format(limit_s=limits.cell_timeout_s)
-                run.kernel_status = "killed"
-            elif oom:
-                status, limit, text = CELL_KILLED, "memory_mb", messages.CELL_OOM.format(
-                    limit_mb=limits.memory_mb)
-                run.kernel_status = "oom"
-            else:
-                status, limit = CELL_KILLED, "kernel_died"
-                text = messages.CELL_DIED.format(how=client.death_reason())
-                run.kernel_status = "died"
-            if pids_hit and limit == "kernel_died":
-                limit = "max_processes"
-        elif client.timed_out and budget_bound:
-            status, limit = CELL_KILLED, "notebook_budget_s"
-            text = messages.CELL_BUDGET.format(limit_s=limits.notebook_budget_s)
-            run.kernel_status = "budget"
-            run.stopped_at = index
-        elif client.timed_out:
-            status, limit = CELL_TIMEOUT, "cell_timeout_s"
-            text = messages.CELL_TIMEOUT.format(limit_s=limits.cell_timeout_s)
-        elif error is not None:
-            status, limit, text = CELL_ERROR, None, error
-            if pids_hit:
-                limit = "max_processes"
-                text = f"{error} — " + messages.CELL_PIDS.format(limit=limits.max_processes)
-            elif oom:
-                limit = "memory_mb"
-            elif "No space left on device" in error or "File too large" in error:
-                limit = "disk_mb"
-                text = f"{error} — " + messages.CELL_DISK.format(limit_mb=limits.disk_mb)
-        else:
-            status, limit, text = CELL_OK, None, ""
-            if pids_hit:
-                limit, text = "max_processes", messages.CELL_PIDS.format(limit=limits.max_processes)
-        output_notes = []
-        if client.output_cut:
-            output_notes.append(messages.OUTPUT_CUT.format(cell=index, limit=limits.output_bytes))
-        # Drained either way; a dead kernel's sockets disconnect too, which is no oversized
-        # message (it once told a killed kernel's student their output was dropped).
-        if monitor.dropped() and run.alive:
-            output_notes.append(messages.OUTPUT_DROPPED.format(
-                cell=index, limit=limits.output_bytes + 2**20))
-        if output_notes:
-            limit = limit or "output_bytes"
-            text = text or output_notes[0]
-            run.notes.extend(output_notes)
-        run.cells.append(CellRun(index, grade_id, status, runtime, limit, text[:MESSAGE_CHARS * 2]))
+        if outcome.kernel_status is not None:
+            run.kernel_status = outcome.kernel_status
+        run.notes.extend(outcome.notes)
+        run.cells.append(CellRun(index, grade_id, outcome.status, runtime, outcome.limit,
+                                 outcome.message))
+
+
+async def _run_cell(client: GradingNotebookClient, cell: nbformat.NotebookNode, index: int,
+                    count: int, *, limits: Limits, cgroup: sandbox.Cgroup | None,
+                    monitor: DropMonitor, remaining: float) -> tuple[CellSignals, float]:
+    """Run one cell under its timeout (cut to what is left of the budget) and observe it;
+    a lost kernel's cgroup is killed before its end is read."""
+    budget_bound = remaining < limits.cell_timeout_s
+    client.timeout = max(1, int(min(limits.cell_timeout_s, remaining) + 0.999))
+    client.begin_cell()
+    before = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
+    t0 = time.monotonic()
+    died = ignored = False
+    try:
+        await client.async_execute_cell(cell, index, execution_count=count)
+    except DeadKernelError:
+        died = True
+    except InterruptIgnored:
+        ignored = True
+    runtime = round(time.monotonic() - t0, 3)
+    after = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
+    oom = after.oom_kills > before.oom_kills
+    if (died or ignored) and cgroup is not None:
+        cgroup.kill_all()
+    return CellSignals(
+        died=died, ignored=ignored, timed_out=client.timed_out, budget_bound=budget_bound,
+        oom=oom, pids_hit=after.pids_max_hits > before.pids_max_hits, error=client.last_error,
+        output_cut=client.output_cut,
+        # Drained either way; classify() ignores a drop once the kernel is lost.
+        dropped=monitor.dropped() > 0,
+        died_how=client.death_reason() if died and not oom else "",
+    ), runtime

@@ -35,10 +35,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from autograder.grading import messages, sandbox
+from autograder.grading.outcome import MESSAGE_CHARS
 
 INTERRUPT_GRACE_S = 8.0
 """How long a kernel has to answer after an interrupt before the cgroup is killed."""
-MESSAGE_CHARS = 300
 
 
 class SandboxedKernelManager(AsyncKernelManager):
