@@ -143,3 +143,9 @@ UNSANDBOXED = (
     "This run was not sandboxed (grading.allow_unsandboxed is set); it is not valid for "
     "real students."
 )
+
+# The feedback page's closing section.
+NEXT_ALL_PASSED = "Every assessed item passed: there is nothing to fix."
+NEXT_ADVICE = (
+    "Work through these in notebook order (a later item often needs a name an earlier one "
+    "defines), run the check cell under each question in your notebook, then submit again.")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import nbformat
@@ -27,8 +27,11 @@ from autograder.errors import GradingError, SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading import answer_key, check, embeddings, messages, report, score, submission
 from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
+from autograder.grading.layout import ItemLabel, item_labels
 
 STATE_DIR = ".course-state"
+TEMPLATE_DIR = "templates"
+"""A course's own feedback page: ``<course root>/templates/feedback.html.j2`` (see report.py)."""
 GRADEBOOK_FILE = "gradebook.db"
 
 
@@ -60,6 +63,10 @@ class GradingContext:
     """Trusted embeddings of the hidden splits, once :func:`with_embeddings` has made them."""
     gradebook: Path | None = None
     """nbgrader's gradebook database (default: ``gradebook.db`` in the course root)."""
+    item_labels: dict[str, ItemLabel] = field(default_factory=dict)
+    """How the release notebook names and groups the graded items (for feedback pages)."""
+    template_dir: Path | None = None
+    """The course's own feedback template folder (``<course root>/templates``), if any."""
 
     @property
     def limit_values(self) -> dict[str, float]:
@@ -144,7 +151,8 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
                     error=type(exc).__name__), kernel_status=execution.kernel_status),
                     grader_error=_short_error(exc))
         result = score.redact_result(result, host_paths(ctx, work))
-        report.write_student_reports(result, student_dir, limits=ctx.limit_values)
+        report.write_student_reports(result, student_dir, limits=ctx.limit_values,
+                                     labels=ctx.item_labels, template_dir=ctx.template_dir)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -350,7 +358,10 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
                           weights_mode=mode, weights_file=weights_file, key_file=key,
                           grading_dir=grading_dir, validation_dir=validation_dir,
                           out_dir=out_dir.resolve(),
-                          gradebook=(gradebook or course.root / GRADEBOOK_FILE).resolve())
+                          gradebook=(gradebook or course.root / GRADEBOOK_FILE).resolve(),
+                          item_labels=item_labels(course.release_dir(assignment_id)
+                                                  / assignment.notebook),
+                          template_dir=course.root / TEMPLATE_DIR)
     if need_key and not ctx.key_is_current():
         what = "no answer key" if not key.is_file() else "a stale answer key (the source notebook, " \
             "profile, margin, dataset or weights changed since it was calibrated)"

@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from autograder.facts import ExecutionResult, GradeResult, ItemResult
+from autograder.facts import GradeResult, ItemResult
 from autograder.grading import messages
+from autograder.grading.layout import ItemLabel
 from autograder.grading.score import printable
 
 RESULTS_FILE = "results.json"
@@ -82,10 +83,12 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_student_reports(result: GradeResult, student_dir: Path, *, limits: dict[str, float]) -> None:
+def write_student_reports(result: GradeResult, student_dir: Path, *, limits: dict[str, float],
+                          labels: dict[str, ItemLabel] | None = None,
+                          template_dir: Path | None = None) -> None:
     """feedback.html, then results.json (the marker that the submission is graded)."""
     try:
-        page = feedback_html(result, limits=limits)
+        page = feedback_html(result, limits=limits, labels=labels, template_dir=template_dir)
     except Exception as exc:  # the page is a courtesy; the grade must still be written
         page = _plain_feedback(result, f"{type(exc).__name__}")
     write_atomic(student_dir / FEEDBACK_FILE, page)
@@ -151,89 +154,109 @@ th{background:#f0f2f5;font-weight:600}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 .curves{display:flex;flex-wrap:wrap;gap:12px}
 svg text{font:11px system-ui,sans-serif;fill:#5b6473}
+h3{font-size:15px;margin:0 0 8px;display:flex;justify-content:space-between}
+.q{font-weight:600} code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;color:#5b6473}
+.next ol{margin:0;padding-left:22px} .next li{margin:4px 0}
+table.rubric{table-layout:fixed} .rubric th:nth-child(1){width:36%} .rubric th:nth-child(2){width:9%}
 """
 
 
-def feedback_html(result: GradeResult, *, limits: dict[str, float]) -> str:
+TEMPLATE = "feedback.html.j2"
+"""The page's Jinja2 template: the kit's own in ``grading/templates/``, unless the course has
+a file of this name in the folder passed as ``template_dir`` (``<course root>/templates/``)."""
+SUMMARY_ROWS = 60
+
+
+def feedback_html(result: GradeResult, *, limits: dict[str, float],
+                  labels: dict[str, ItemLabel] | None = None,
+                  template_dir: Path | None = None) -> str:
+    """The student's page: score, notes, the rubric grouped by the notebook's parts (items
+    named as the notebook names them), what to do next, curves, model summaries, cells."""
+    return _template(template_dir).render(**feedback_view(result, limits=limits, labels=labels))
+
+
+def _template(template_dir: Path | None) -> Any:
+    import jinja2
+
+    loaders: list[Any] = []
+    if template_dir is not None and (template_dir / TEMPLATE).is_file():
+        loaders.append(jinja2.FileSystemLoader(str(template_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")))
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template(TEMPLATE)
+
+
+def feedback_view(result: GradeResult, *, limits: dict[str, float],
+                  labels: dict[str, ItemLabel] | None = None) -> dict[str, Any]:
+    """Everything the template shows, as plain values (the template only lays them out)."""
+    from markupsafe import Markup
+
     ex = result.execution
-    e = html.escape
-    parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>Feedback: {e(result.assignment_id)} — {e(printable(result.student))}</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        f"<h1>{e(result.assignment_id)}: feedback for {e(printable(result.student))}</h1>",
-        f"<div class=score>{result.score:g} / {result.max_score:g}</div>",
-        f"<div class=muted>Notebook ran in {ex.wall_s:.1f} s; "
-        f"kernel: {e(ex.kernel_status)}.</div>",
-    ]
-    if ex.weights_mode == "stand-in":
-        parts.append(f"<div class=banner>{e(messages.STAND_IN_LABEL)}</div>")
-    for note in ex.notes:
-        parts.append(f"<div class=banner>{e(note)}</div>")
-    parts += _rubric_html(result)
-    curves = [(name, h) for name, h in sorted(ex.histories.items()) if h]
-    if curves:
-        parts.append("<h2>Training curves</h2><div class='card curves'>")
-        for name, history in curves:
-            parts.append(_curve_svg(name, history))
-        parts.append("</div>")
-    for name, rows in result.model_summaries.items():
-        parts += _summary_html(name, rows)
-    parts += _cells_html(ex, limits)
-    parts.append("</main></body></html>")
-    return "".join(parts)
+    labels = labels or {}
+    banners = ([messages.STAND_IN_LABEL] if ex.weights_mode == "stand-in" else []) + list(ex.notes)
+    items = sorted(result.items, key=lambda i: labels[i.name].order if i.name in labels else 1 << 30)
+    failed = [i for i in items if i.assessable and not i.passed]
+    return {
+        "css": Markup(_CSS),
+        "assignment": result.assignment_id,
+        "student": printable(result.student),
+        "score": f"{result.score:g} / {result.max_score:g}",
+        "wall_s": f"{ex.wall_s:.1f}",
+        "kernel_status": ex.kernel_status,
+        "banners": banners,
+        "parts": _parts(items, labels),
+        "next_steps": [_item_view(i, labels) for i in failed],
+        "advice": messages.NEXT_ADVICE if failed else messages.NEXT_ALL_PASSED,
+        "curves": [Markup(_curve_svg(name, h)) for name, h in sorted(ex.histories.items()) if h],
+        "summaries": [_summary_view(name, rows) for name, rows in result.model_summaries.items()],
+        "cell_timeout": f"{limits.get('cell_timeout_s', 0) or 1:g}",
+        "cells": [_cell_view(c, limits.get("cell_timeout_s", 0) or 1) for c in ex.cells],
+    }
 
 
-def _rubric_html(result: GradeResult) -> list[str]:
-    e = html.escape
-    parts = ["<h2>Rubric</h2><div class=card><table><tr><th>Item</th><th class=num>Points</th>"
-             "<th>Result</th></tr>"]
-    for item in result.items:
-        css, mark = ("pass", "✓") if item.passed else ("fail", "✗")
-        points = f"{item.score:g} / {item.max_score:g}"
-        if not item.assessable:
-            css, mark, points = "muted", "–", "not assessed"
-        parts.append(
-            f"<tr><td>{e(item.name)}</td><td class=num>{points}</td>"
-            f"<td><span class={css}>{mark}</span> {e(item.message)}</td></tr>")
-    parts.append("</table></div>")
-    return parts
+def _item_view(item: ItemResult, labels: dict[str, ItemLabel]) -> dict[str, Any]:
+    css, mark = ("pass", "✓") if item.passed else ("fail", "✗")
+    points = f"{item.score:g} / {item.max_score:g}"
+    if not item.assessable:
+        css, mark, points = "muted", "–", "not assessed"
+    label = labels.get(item.name)
+    return {"name": item.name, "question": label.question if label else "", "points": points,
+            "css": css, "mark": mark, "message": item.message}
 
 
-def _summary_html(name: str, rows: list[dict[str, Any]], shown: int = 60) -> list[str]:
-    e = html.escape
-    parts = [f"<h2>Model summary: {e(name)}</h2><div class=card><table><tr><th>Layer</th>"
-             "<th>Type</th><th>Output shape</th><th class=num>Params</th><th>Trainable</th></tr>"]
-    for r in rows[:shown]:
-        shape = "—" if r.get("output_shape") is None else str(tuple(r["output_shape"]))
-        parts.append(f"<tr><td>{e(printable(str(r['name'])))}</td>"
-                     f"<td>{e(printable(str(r['type'])))}</td><td>{e(shape)}</td>"
-                     f"<td class=num>{r['params']:,}</td><td>{'yes' if r['trainable'] else 'no'}</td></tr>")
-    if len(rows) > shown:
-        parts.append(f"<tr><td colspan=5 class=muted>… {len(rows) - shown} more layers</td></tr>")
-    parts.append("</table></div>")
-    return parts
+def _parts(items: list[ItemResult], labels: dict[str, ItemLabel]) -> list[dict[str, Any]]:
+    """Consecutive items of one notebook part form a group (one group, untitled, when the
+    notebook has no parts)."""
+    groups: list[dict[str, Any]] = []
+    for item in items:
+        title = labels[item.name].part if item.name in labels else ""
+        if not groups or groups[-1]["title"] != title:
+            groups.append({"title": title, "rows": [], "got": 0.0, "of": 0.0})
+        groups[-1]["rows"].append(_item_view(item, labels))
+        groups[-1]["got"] += item.score
+        groups[-1]["of"] += item.max_score
+    for group in groups:
+        group["score"] = f"{group.pop('got'):g} / {group.pop('of'):g}"
+    return groups
 
 
-def _cells_html(ex: ExecutionResult, limits: dict[str, float]) -> list[str]:
-    e = html.escape
-    timeout = limits.get("cell_timeout_s", 0) or 1
-    parts = [f"<h2>Cells</h2><div class=card><table><tr><th>Cell</th><th>Status</th>"
-             f"<th class=num>Runtime</th><th>Against the {timeout:g} s limit per cell</th>"
-             f"<th>Note</th></tr>"]
-    for c in ex.cells:
-        share = min(1.0, c.runtime_s / timeout)
-        hot = " class=hot" if share > 0.8 or c.limit else ""
-        label = f"{c.index + 1}" + (f" ({e(c.grade_id)})" if c.grade_id else "")
-        note = e(c.message) if c.message else ""
-        if c.limit:
-            note = e(c.limit) + (": " + note if note else "")
-        parts.append(
-            f"<tr><td>{label}</td><td>{e(c.status)}</td><td class=num>{c.runtime_s:.1f} s</td>"
-            f"<td><div class=bar><span{hot} style='width:{share * 100:.1f}%'></span></div></td>"
-            f"<td>{note}</td></tr>")
-    parts.append("</table></div>")
-    return parts
+def _summary_view(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    shown = [{"name": printable(str(r["name"])), "type": printable(str(r["type"])),
+              "shape": "—" if r.get("output_shape") is None else str(tuple(r["output_shape"])),
+              "params": f"{r['params']:,}", "trainable": "yes" if r["trainable"] else "no"}
+             for r in rows[:SUMMARY_ROWS]]
+    return {"name": name, "rows": shown, "more": max(0, len(rows) - SUMMARY_ROWS)}
+
+
+def _cell_view(c: Any, timeout: float) -> dict[str, Any]:
+    share = min(1.0, c.runtime_s / timeout)
+    note = c.message or ""
+    if c.limit:
+        note = c.limit + (": " + note if note else "")
+    return {"label": f"{c.index + 1}" + (f" ({c.grade_id})" if c.grade_id else ""),
+            "status": c.status, "runtime": f"{c.runtime_s:.1f}", "share": f"{share * 100:.1f}",
+            "hot": share > 0.8 or bool(c.limit), "note": note}
 
 
 def _curve_svg(name: str, history: dict[str, list[float]], width: int = 380, height: int = 170) -> str:

@@ -135,3 +135,54 @@ def test_a_full_disk_leaves_no_half_written_result(tmp_path):
         assert sorted(p.name for p in (disk / "alice").iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_feedback_names_and_groups_items_as_the_notebook_does(tmp_path):
+    """Are items shown under the release notebook's parts, with its question labels, in
+    notebook order, and do the failed ones come back under 'What to do next'?"""
+    from pathlib import Path
+
+    from autograder.course.config import load_course
+    from autograder.grading.layout import item_labels
+
+    repo = Path(__file__).resolve().parents[2]
+    course = load_course(repo)
+    a = course.config.assignments[0]
+    labels = item_labels(course.release_dir(a.assignment_id) / a.notebook)
+    assert set(labels) == set(a.points)  # every graded item is found in the notebook
+    first, last = min(labels, key=lambda k: labels[k].order), max(labels, key=lambda k: labels[k].order)
+    r = result()
+    items = (ItemResult(last, 0.0, 1.0, False, "not yet <done>"),
+             ItemResult(first, 2.0, 2.0, True, "Correct."))
+    page = feedback_html(GradeResult(student="alice", assignment_id=a.assignment_id, score=2.0,
+                                     max_score=3.0, items=items, execution=r.execution),
+                         limits=LIMITS, labels=labels)
+    import html as _html
+
+    assert _html.escape(labels[first].part) in page and _html.escape(labels[last].part) in page
+    assert page.index(f"<code>{first}</code>") < page.index(f"<code>{last}</code>")
+    if labels[first].question:
+        assert f"<span class=q>{labels[first].question}</span> <code>{first}</code>" in page
+    next_steps = page.split("What to do next", 1)[1].split("</div>", 1)[0]
+    assert f"<code>{last}</code>: not yet &lt;done&gt;" in next_steps
+    assert first not in next_steps and messages.NEXT_ADVICE in next_steps
+    passed = GradeResult(student="alice", assignment_id=a.assignment_id, score=2.0, max_score=2.0,
+                         items=items[1:], execution=r.execution)
+    assert messages.NEXT_ALL_PASSED in feedback_html(passed, limits=LIMITS, labels=labels)
+
+
+def test_a_course_template_replaces_the_page_and_a_broken_one_still_gives_the_grade(tmp_path):
+    """Does `<course>/templates/feedback.html.j2` replace the kit's page (values escaped), and
+    does a template that fails to render still leave a page with the score and results.json?"""
+    from autograder.grading.report import TEMPLATE
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / TEMPLATE).write_text("<p class=mine>{{ student }} scored {{ score }}</p>")
+    page = feedback_html(result(student="<al>"), limits=LIMITS, template_dir=templates)
+    assert page == "<p class=mine>&lt;al&gt; scored 2 / 4</p>"
+    (templates / TEMPLATE).write_text("{{ no_such_value }}")
+    write_student_reports(result(), tmp_path / "alice", limits=LIMITS, template_dir=templates)
+    fallback = (tmp_path / "alice" / "feedback.html").read_text()
+    assert "<p>2 / 4</p>" in fallback and "UndefinedError" in fallback
+    assert json.loads((tmp_path / "alice" / "results.json").read_text())["score"] == 2.0

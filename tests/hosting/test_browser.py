@@ -200,8 +200,14 @@ def test_student_fetches_feedback_and_sees_the_score(hub, story, artifacts):
     page.screenshot(path=str(artifacts / f"{user}-5-feedback-page.png"), full_page=False)
     assert page.inner_text(".score").strip() == expected
     answered = next(t for t in results["tests"] if t["name"] == "q1_conv_params")
-    row = page.locator("tr", has=page.locator("td", has_text=re.compile(r"^q1_conv_params$")))
+    row = page.locator("tr", has=page.locator("code", has_text=re.compile(r"^q1_conv_params$")))
     assert row.locator("td.num").inner_text().strip() == _shown(answered["score"], answered["max_score"])
+    # named as the release notebook names it, under its part
+    from autograder.grading.layout import item_labels
+
+    label = item_labels(hub.course.release_dir(a.assignment_id) / a.notebook)["q1_conv_params"]
+    assert row.locator("span.q").inner_text() == label.question
+    assert page.locator("h3", has_text=label.part).count() == 1
     story["feedback_url"] = feedback_url
     page.goto(f"{hub.url}{hub.service_path}")
     page.wait_for_selector("h1")
