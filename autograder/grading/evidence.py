@@ -145,8 +145,20 @@ def layer_rows(model: Any) -> list[dict[str, Any]]:
             "params": int(layer.count_params()),
             "trainable": bool(layer.trainable),
             "config": _small_config(layer),
+            **_inner_trainable(layer),
         })
     return rows
+
+
+def _inner_trainable(layer: Any) -> dict[str, Any]:
+    """For a nested model (ResNet50 inside ft_model): how many of its layers are trainable,
+    and whether they are its last ones. A frozen outer layer freezes them all."""
+    inner = getattr(layer, "layers", None)
+    if not inner:
+        return {}
+    open_at = [i for i, sub in enumerate(inner) if layer.trainable and sub.trainable]
+    last = open_at == list(range(len(inner) - len(open_at), len(inner)))
+    return {"inner_trainable": {"open": len(open_at), "total": len(inner), "last": last}}
 
 
 def _shape_list(shape: Any) -> list[int | None]:

@@ -244,9 +244,23 @@ def _parts(items: list[ItemResult], labels: dict[str, ItemLabel]) -> list[dict[s
 def _summary_view(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     shown = [{"name": printable(str(r["name"])), "type": printable(str(r["type"])),
               "shape": "—" if r.get("output_shape") is None else str(tuple(r["output_shape"])),
-              "params": f"{r['params']:,}", "trainable": "yes" if r["trainable"] else "no"}
+              "params": f"{r['params']:,}", "trainable": _trainable_text(r)}
              for r in rows[:SUMMARY_ROWS]]
     return {"name": name, "rows": shown, "more": max(0, len(rows) - SUMMARY_ROWS)}
+
+
+def _trainable_text(row: dict[str, Any]) -> str:
+    """"yes"/"no", or for a nested model which of its layers train ("the last 10 of 175")."""
+    inner = row.get("inner_trainable")
+    if not isinstance(inner, dict):
+        return "yes" if row.get("trainable") else "no"
+    n, total = int(inner.get("open", 0)), int(inner.get("total", 0))
+    if n == 0:
+        return f"no (all {total} layers frozen)"
+    if n == total:
+        return f"yes (all {total} layers)"
+    where = "the last " if inner.get("last") else ""
+    return f"{where}{n} of {total} layers"
 
 
 def _cell_view(c: Any, timeout: float) -> dict[str, Any]:
