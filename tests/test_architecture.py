@@ -1,5 +1,6 @@
 """The module map stays walkable: no import circles inside ``autograder/``, counting imports
-made inside functions too (a deferred import is still a dependency a reader must follow)."""
+made inside functions too (a deferred import is still a dependency a reader must follow);
+imports under ``if TYPE_CHECKING:`` are annotations only, and are not counted."""
 
 import ast
 from pathlib import Path
@@ -17,7 +18,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -34,6 +35,19 @@ def import_graph() -> dict[str, set[str]]:
                 if target and target != name and not name.startswith(target + "."):
                     graph[name].add(target)
     return graph
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node, except the bodies of ``if TYPE_CHECKING:`` blocks."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
