@@ -19,7 +19,7 @@ from ci_strict import pytest_make_collect_report, pytest_runtest_makereport  # n
 from autograder.course.config import load_course
 from autograder.course.datasets import build_dataset, verify_dataset
 from autograder.errors import DatasetError
-from autograder.grading import sandbox
+from autograder.grading import sandbox_users
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,4 +40,4 @@ def grading_sandbox_users() -> None:
     if os.geteuid() != 0:
         return
     grading = load_course(REPO).config.grading
-    sandbox.ensure_sandbox_users(grading.sandbox_user_prefix, max(grading.concurrency, 2))
+    sandbox_users.ensure_sandbox_users(grading.sandbox_user_prefix, max(grading.concurrency, 2))

@@ -11,7 +11,7 @@ import argparse
 from autograder.commands.ui import console
 from autograder.course.config import load_course
 from autograder.errors import SandboxUnavailable
-from autograder.grading import sandbox
+from autograder.grading import sandbox, sandbox_users
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def run_setup(args: argparse.Namespace) -> int:
 
     course = load_course()
     grading = course.config.grading
-    users = sandbox.ensure_sandbox_users(grading.sandbox_user_prefix, grading.concurrency)
+    users = sandbox_users.ensure_sandbox_users(grading.sandbox_user_prefix, grading.concurrency)
     for user in users:
         console.print(f"sandbox user {user.name}: uid {user.uid}, gid {user.gid}")
     protect_course_files(course)

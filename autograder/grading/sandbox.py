@@ -1,6 +1,8 @@
 """The sandbox one student kernel runs in: a uid, a bubblewrap argv, a cgroup, rlimits.
 
-Decision: each grading slot owns an unprivileged system user (``<prefix><slot>``).
+Decision: each grading slot owns an unprivileged system user (``<prefix><slot>``,
+:mod:`autograder.grading.sandbox_users`; slots are held with :mod:`autograder.grading.slots`),
+and each job gets its own folders and capped tmpfs (:mod:`autograder.grading.stage`).
 The kernel command is wrapped, outermost first, in
 
 1. ``sh -c 'echo $$ > cgroup.procs; exec "$@"'`` (as root): joins the job's cgroup
@@ -34,88 +36,29 @@ reads what a kernel wrote (that is :mod:`autograder.grading.export`).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import pwd
 import shutil
-import stat
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from autograder import cgroups, reach
-from autograder.cgroups import Cgroup, CgroupEvents  # noqa: F401  (execute.py names sandbox.CgroupEvents)
+from autograder.cgroups import Cgroup
 from autograder.errors import SandboxUnavailable
+from autograder.grading.sandbox_users import SandboxUser, find_sandbox_user
+from autograder.grading.stage import INSIDE_EXPORT, INSIDE_TMP, INSIDE_WORK, JobLayout
 from autograder.paths import venv_dir
+
+# Re-exported, not used here: execute.py and pipeline.py (which this move may not edit)
+# name them as sandbox.<name>. New code imports them from where they live.
+from autograder.cgroups import CgroupEvents  # noqa: F401,E402
+from autograder.grading.slots import free_slot  # noqa: F401,E402
+from autograder.grading.stage import (  # noqa: F401,E402
+    INSIDE_WEIGHTS, STAGE_ROOT, prepare_job_dir, release_job_dir, seal_conn_dir, stage_readonly)
 
 BWRAP = "/usr/bin/bwrap"
 GROUP_PARENT = "course-grading"
-
-# Paths as the kernel sees them inside the sandbox.
-INSIDE_WORK = "/sandbox/work"
-INSIDE_EXPORT = "/sandbox/export"
-INSIDE_WEIGHTS = "/sandbox/weights"
-INSIDE_TMP = "/tmp"
-
-
-# ---------------------------------------------------------------------------------------
-# Users
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SandboxUser:
-    """The unprivileged account one grading slot runs student code as."""
-
-    name: str
-    uid: int
-    gid: int
-
-
-def slot_user_name(prefix: str, slot: int) -> str:
-    return f"{prefix}{slot}"
-
-
-def find_sandbox_user(prefix: str, slot: int) -> SandboxUser:
-    """The slot's user, or :class:`SandboxUnavailable` naming the command that creates it."""
-    name = slot_user_name(prefix, slot)
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        raise SandboxUnavailable(
-            f"sandbox user {name} does not exist",
-            hint="run `course sandbox setup` as root (it creates one user per grading slot)",
-        ) from None
-    if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise SandboxUnavailable(
-            f"sandbox user {name} has uid or gid 0",
-            hint=f"delete {name} and run `course sandbox setup` again",
-        )
-    return SandboxUser(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
-
-
-def ensure_sandbox_users(prefix: str, count: int) -> list[SandboxUser]:
-    """Create system users ``<prefix>0..count-1`` (no home, shell nologin) where missing."""
-    if os.geteuid() != 0:
-        raise SandboxUnavailable(
-            "creating sandbox users needs root", hint="run `sudo course sandbox setup`"
-        )
-    users = []
-    for slot in range(count):
-        name = slot_user_name(prefix, slot)
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                 "--shell", "/usr/sbin/nologin", "--user-group", name],
-                check=True, capture_output=True, text=True,
-            )
-        users.append(find_sandbox_user(prefix, slot))
-    return users
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,166 +91,6 @@ def create_cgroup(name: str, *, memory_mb: int, max_processes: int) -> Cgroup:
             hint="mount cgroup v2, or the v1 memory, pids and freezer controllers",
         )
     return group
-
-
-# ---------------------------------------------------------------------------------------
-# The job folder and its capped tmpfs
-# ---------------------------------------------------------------------------------------
-
-
-STAGE_ROOT = Path("/run/course-sandbox")
-"""Root-owned, world-traversable base of every job's sandbox-visible folders. bwrap
-resolves bind sources as the slot uid, so they cannot live under the grader's private
-(0700) temporary folders."""
-
-
-@dataclass(frozen=True)
-class JobLayout:
-    """Where one job's files live on the host.
-
-    ``stage`` holds what the sandbox sees (its capped tmpfs, the socket folder, a
-    generated /etc/passwd, copies of release files the slot uid could not reach);
-    ``out`` (under the grader's ``job_dir``) is the grader's own and never mounted.
-    """
-
-    job_dir: Path
-    stage: Path
-
-    @classmethod
-    def for_job(cls, job_dir: Path, *, name: str) -> JobLayout:
-        return cls(job_dir=job_dir, stage=STAGE_ROOT / name)
-
-    @property
-    def conn(self) -> Path:
-        return self.stage / "conn"
-
-    @property
-    def scratch(self) -> Path:
-        return self.stage / "scratch"
-
-    @property
-    def work(self) -> Path:
-        return self.scratch / "work"
-
-    @property
-    def tmp(self) -> Path:
-        return self.scratch / "tmp"
-
-    @property
-    def export(self) -> Path:
-        return self.scratch / "export"
-
-    @property
-    def shm(self) -> Path:
-        return self.scratch / "shm"
-
-    @property
-    def etc(self) -> Path:
-        return self.stage / "etc"
-
-    @property
-    def ro(self) -> Path:
-        return self.stage / "ro"
-
-    @property
-    def out(self) -> Path:
-        return self.job_dir / "out"
-
-
-def prepare_job_dir(
-    layout: JobLayout, *, user: SandboxUser | None, disk_mb: int, export_mb: int | None = None
-) -> bool:
-    """Create the job folders; with a ``user``, mount the capped tmpfs. Returns mounted?
-
-    With ``export_mb``, the export folder gets a tmpfs of its own: a notebook that fills its
-    disk (the scratch tmpfs) must still leave room for the grader to collect its answers."""
-    for folder in (layout.job_dir, layout.stage):
-        if folder.exists():
-            release_job_dir(layout)
-            shutil.rmtree(folder)
-    layout.job_dir.mkdir(parents=True, mode=0o700)
-    layout.out.mkdir(mode=0o700)
-    STAGE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o711)
-    os.chmod(STAGE_ROOT, 0o711)
-    layout.stage.mkdir(mode=0o711)  # the slot uid may traverse, never list
-    layout.scratch.mkdir(mode=0o700)
-    layout.conn.mkdir(mode=0o700)
-    layout.ro.mkdir(mode=0o755)
-    mounted = False
-    if user is not None:
-        options = f"size={disk_mb}m,mode=0700,uid={user.uid},gid={user.gid},nosuid,nodev"
-        run = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
-                              str(layout.scratch)], capture_output=True, text=True)
-        if run.returncode != 0:
-            raise SandboxUnavailable(
-                f"cannot mount the job's tmpfs: {run.stderr.strip()}",
-                hint="the grader must run as root with CAP_SYS_ADMIN (mount)",
-            )
-        mounted = True
-    for folder in (layout.work, layout.tmp, layout.export, layout.shm):
-        folder.mkdir(mode=0o700)
-    if user is not None and export_mb is not None:
-        options = f"size={export_mb}m,mode=0700,uid={user.uid},gid={user.gid},nosuid,nodev"
-        run = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
-                              str(layout.export)], capture_output=True, text=True)
-        if run.returncode != 0:
-            raise SandboxUnavailable(f"cannot mount the job's export tmpfs: {run.stderr.strip()}",
-                                     hint="the grader must run as root with CAP_SYS_ADMIN (mount)")
-    if user is not None:
-        for folder in (layout.work, layout.tmp, layout.export, layout.shm, layout.conn):
-            os.chown(folder, user.uid, user.gid)
-        layout.etc.mkdir(mode=0o755)
-        (layout.etc / "passwd").write_text(
-            f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
-            f"student:x:{user.uid}:{user.gid}:student:{INSIDE_WORK}:/usr/sbin/nologin\n")
-        (layout.etc / "group").write_text(f"root:x:0:\nstudent:x:{user.gid}:\n")
-        for name in ("passwd", "group"):
-            os.chmod(layout.etc / name, 0o644)
-    return mounted
-
-
-def reachable_by_others(path: Path) -> bool:
-    """Whether a uid that is neither owner nor group can read ``path`` (bwrap's view)."""
-    path = path.resolve()
-    for folder in path.parents:
-        if not os.stat(folder).st_mode & 0o001:
-            return False
-    mode = os.stat(path).st_mode
-    return bool(mode & 0o004) and (not stat.S_ISDIR(mode) or bool(mode & 0o001))
-
-
-def stage_readonly(layout: JobLayout, source: Path) -> Path:
-    """``source`` itself when the slot uid can reach it, else a root-owned copy in the stage."""
-    if reachable_by_others(source) and (not source.is_dir() or all(
-            reachable_by_others(p) for p in source.rglob("*"))):
-        return source
-    target = layout.ro / source.name
-    if source.is_dir():
-        shutil.copytree(source, target, symlinks=False)
-        for p in (target, *target.rglob("*")):
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    else:
-        shutil.copyfile(source, target)
-        os.chmod(target, 0o644)
-    return target
-
-
-def release_job_dir(layout: JobLayout) -> None:
-    """Unmount the job's tmpfs and delete the stage (after the cgroup was killed)."""
-    if os.path.ismount(layout.export):
-        if subprocess.run(["umount", str(layout.export)], capture_output=True).returncode:
-            subprocess.run(["umount", "--lazy", str(layout.export)], capture_output=True)
-    if os.path.ismount(layout.scratch):
-        if subprocess.run(["umount", str(layout.scratch)], capture_output=True).returncode:
-            subprocess.run(["umount", "--lazy", str(layout.scratch)], capture_output=True)
-    if layout.stage.exists() and not os.path.ismount(layout.scratch):
-        shutil.rmtree(layout.stage, ignore_errors=True)
-
-
-def seal_conn_dir(layout: JobLayout) -> None:
-    """After the kernel bound its sockets, take the folder back so it cannot swap them."""
-    os.chown(layout.conn, 0, 0)
-    os.chmod(layout.conn, 0o700)
 
 
 # ---------------------------------------------------------------------------------------
@@ -469,56 +252,3 @@ def refuse_incomplete(missing: list[str]) -> None:
         hint="run `course sandbox setup` as root, or set grading.allow_unsandboxed=True "
              "on a machine that never grades real students",
     )
-
-
-def release_leftovers(slot: int) -> list[Path]:
-    """Unmount and delete job folders of slot ``slot`` that a grader killed with -9 left
-    behind (their tmpfs stays mounted otherwise). Only the holder of the slot's lock may
-    call this: no other job of that slot can be running."""
-    left = sorted(STAGE_ROOT.glob(f"{slot}-*"))
-    for stage in left:
-        release_job_dir(JobLayout(job_dir=stage / "unused", stage=stage))
-    return left
-
-
-@contextlib.contextmanager
-def slot_lock(slot: int) -> Iterator[None]:
-    """Hold slot ``slot`` for this job, across every grader process on the machine.
-
-    Two graders (say the hub's service and an instructor's ``course grade``) must never
-    run two submissions under one slot uid at once; the second waits for the first.
-    """
-    STAGE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
-    with open(STAGE_ROOT / f"slot-{slot}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        release_leftovers(slot)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def free_slot(preferred: int, *, count: int) -> Iterator[int]:
-    """Hold a free slot among ``0..count-1`` (``preferred`` first) and yield its number; wait
-    for ``preferred`` only when every slot is held. Two graders on one machine (the hub's
-    service and an instructor's ``course grade``, say) then never queue behind each other
-    while a slot is free."""
-    STAGE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
-    order = [preferred, *(s for s in range(count) if s != preferred)]
-    for slot in order:
-        handle = open(STAGE_ROOT / f"slot-{slot}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            release_leftovers(slot)
-            yield slot
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-        return
-    with slot_lock(preferred):
-        yield preferred

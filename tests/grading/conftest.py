@@ -12,7 +12,7 @@ import pytest
 
 from autograder.course.config import Course, load_course
 from autograder.facts import ExecutionResult
-from autograder.grading import sandbox
+from autograder.grading import sandbox, sandbox_users
 from e2e_support import course_with
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def e2e_root():
 
     if os.geteuid() != 0:
         pytest.skip("the sandbox needs root to set up uids and cgroups")
-    sandbox.ensure_sandbox_users("course-sbx", 2)
+    sandbox_users.ensure_sandbox_users("course-sbx", 2)
     root = open_dir("course-e2e-")
     shutil.copy(REPO / "course_config.py", root / "course_config.py")
     for name in ("source", "release", "datasets"):

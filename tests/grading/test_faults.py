@@ -35,7 +35,8 @@ import nbformat
 import pytest
 
 from autograder.course.config import load_course
-from autograder.grading import sandbox
+from autograder.grading import sandbox, sandbox_users
+from autograder.grading.stage import STAGE_ROOT
 from autograder.grading.pipeline import make_context
 from e2e_support import open_dir
 
@@ -86,7 +87,7 @@ COURSE = _dc.replace(
                              accuracy_margin={c.assignments[0].accuracy_margin!r}),),
 )
 """)
-    sandbox.ensure_sandbox_users(c.grading.sandbox_user_prefix, CONCURRENCY)
+    sandbox_users.ensure_sandbox_users(c.grading.sandbox_user_prefix, CONCURRENCY)
     # Fails here, not in a subprocess, if the key does not fit this root.
     make_context(load_course(root), ASSIGNMENT, profile_name="reduced", out_dir=root / "out",
                  weights_mode="stand-in")
@@ -282,7 +283,7 @@ def test_a_kernel_killed_mid_batch_costs_only_its_own_submission(fault_root):
     def kill_the_target_kernel() -> None:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            if list(sandbox.STAGE_ROOT.glob(f"*/scratch/work/{KERNEL_MARKER}")):
+            if list(STAGE_ROOT.glob(f"*/scratch/work/{KERNEL_MARKER}")):
                 time.sleep(delay)
                 pid = _kernel_pid(target)
                 if pid is not None:

@@ -13,14 +13,16 @@ import pytest
 
 from autograder import cgroups
 from autograder.errors import SandboxUnavailable
-from autograder.grading import sandbox
+from autograder.grading import sandbox, slots
+from autograder.grading.sandbox_users import SandboxUser, find_sandbox_user
+from autograder.grading.stage import STAGE_ROOT, JobLayout
 from autograder.paths import venv_dir
 
-USER = sandbox.SandboxUser(name="course-sbx0", uid=12345, gid=12346)
+USER = SandboxUser(name="course-sbx0", uid=12345, gid=12346)
 
 
 def _argv(tmp_path: Path, **kw) -> list[str]:
-    layout = sandbox.JobLayout(job_dir=tmp_path / "job", stage=tmp_path / "stage")
+    layout = JobLayout(job_dir=tmp_path / "job", stage=tmp_path / "stage")
     return sandbox.build_sandbox_argv(
         [sys.executable, "-m", "ipykernel_launcher"], user=USER, layout=layout,
         ro_binds=[(tmp_path / "helpers.py", "/sandbox/work/course_helpers.py")],
@@ -61,7 +63,7 @@ def test_argv_joins_the_cgroup_first(tmp_path):
         def procs_files(self):
             return [Path("/sys/fs/cgroup/memory/x/cgroup.procs")]
 
-    layout = sandbox.JobLayout(job_dir=tmp_path / "job", stage=tmp_path / "stage")
+    layout = JobLayout(job_dir=tmp_path / "job", stage=tmp_path / "stage")
     argv = sandbox.build_sandbox_argv(["python"], user=USER, layout=layout, ro_binds=[],
                                       env={}, cgroup=FakeGroup(), file_size_mb=1)
     assert argv[:2] == ["/bin/sh", "-c"]
@@ -71,7 +73,7 @@ def test_argv_joins_the_cgroup_first(tmp_path):
 def test_unknown_slot_user_names_the_setup_command():
     """Is a missing slot user a SandboxUnavailable that says to run `course sandbox setup`?"""
     with pytest.raises(SandboxUnavailable) as info:
-        sandbox.find_sandbox_user("no-such-prefix-", 7)
+        find_sandbox_user("no-such-prefix-", 7)
     assert "no-such-prefix-7" in info.value.message
     assert "course sandbox setup" in info.value.hint
 
@@ -142,14 +144,14 @@ def test_a_killed_graders_job_folder_is_released_by_the_next_holder_of_its_slot(
     """After a grader is killed -9 mid-job, its tmpfs stays mounted under the stage root; does
     the next job to take that slot unmount and delete it (and leave other slots alone)?"""
     slot = 97  # a slot no real grader uses
-    layout = sandbox.JobLayout(job_dir=Path("/nonexistent"), stage=sandbox.STAGE_ROOT / f"{slot}-dead")
-    other = sandbox.STAGE_ROOT / f"{slot + 1}-alive"
-    sandbox.STAGE_ROOT.mkdir(mode=0o711, exist_ok=True)
+    layout = JobLayout(job_dir=Path("/nonexistent"), stage=STAGE_ROOT / f"{slot}-dead")
+    other = STAGE_ROOT / f"{slot + 1}-alive"
+    STAGE_ROOT.mkdir(mode=0o711, exist_ok=True)
     layout.scratch.mkdir(parents=True)
     other.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(layout.scratch)], check=True)
     try:
-        with sandbox.slot_lock(slot):
+        with slots.slot_lock(slot):
             assert not os.path.ismount(layout.scratch)
             assert not layout.stage.exists()
         assert other.is_dir()
@@ -157,7 +159,7 @@ def test_a_killed_graders_job_folder_is_released_by_the_next_holder_of_its_slot(
         if os.path.ismount(layout.scratch):
             subprocess.run(["umount", "--lazy", str(layout.scratch)])
         other.rmdir()
-        (sandbox.STAGE_ROOT / f"slot-{slot}.lock").unlink(missing_ok=True)
+        (STAGE_ROOT / f"slot-{slot}.lock").unlink(missing_ok=True)
 
 
 def test_a_job_takes_a_free_slot_rather_than_wait_for_a_held_one(tmp_path):
@@ -165,17 +167,17 @@ def test_a_job_takes_a_free_slot_rather_than_wait_for_a_held_one(tmp_path):
     get slot 1 at once, and wait for slot 0 only when both are held?"""
     import fcntl
 
-    sandbox.STAGE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    STAGE_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     base = 90  # slots no real grader uses: 90 and 91
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time\n"
-         f"h = open({str(sandbox.STAGE_ROOT / f'slot-{base}.lock')!r}, 'w')\n"
+         f"h = open({str(STAGE_ROOT / f'slot-{base}.lock')!r}, 'w')\n"
          "fcntl.flock(h, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(30)\n"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
-        with sandbox.free_slot(base, count=base + 2) as got:
+        with slots.free_slot(base, count=base + 2) as got:
             waited = time.monotonic() - started
         assert got != base and waited < 5  # not the 30 s the holder keeps slot 90
     finally:
@@ -183,7 +185,7 @@ def test_a_job_takes_a_free_slot_rather_than_wait_for_a_held_one(tmp_path):
         holder.wait()
         holder.stdout.close()
         for n in (base, base + 1):
-            (sandbox.STAGE_ROOT / f"slot-{n}.lock").unlink(missing_ok=True)
+            (STAGE_ROOT / f"slot-{n}.lock").unlink(missing_ok=True)
 
 
 def test_outside_a_venv_there_is_no_venv_to_bind_and_the_hub_uses_sys_prefix(tmp_path, monkeypatch):
