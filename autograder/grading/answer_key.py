@@ -47,3 +47,14 @@ def key_is_current(key_file: Path, fingerprint: str) -> bool:
         return json.loads(key_file.read_text()).get("fingerprint") == fingerprint
     except (ValueError, AttributeError):
         return False
+
+
+def pass_marks(key_file: Path) -> dict[str, float]:
+    """Model name -> the accuracy it must reach on the hidden split, for the models whose
+    accuracy is assessable; empty when the key is missing or unreadable."""
+    try:
+        key = json.loads(key_file.read_text())
+        skip = set(key.get("not_assessable") or {})
+        return {str(m): float(t) for m, t in (key.get("thresholds") or {}).items() if m not in skip}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}

@@ -68,6 +68,11 @@ class GradingContext:
     template_dir: Path | None = None
     """The course's own feedback template folder (``<course root>/templates``), if any."""
 
+    def pass_marks(self) -> dict[str, float]:
+        """Each model's accuracy threshold from the answer key (not-assessable ones left out),
+        shown on the feedback's training curves; empty without a readable key."""
+        return answer_key.pass_marks(self.key_file)
+
     @property
     def limit_values(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self.course.config.limits).items()}
@@ -152,7 +157,8 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
                     grader_error=_short_error(exc))
         result = score.redact_result(result, host_paths(ctx, work))
         report.write_student_reports(result, student_dir, limits=ctx.limit_values,
-                                     labels=ctx.item_labels, template_dir=ctx.template_dir)
+                                     labels=ctx.item_labels, template_dir=ctx.template_dir,
+                                     pass_marks=ctx.pass_marks())
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)

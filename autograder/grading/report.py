@@ -85,10 +85,12 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_student_reports(result: GradeResult, student_dir: Path, *, limits: dict[str, float],
                           labels: dict[str, ItemLabel] | None = None,
-                          template_dir: Path | None = None) -> None:
+                          template_dir: Path | None = None,
+                          pass_marks: dict[str, float] | None = None) -> None:
     """feedback.html, then results.json (the marker that the submission is graded)."""
     try:
-        page = feedback_html(result, limits=limits, labels=labels, template_dir=template_dir)
+        page = feedback_html(result, limits=limits, labels=labels, template_dir=template_dir,
+                             pass_marks=pass_marks)
     except Exception as exc:  # the page is a courtesy; the grade must still be written
         page = _plain_feedback(result, f"{type(exc).__name__}")
     write_atomic(student_dir / FEEDBACK_FILE, page)
@@ -169,10 +171,13 @@ SUMMARY_ROWS = 60
 
 def feedback_html(result: GradeResult, *, limits: dict[str, float],
                   labels: dict[str, ItemLabel] | None = None,
-                  template_dir: Path | None = None) -> str:
+                  template_dir: Path | None = None,
+                  pass_marks: dict[str, float] | None = None) -> str:
     """The student's page: score, notes, the rubric grouped by the notebook's parts (items
-    named as the notebook names them), what to do next, curves, model summaries, cells."""
-    return _template(template_dir).render(**feedback_view(result, limits=limits, labels=labels))
+    named as the notebook names them), what to do next, curves (with each model's pass mark
+    from ``pass_marks``), model summaries, cells."""
+    return _template(template_dir).render(**feedback_view(result, limits=limits, labels=labels,
+                                                          pass_marks=pass_marks))
 
 
 def _template(template_dir: Path | None) -> Any:
@@ -188,7 +193,8 @@ def _template(template_dir: Path | None) -> Any:
 
 
 def feedback_view(result: GradeResult, *, limits: dict[str, float],
-                  labels: dict[str, ItemLabel] | None = None) -> dict[str, Any]:
+                  labels: dict[str, ItemLabel] | None = None,
+                  pass_marks: dict[str, float] | None = None) -> dict[str, Any]:
     """Everything the template shows, as plain values (the template only lays them out)."""
     from markupsafe import Markup
 
@@ -208,11 +214,17 @@ def feedback_view(result: GradeResult, *, limits: dict[str, float],
         "parts": _parts(items, labels),
         "next_steps": [_item_view(i, labels) for i in failed],
         "advice": messages.NEXT_ADVICE if failed else messages.NEXT_ALL_PASSED,
-        "curves": [Markup(_curve_svg(name, h)) for name, h in sorted(ex.histories.items()) if h],
+        "curves": [Markup(_curve_svg(name, h, threshold=_pass_mark(name, pass_marks)))
+                   for name, h in sorted(ex.histories.items()) if h],
         "summaries": [_summary_view(name, rows) for name, rows in result.model_summaries.items()],
         "cell_timeout": f"{limits.get('cell_timeout_s', 0) or 1:g}",
         "cells": [_cell_view(c, limits.get("cell_timeout_s", 0) or 1) for c in ex.cells],
     }
+
+
+def _pass_mark(history: str, pass_marks: dict[str, float] | None) -> float | None:
+    """``cnn_history`` is the training of ``cnn_model``: its accuracy pass mark, if any."""
+    return (pass_marks or {}).get(history.removesuffix("_history") + "_model")
 
 
 def _item_view(item: ItemResult, labels: dict[str, ItemLabel]) -> dict[str, Any]:
@@ -273,39 +285,55 @@ def _cell_view(c: Any, timeout: float) -> dict[str, Any]:
             "hot": share > 0.8 or bool(c.limit), "note": note}
 
 
-def _curve_svg(name: str, history: dict[str, list[float]], width: int = 380, height: int = 170) -> str:
-    """Loss and accuracy per epoch as small inline SVG plots (train solid, validation dashed)."""
-    e = html.escape
-    panels = []
-    for metric in ("loss", "accuracy"):
-        # Only finite points are drawn: the export refuses NaN and inf, and this draws
-        # nothing it cannot place even if one got through.
-        series = [(k, [x if math.isfinite(x) else math.nan for x in v]) for k, v in (
-            (metric, history.get(metric)), (f"val_{metric}", history.get(f"val_{metric}"))) if v]
-        if not series:
-            continue
-        values = [x for _, v in series for x in v if math.isfinite(x)]
-        if not values:
-            continue
-        lo, hi = min(values), max(values)
-        if metric == "accuracy":
-            lo, hi = min(lo, 0.0), max(hi, 1.0)
-        span = (hi - lo) or 1.0
-        pad = 28
-        lines = []
-        for key, v in series:
-            n = max(len(v) - 1, 1)
-            pts = " ".join(f"{pad + i * (width - pad - 8) / n:.1f},"
-                           f"{height - 20 - (x - lo) / span * (height - 40):.1f}"
-                           for i, x in enumerate(v) if math.isfinite(x))
-            dash = " stroke-dasharray='5 3'" if key.startswith("val_") else ""
-            color = "#4a7bd0" if metric == "loss" else "#11763b"
-            lines.append(f"<polyline fill=none stroke='{color}' stroke-width=2{dash} points='{pts}'/>")
-        panels.append(
-            f"<svg width={width} height={height} role=img aria-label='{e(name)} {metric}'>"
-            f"<rect x=0 y=0 width={width} height={height} fill='#fff'/>"
-            f"<text x={pad} y=14>{e(name)}: {metric} (solid train, dashed validation)</text>"
-            f"<text x=2 y={height - 20}>{lo:.2g}</text><text x=2 y=30>{hi:.2g}</text>"
-            f"<line x1={pad} y1={height - 20} x2={width - 8} y2={height - 20} stroke='#ccd'/>"
-            + "".join(lines) + f"<text x={width - 60} y={height - 4}>epochs</text></svg>")
-    return "".join(panels)
+def _curve_svg(name: str, history: dict[str, list[float]], *,
+               threshold: float | None = None) -> str:
+    """Loss and accuracy per epoch, train solid and validation dashed, as one inline SVG drawn
+    by matplotlib, with axes, a legend and, on the accuracy panel, the pass mark the model is
+    held to on the hidden split. Non-finite values are gaps, never points."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    panels = [m for m in ("loss", "accuracy")
+              if any(_finite(history.get(k)) for k in (m, f"val_{m}"))]
+    if not panels:
+        return ""
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"curve-{name}",
+                                "font.size": 9, "axes.spines.top": False,
+                                "axes.spines.right": False}):
+        fig = Figure(figsize=(3.9 * len(panels), 2.6), layout="constrained")
+        for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+            for (label, ys), style in zip(plot_series(history, metric), ("-", "--")):
+                if any(y == y for y in ys):
+                    ax.plot(range(1, len(ys) + 1), ys, style, marker="o", markersize=3,
+                            color="#4a7bd0" if metric == "loss" else "#11763b", label=label)
+            if metric == "accuracy":
+                ax.set_ylim(0, 1)
+                if threshold is not None:
+                    ax.axhline(threshold, color="#b42318", linestyle=":", linewidth=1.2,
+                               label=f"pass mark {threshold:.0%} (hidden split)")
+            ax.set_title(f"{name}: {metric}")
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.legend(frameon=False, fontsize=8)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def plot_series(history: dict[str, list[float]], metric: str) -> list[tuple[str, list[float]]]:
+    """("train", values) and ("validation", values) of ``metric``, every non-finite value
+    replaced by NaN (a gap in the line, never a point)."""
+    return [(label, [float(v) if _finite([v]) else float("nan") for v in history.get(key) or []])
+            for key, label in ((metric, "train"), (f"val_{metric}", "validation"))]
+
+
+def _finite(values: Any) -> bool:
+    try:
+        return any(math.isfinite(float(v)) for v in values or [])
+    except (TypeError, ValueError):
+        return False

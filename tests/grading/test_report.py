@@ -97,7 +97,29 @@ def test_curves_draw_only_finite_points():
                     ExecutionResult(**{**r.execution.__dict__, "histories": {"cnn_history": bad}}))
     page = feedback_html(r, limits=LIMITS)
     assert "nan" not in page.lower() and "inf" not in page.lower()
-    assert "<polyline" in page
+    assert "<svg" in page and "cnn_history: loss" in page
+    from autograder.grading.report import plot_series
+
+    (train, ys), (val, vs) = plot_series(bad, "loss")
+    assert (train, val) == ("train", "validation")
+    assert [y for y in ys if y == y] == [0.7] and [v for v in vs if v == v] == [0.6, 0.5]
+    assert len(ys) == 3  # the gaps keep the epochs in place
+
+
+def test_curves_show_the_pass_mark_of_assessable_models_only(tmp_path):
+    """Does the accuracy panel draw the model's pass mark from the key, and leave out a model
+    whose accuracy is not assessable in this mode?"""
+    from autograder.grading.answer_key import pass_marks
+
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"thresholds": {"cnn_model": 0.62, "tl_model": 0.55},
+                               "not_assessable": {"tl_model": "stand-in weights"}}))
+    marks = pass_marks(key)
+    assert marks == {"cnn_model": 0.62}
+    assert "pass mark 62% (hidden split)" in feedback_html(result(), limits=LIMITS, pass_marks=marks)
+    assert "pass mark" not in feedback_html(result(), limits=LIMITS)
+    key.write_text("{not json")
+    assert pass_marks(key) == {} and pass_marks(tmp_path / "missing.json") == {}
 
 
 def test_a_not_assessable_item_is_labelled_in_both_reports():
