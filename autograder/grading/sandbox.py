@@ -128,16 +128,7 @@ def build_sandbox_argv(
              "--clear-groups", "--inh-caps=-all", "--no-new-privs"]
     argv += [BWRAP, "--unshare-all", "--die-with-parent", "--new-session",
              "--cap-drop", "ALL", "--hostname", "sandbox",
-             "--ro-bind", "/usr", "/usr"]
-    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        host = Path("/") / top
-        if host.is_symlink():
-            argv += ["--symlink", os.readlink(host), f"/{top}"]
-        elif host.is_dir():
-            argv += ["--ro-bind", str(host), f"/{top}"]
-    for etc_file in ("/etc/ld.so.cache", "/etc/localtime"):
-        if Path(etc_file).exists():
-            argv += ["--ro-bind", etc_file, etc_file]
+             *_system_binds()]
     argv += ["--ro-bind", str(layout.etc / "passwd"), "/etc/passwd",
              "--ro-bind", str(layout.etc / "group"), "/etc/group"]
     argv += ["--proc", "/proc", "--dev", "/dev",
@@ -158,6 +149,22 @@ def build_sandbox_argv(
     for key, value in env.items():
         argv += ["--setenv", key, value]
     argv += ["--", *kernel_argv]
+    return argv
+
+
+def _system_binds() -> list[str]:
+    """bwrap arguments for the host's system files: ``/usr``, the top-level ``/bin``,
+    ``/lib``... (a symlink where the host has one), ``ld.so.cache``, ``localtime``."""
+    argv = ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/") / top
+        if host.is_symlink():
+            argv += ["--symlink", os.readlink(host), f"/{top}"]
+        elif host.is_dir():
+            argv += ["--ro-bind", str(host), f"/{top}"]
+    for etc_file in ("/etc/ld.so.cache", "/etc/localtime"):
+        if Path(etc_file).exists():
+            argv += ["--ro-bind", etc_file, etc_file]
     return argv
 
 
