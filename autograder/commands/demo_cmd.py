@@ -12,10 +12,9 @@ import argparse
 import functools
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from autograder.commands.ui import console
-from autograder.course.config import active_profile_name, load_course
+from autograder.course.config import GRADEBOOK_FILE, active_profile_name, load_course
 
 DEMO_SAMPLES = ["reference", "wrong_params", "unfrozen_backbone", "wider_head"]
 BROKEN_NOTEBOOK = '{"cells": [ {"cell_type": "code", "source": "print(1)"'  # cut mid-file
@@ -68,7 +67,7 @@ def run_demo(args: argparse.Namespace) -> int:
                       f"({status.path}); the demo uses STAND-IN weights (untrained). "
                       "Transfer-learning numbers below are not ImageNet results. Seed the cache "
                       "with `course weights import FILE` for the real thing.[/]")
-    ctx = make_context(course, aid, profile_name=profile, out_dir=course.root / "autograded",
+    ctx = make_context(course, aid, profile_name=profile, out_dir=course.autograded_dir,
                        weights_mode=mode, need_key=False)
     if not ctx.key_is_current():
         step("5. calibrate the answer key from the reference solution",
@@ -76,13 +75,13 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         console.rule(f"[bold]5. answer key[/]  [dim]{ctx.key_file} (current; "
                      f"`course calibrate` redoes it)[/]")
-    submissions = course.root / ".course-state" / "demo" / "submissions"
+    submissions = course.demo_dir / "submissions"
     write_samples(course.source_dir(aid) / assignment.notebook, submissions, names=DEMO_SAMPLES)
     broken = submissions / "broken_file" / assignment.notebook
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_text(BROKEN_NOTEBOOK)
-    out = course.root / "autograded" / "demo"
-    gradebook = course.root / ".course-state" / "demo" / "gradebook.db"  # not the course's
+    out = course.autograded_dir / "demo"
+    gradebook = course.demo_dir / GRADEBOOK_FILE  # not the course's
     step("6. grade the reference solution and sample submissions",
           ["grade", aid, str(submissions), "--out", str(out), "--gradebook", str(gradebook),
            "--profile", profile, "--weights-mode", mode,

@@ -64,7 +64,7 @@ def run_grade(args: argparse.Namespace) -> int:
     course = load_course()
     assignment = course.config.assignment(args.assignment)
     # The user's own input first: a missing file is named before any course-side problem.
-    paths = args.submissions or [course.root / "submitted"]
+    paths = args.submissions or [course.submitted_dir]
     if args.student:
         if len(paths) != 1 or not paths[0].is_file():
             raise GradingError("--student needs exactly one notebook file",
@@ -75,7 +75,7 @@ def run_grade(args: argparse.Namespace) -> int:
         jobs = [GradeJob(student=args.student, notebook=paths[0].resolve())]
     else:
         jobs = discover(paths, notebook=assignment.notebook, assignment_id=args.assignment)
-    out = args.out or course.path(course.config.grading.out_dir)
+    out = args.out or course.autograded_dir
     if args.concurrency:
         if args.concurrency > course.config.grading.concurrency:
             raise GradingError(
@@ -134,7 +134,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     course = load_course()
     assignment = course.config.assignment(args.assignment)
     ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
-                       out_dir=course.path(course.config.grading.out_dir),
+                       out_dir=course.autograded_dir,
                        weights_mode=args.weights_mode, need_key=False)
     seeds = args.seeds or calibration_seeds(course.config.grading.seed, assignment.calibration_seeds)
     with progress_bar(f"calibrating {args.assignment}") as bar:

@@ -85,7 +85,7 @@ def run_render(args: argparse.Namespace) -> int:
     from autograder.hosting import render
 
     course = load_course()
-    out = args.out or course.root / "hub"
+    out = args.out or course.rendered_hub_dir
     if args.check:
         stale = render.stale_files(course, out)
         if stale:

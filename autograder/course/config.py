@@ -22,11 +22,24 @@ from autograder.errors import ConfigError
 CONFIG_FILE = "course_config.py"
 ROOT_ENV = "COURSE_ROOT"
 PROFILE_ENV = "COURSE_PROFILE"
+SOURCE_DIR = "source"
+"""nbgrader's source folder: the course root's, and that of any nbgrader course root the kit stages."""
+RELEASE_DIR = "release"
+"""nbgrader's release folder (the student versions), in the same roots."""
+GRADEBOOK_FILE = "gradebook.db"
+"""nbgrader's gradebook database, in the course root (or an instructor's nbgrader course folder)."""
+STATE_DIR = ".course-state"
+"""The kit's own state in the course root: the demo's files and the trusted embeddings
+(and the local hub's, by default); never released, never mounted into a sandbox."""
 
 
 @dataclass(frozen=True)
 class Course:
-    """A loaded configuration and the folder it came from."""
+    """A loaded configuration and the folder it came from.
+
+    Every folder the kit reads or writes in the course root is named here, once:
+    fixed names as properties, configured ones resolved against :attr:`root`.
+    """
 
     root: Path
     config: CourseConfig
@@ -37,13 +50,83 @@ class Course:
         return p if p.is_absolute() else self.root / p
 
     def source_dir(self, assignment_id: str) -> Path:
-        return self.root / "source" / assignment_id
+        return self.source_root / assignment_id
 
     def release_dir(self, assignment_id: str) -> Path:
-        return self.root / "release" / assignment_id
+        return self.release_root / assignment_id
 
     def rubric_dir(self, assignment_id: str) -> Path:
         return Path(__file__).resolve().parent.parent / "rubric" / assignment_id
+
+    @property
+    def source_root(self) -> Path:
+        """``source/``: the assignment notebooks with solutions."""
+        return self.root / SOURCE_DIR
+
+    @property
+    def release_root(self) -> Path:
+        """``release/``: the student versions, built by ``course release``."""
+        return self.root / RELEASE_DIR
+
+    @property
+    def submitted_dir(self) -> Path:
+        """Where ``course grade`` looks for submissions when given none."""
+        return self.root / "submitted"
+
+    @property
+    def gradebook_file(self) -> Path:
+        """The course's nbgrader gradebook (``course grade --gradebook`` may name another)."""
+        return self.root / GRADEBOOK_FILE
+
+    @property
+    def autograded_dir(self) -> Path:
+        """``grading.out_dir``: results.json, feedback.html and grades.csv per student."""
+        return self.path(self.config.grading.out_dir)
+
+    @property
+    def answer_key_dir(self) -> Path:
+        """``grading.answer_key_dir``: the calibrated answer keys (grader only)."""
+        return self.path(self.config.grading.answer_key_dir)
+
+    @property
+    def dataset_build_dir(self) -> Path:
+        """``dataset.build_dir``: the generated student splits."""
+        return self.path(self.config.dataset.build_dir)
+
+    @property
+    def dataset_hidden_dir(self) -> Path:
+        """``dataset.hidden_dir``: the generated grading split's parent (grader only)."""
+        return self.path(self.config.dataset.hidden_dir)
+
+    @property
+    def dataset_manifest(self) -> Path:
+        """``dataset.manifest``: every image file with its sha256."""
+        return self.path(self.config.dataset.manifest)
+
+    @property
+    def state_dir(self) -> Path:
+        """``.course-state/``: see :data:`STATE_DIR`."""
+        return self.root / STATE_DIR
+
+    @property
+    def hub_state_dir(self) -> Path:
+        """``hub.state_dir``: the local hub's database, cookies, logs, PIDs and service state."""
+        return self.path(self.config.hub.state_dir)
+
+    @property
+    def demo_dir(self) -> Path:
+        """``course demo``'s sample submissions and its own gradebook."""
+        return self.state_dir / "demo"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        """The trusted embeddings caches of the hidden splits (grader only)."""
+        return self.state_dir / "embeddings"
+
+    @property
+    def rendered_hub_dir(self) -> Path:
+        """``hub/``: the production JupyterHub config written by ``course hub render``."""
+        return self.root / "hub"
 
 
 def find_root(start: Path | None = None) -> Path:

@@ -80,13 +80,13 @@ class DatasetReport:
 def student_splits_dir(course: Course) -> Path:
     """The folder that holds ``train|validation|test/<class>/``, for either source."""
     d = course.config.dataset
-    return course.path(d.build_dir) if d.source == "generated" else course.path(d.source)
+    return course.dataset_build_dir if d.source == "generated" else course.path(d.source)
 
 
 def grading_split_dir(course: Course) -> Path:
     """The folder that holds the hidden ``<class>/`` folders of the grading split."""
     d = course.config.dataset
-    base = course.path(d.hidden_dir) if d.source == "generated" else course.path(d.source)
+    base = course.dataset_hidden_dir if d.source == "generated" else course.path(d.source)
     return base / GRADING_SPLIT
 
 
@@ -137,7 +137,7 @@ def build_dataset(course: Course, *, progress: Progress | None = None) -> Datase
         counts = validate_image_folder(course.path(d.source), classes=d.classes)
         files = _hash_tree(course, progress=progress)
         _write_manifest(course, files=files, settings={"source": str(d.source)})
-        return DatasetReport(source=d.source, manifest=course.path(d.manifest), counts=counts)
+        return DatasetReport(source=d.source, manifest=course.dataset_manifest, counts=counts)
     plan = planned_counts(course)
     jobs = [(split, name, i) for split, per in plan.items() for name, n in per.items() for i in range(n)]
     files: dict[str, str] = {}
@@ -162,14 +162,14 @@ def build_dataset(course: Course, *, progress: Progress | None = None) -> Datase
             removed.append(key)
     _write_manifest(course, files=files, settings={"source": "generated",
                                                    "generator": generator_settings(course)})
-    return DatasetReport(source="generated", manifest=course.path(d.manifest), counts=plan,
+    return DatasetReport(source="generated", manifest=course.dataset_manifest, counts=plan,
                          removed=tuple(removed))
 
 
 def verify_dataset(course: Course) -> DatasetReport:
     """Compare the split folders with the manifest; raise naming every missing, changed or extra file."""
     d = course.config.dataset
-    manifest_path = course.path(d.manifest)
+    manifest_path = course.dataset_manifest
     manifest = _read_manifest(manifest_path)
     expected: dict[str, str] = manifest["files"]
     if d.source == "generated":
@@ -294,7 +294,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_manifest(course: Course, *, files: dict[str, str], settings: dict[str, object]) -> None:
-    path = course.path(course.config.dataset.manifest)
+    path = course.dataset_manifest
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         **settings,

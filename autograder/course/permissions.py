@@ -45,19 +45,16 @@ def ensure_grader_group() -> int:
 
 
 def private_paths(course: Course) -> list[Path]:
-    g = course.config.grading
-    return [course.root / "source", course.path(g.out_dir), course.root / "gradebook.db",
-            course.root / "submitted", course.root / ".course-state" / "hub",
-            course.root / ".course-state" / "demo"]
+    return [course.source_root, course.autograded_dir, course.gradebook_file,
+            course.submitted_dir, course.hub_state_dir, course.demo_dir]
 
 
 def grader_paths(course: Course) -> list[Path]:
     from autograder.course.datasets import grading_split_dir
 
-    g = course.config.grading
     rubrics = {course.rubric_dir(a.assignment_id).parent for a in course.config.assignments}
-    return [grading_split_dir(course).parent, course.path(g.answer_key_dir), *sorted(rubrics),
-            course.root / ".course-state" / "embeddings"]
+    return [grading_split_dir(course).parent, course.answer_key_dir, *sorted(rubrics),
+            course.embeddings_dir]
 
 
 def protect_course_files(course: Course) -> None:

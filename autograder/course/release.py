@@ -36,7 +36,7 @@ from typing import Any
 
 import nbformat
 
-from autograder.course.config import Course
+from autograder.course.config import RELEASE_DIR, SOURCE_DIR, Course
 from autograder.course.settings import Assignment
 from autograder.errors import ReleaseError
 
@@ -189,7 +189,7 @@ def build_release(
 
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
         root = Path(tmp)
-        staged = root / "source" / assignment_id
+        staged = root / SOURCE_DIR / assignment_id
         staged.mkdir(parents=True)
         for item in sorted(source.iterdir()):
             if item.name in _NOT_SHIPPED or item.name == assignment.notebook:
@@ -204,7 +204,7 @@ def build_release(
 
         _generate_assignment(course, root, assignment_id, runner=runner or _run)
 
-        generated = root / "release" / assignment_id
+        generated = root / RELEASE_DIR / assignment_id
         student_nb = generated / assignment.notebook
         if not student_nb.is_file():
             raise ReleaseError(f"nbgrader wrote no {assignment.notebook}",

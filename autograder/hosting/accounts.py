@@ -29,7 +29,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.course.config import Course
+from autograder.course.config import RELEASE_DIR, SOURCE_DIR, Course
 from autograder.errors import HubError
 
 EXCHANGE_ROOT_MODE = 0o1777
@@ -126,7 +126,7 @@ def prepare_instructor(course: Course, account: Account) -> Path:
     """Copy ``source/`` and ``release/`` into the instructor's course folder; write configs."""
     course_dir = instructor_course_dir(course, account)
     course_dir.mkdir(parents=True, exist_ok=True)
-    for part in ("source", "release"):
+    for part in (SOURCE_DIR, RELEASE_DIR):
         src = course.root / part
         dest = course_dir / part
         # A fresh copy each time: the repository is the source of truth.
@@ -136,7 +136,7 @@ def prepare_instructor(course: Course, account: Account) -> Path:
         else:
             dest.mkdir()
     for assignment in course.config.assignments:
-        released = course_dir / "release" / assignment.assignment_id
+        released = course_dir / RELEASE_DIR / assignment.assignment_id
         if not released.is_dir() and (course.source_dir(assignment.assignment_id) / assignment.notebook).is_file():
             # No committed release/ yet: build one for the instructor only (the repo is untouched).
             from autograder.course.release import build_release

@@ -32,7 +32,7 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from autograder.course.config import load_course
+from autograder.course.config import GRADEBOOK_FILE, load_course
 from autograder.hosting import accounts
 from autograder.hosting.gradequeue import GRADE_MARGIN_S, CourseGradeRunner, GradingQueue, Job, JobStore, job_summary
 
@@ -156,14 +156,14 @@ def make_app(queue: GradingQueue, *, prefix: str, instructor: str) -> web.Applic
 def build_queue() -> tuple[GradingQueue, str, str, int]:
     course = load_course()
     c = course.config
-    state = Path(os.environ.get("COURSE_HUB_STATE") or course.path(c.hub.state_dir)) / "service"
+    state = Path(os.environ.get("COURSE_HUB_STATE") or course.hub_state_dir) / "service"
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o700)
     layout = accounts.ExchangeLayout(root=Path(c.hub.exchange_dir), course_id=c.course_id)
     instructor = accounts.lookup_account(c.hub.instructor)
     runner = CourseGradeRunner(
         course_root=course.root, timeout_s=c.limits.notebook_budget_s + GRADE_MARGIN_S,
-        gradebook=(accounts.instructor_course_dir(course, instructor) / "gradebook.db"
+        gradebook=(accounts.instructor_course_dir(course, instructor) / GRADEBOOK_FILE
                    if instructor else None),
         gradebook_owner=(instructor.uid, instructor.gid) if instructor else None,
     )
