@@ -74,7 +74,7 @@ class HubPaths:
 
 
 def hub_paths(course: Course) -> HubPaths:
-    return HubPaths(state=course.path(course.config.hub.state_dir))
+    return HubPaths(state=course.hub_state_dir)
 
 
 def proxy_command() -> Path:

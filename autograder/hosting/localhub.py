@@ -123,7 +123,7 @@ def http_ok(url: str, *, timeout_s: float = 2.0) -> bool:
 
 
 def _hub_problems(course: Course) -> list[str]:
-    return [p for p in check_config(course) if p.startswith("hub")]
+    return check_config(course, sections=("hub",))
 
 
 def prepare_machine(course: Course, paths: HubPaths) -> None:
