@@ -44,7 +44,7 @@ from autograder.course.config import Course
 from autograder.course.settings import Assignment, Limits
 from autograder.errors import SandboxUnavailable, SubmissionError
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult
-from autograder.grading import messages, sandbox
+from autograder.grading import inkernel, messages, sandbox
 from autograder.grading.export import collect_exports, defined_in, export_expression
 from autograder.grading.kernel import (
     DropMonitor,
@@ -63,69 +63,8 @@ KERNEL_LOG_ENV = "COURSE_KERNEL_LOG"
 """Operators only: a file to append the kernels' raw stdout/stderr to (default: dropped)."""
 SKIP_TAG_NEVER = "grader-" + uuid.uuid4().hex  # a tag no student can guess
 
-# Seeds the kernel before the first student cell. TensorFlow and Keras are seeded by a
-# post-import hook, so a notebook that never imports them never pays for them.
-_SETUP_CODE = r'''
-def __grader_setup(seed, env):
-    import os, random, sys, importlib.abc
-    os.environ.update(env)
-    random.seed(seed)
-    try:
-        import numpy
-        numpy.random.seed(seed)
-    except ImportError:
-        pass
-
-    def seed_tf(module):
-        module.random.set_seed(seed)
-        try:
-            module.config.experimental.enable_op_determinism()
-        except Exception:
-            pass
-
-    def seed_keras(module):
-        module.utils.set_random_seed(seed)
-
-    hooks = {"tensorflow": seed_tf, "keras": seed_keras}
-
-    class SeedOnImport(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            hook = hooks.get(name)
-            if hook is None:
-                return None
-            for finder in sys.meta_path:
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(name, path, target)
-                if spec is not None:
-                    break
-            else:
-                return None
-            loader = spec.loader
-            run = getattr(loader, "exec_module", None)
-            if run is None:
-                return None
-            hooks.pop(name)
-
-            def exec_module(module, run=run, hook=hook):
-                run(module)
-                try:
-                    hook(module)
-                except Exception:
-                    pass
-
-            loader.exec_module = exec_module
-            return spec
-
-    for name, hook in list(hooks.items()):
-        if name in sys.modules:
-            hooks.pop(name)
-            try:
-                hook(sys.modules[name])
-            except Exception:
-                pass
-    sys.meta_path.insert(0, SeedOnImport())
-'''
+_SETUP_CODE = inkernel.source("seed.py")
+"""Defines ``__grader_setup(seed, env)``: seeds Python, NumPy, and TensorFlow/Keras on import."""
 
 
 # ---------------------------------------------------------------------------------------
