@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import uuid
 import warnings
@@ -45,13 +44,20 @@ from autograder.course.settings import Assignment, Limits
 from autograder.errors import SandboxUnavailable, SubmissionError
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult
 from autograder.grading import inkernel, messages, sandbox
-from autograder.grading.export import collect_exports, defined_in, export_expression
+from autograder.grading.export import (
+    ExportedFacts,
+    collect_exports,
+    defined_in,
+    export_expression,
+)
 from autograder.grading.kernel import (
     DropMonitor,
     GradingNotebookClient,
     InterruptIgnored,
     SandboxedKernelManager,
     grader_request,
+    shutdown_kernel,
+    start_kernel,
 )
 from autograder.grading.outcome import CellSignals, classify
 
@@ -59,8 +65,6 @@ EXPORT_TIMEOUT_S = 300.0
 """The export (saving three models) gets its own time, outside the notebook budget."""
 STARTUP_TIMEOUT_S = 60.0
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
-KERNEL_LOG_ENV = "COURSE_KERNEL_LOG"
-"""Operators only: a file to append the kernels' raw stdout/stderr to (default: dropped)."""
 SKIP_TAG_NEVER = "grader-" + uuid.uuid4().hex  # a tag no student can guess
 
 _SETUP_CODE = inkernel.source("seed.py")
@@ -144,6 +148,37 @@ def match_grade_ids(nb: nbformat.NotebookNode, known: set[str]) -> dict[int, str
 # ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """What executing one assignment's submissions needs, and nothing else of the course:
+    built once per grading run by :meth:`from_course`, the same for every job."""
+
+    assignment: Assignment
+    release_dir: Path
+    """``course_helpers.py``, ``settings.json`` and ``data/`` for the kernel."""
+    limits: Limits
+    seed: int
+    sandbox_user_prefix: str
+    allow_unsandboxed: bool
+    profile: str
+    weights_mode: str
+    weights_file: Path | None = None
+
+    @classmethod
+    def from_course(cls, course: Course, assignment: Assignment, *, profile: str,
+                    weights_mode: str, weights_file: Path | None = None,
+                    release_dir: Path | None = None) -> ExecutionSpec:
+        """``release_dir`` defaults to ``release/<assignment_id>/`` of the course."""
+        grading = course.config.grading
+        return cls(
+            assignment=assignment,
+            release_dir=release_dir or course.release_dir(assignment.assignment_id),
+            limits=course.config.limits, seed=grading.seed,
+            sandbox_user_prefix=grading.sandbox_user_prefix,
+            allow_unsandboxed=grading.allow_unsandboxed, profile=profile,
+            weights_mode=weights_mode, weights_file=weights_file)
+
+
 @dataclass
 class _Run:
     """Mutable bookkeeping while one notebook runs; turned into frozen facts at the end."""
@@ -155,76 +190,46 @@ class _Run:
     stopped_at: int | None = None
 
 
-def execute_submission(
-    notebook_path: Path,
-    *,
-    course: Course,
-    assignment: Assignment,
-    student: str,
-    slot: int,
-    job_dir: Path,
-    profile: str,
-    weights_mode: str,
-    weights_file: Path | None = None,
-    release_dir: Path | None = None,
-) -> ExecutionResult:
+@dataclass(frozen=True)
+class _Job:
+    """One job's sandbox: its folders, its uid (None unsandboxed) and its cgroup."""
+
+    layout: sandbox.JobLayout
+    user: sandbox.SandboxUser | None
+    cgroup: sandbox.Cgroup | None
+    sandboxed: bool
+
+
+def execute_submission(notebook_path: Path, spec: ExecutionSpec, *, student: str, slot: int,
+                       job_dir: Path) -> ExecutionResult:
     """Run the submission in slot ``slot``'s sandbox and return validated facts.
 
     ``job_dir`` must be a fresh folder the grader owns (it is created, and emptied if it
-    exists); the validated exports end up in ``job_dir/out``. ``release_dir`` defaults to
-    ``release/<assignment_id>/`` (``course_helpers.py``, ``settings.json``, ``data/``).
+    exists); the validated exports end up in ``job_dir/out``.
     Raises :class:`SubmissionError` for a file that is not a notebook and
     :class:`SandboxUnavailable` when the sandbox is incomplete and not explicitly waived.
     """
     started = time.monotonic()
     nb = read_submission(notebook_path)
-    config = course.config
-    limits = config.limits
-    grading = config.grading
-    release = release_dir or course.release_dir(assignment.assignment_id)
-    grade_ids = match_grade_ids(nb, release_grade_ids(release / assignment.notebook))
+    limits = spec.limits
+    grade_ids = match_grade_ids(nb, release_grade_ids(spec.release_dir / spec.assignment.notebook))
 
     # One probe decides: re-probing after a failure could pass and leave `sandboxed` False,
     # which would run the student's code without the sandbox (found by the hostile zoo).
-    missing = sandbox.probe_sandbox(prefix=grading.sandbox_user_prefix, slots=slot + 1)
-    if missing and not grading.allow_unsandboxed:
+    missing = sandbox.probe_sandbox(prefix=spec.sandbox_user_prefix, slots=slot + 1)
+    if missing and not spec.allow_unsandboxed:
         sandbox.refuse_incomplete(missing)
     sandboxed = not missing
-    user = sandbox.find_sandbox_user(grading.sandbox_user_prefix, slot) if sandboxed else None
+    user = sandbox.find_sandbox_user(spec.sandbox_user_prefix, slot) if sandboxed else None
 
     layout = sandbox.JobLayout.for_job(Path(job_dir).resolve(),
                                        name=f"{slot}-{uuid.uuid4().hex[:12]}")
     sandbox.prepare_job_dir(layout, user=user, disk_mb=limits.disk_mb, export_mb=limits.export_mb)
     cgroup: sandbox.Cgroup | None = None
-    facts = None
     try:
-        try:
-            safe = re.sub(r"[^A-Za-z0-9_-]", "_", student)[:40]  # ids come from folder names
-            cgroup = sandbox.create_cgroup(f"{safe}-{uuid.uuid4().hex[:8]}",
-                                           memory_mb=limits.memory_mb,
-                                           max_processes=limits.max_processes)
-        except SandboxUnavailable:
-            if sandboxed:
-                raise
-        inside = _paths(layout, sandboxed=sandboxed)
-        _stage_files(layout, notebook_path, release, user=user, sandboxed=sandboxed)
-        env = sandbox.kernel_environment(
-            work_dir=inside["work"], tmp_dir=inside["tmp"],
-            extra={"COURSE_PROFILE": profile, "COURSE_WEIGHTS_MODE": weights_mode,
-                   "COURSE_DATA_DIR": inside["data"], "PYTHONHASHSEED": str(grading.seed),
-                   "COURSE_SEED": str(grading.seed),
-                   **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {})})
-        ro_binds = _ro_binds(layout, release, weights_file) if sandboxed else []
-        run = asyncio.run(_run_notebook(
-            nb, layout=layout, user=user, cgroup=cgroup, env=env, ro_binds=ro_binds,
-            limits=limits, seed=grading.seed, grade_ids=grade_ids, assignment=assignment,
-            export_dir=inside["export"], sandboxed=sandboxed))
-        if cgroup is not None:
-            cgroup.kill_all()  # nothing of the student's may run while we read its files
-        if run.alive:  # the export finished while the kernel lived
-            facts = collect_exports(layout.export, layout.out, assignment=assignment,
-                                    export_mb=limits.export_mb)
-            run.notes.extend(facts.notes)
+        cgroup = _create_cgroup(student, limits, sandboxed=sandboxed)
+        job = _Job(layout, user, cgroup, sandboxed)
+        run, facts = _run_job(job, nb, notebook_path, spec, grade_ids)
     finally:
         if cgroup is not None:
             cgroup.remove()
@@ -241,9 +246,49 @@ def execute_submission(
         wall_s=round(time.monotonic() - started, 3),
         answers=facts.answers if facts else {}, answer_errors=facts.answer_errors if facts else {},
         models=facts.models if facts else {}, histories=facts.histories if facts else {},
-        defined_in=names, sandboxed=sandboxed, weights_mode=weights_mode,
+        defined_in=names, sandboxed=sandboxed, weights_mode=spec.weights_mode,
         notes=tuple(run.notes),
     )
+
+
+def _create_cgroup(student: str, limits: Limits, *, sandboxed: bool) -> sandbox.Cgroup | None:
+    """The job's cgroup; None only when running unsandboxed on a machine without one."""
+    try:
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", student)[:40]  # ids come from folder names
+        return sandbox.create_cgroup(f"{safe}-{uuid.uuid4().hex[:8]}",
+                                     memory_mb=limits.memory_mb,
+                                     max_processes=limits.max_processes)
+    except SandboxUnavailable:
+        if sandboxed:
+            raise
+        return None
+
+
+def _run_job(job: _Job, nb: nbformat.NotebookNode, notebook_path: Path, spec: ExecutionSpec,
+             grade_ids: dict[int, str]) -> tuple[_Run, ExportedFacts | None]:
+    """Stage the job, run the notebook and its export, kill the cgroup, collect the exports
+    (None when the kernel did not live to the end of the export)."""
+    layout, weights_file = job.layout, spec.weights_file
+    inside = _paths(layout, sandboxed=job.sandboxed)
+    _stage_files(layout, notebook_path, spec.release_dir, user=job.user, sandboxed=job.sandboxed)
+    env = sandbox.kernel_environment(
+        work_dir=inside["work"], tmp_dir=inside["tmp"],
+        extra={"COURSE_PROFILE": spec.profile, "COURSE_WEIGHTS_MODE": spec.weights_mode,
+               "COURSE_DATA_DIR": inside["data"], "PYTHONHASHSEED": str(spec.seed),
+               "COURSE_SEED": str(spec.seed),
+               **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {})})
+    ro_binds = _ro_binds(layout, spec.release_dir, weights_file) if job.sandboxed else []
+    run = asyncio.run(_run_notebook(nb, job, spec, env=env, ro_binds=ro_binds,
+                                    grade_ids=grade_ids, export_dir=inside["export"]))
+    if job.cgroup is not None:
+        job.cgroup.kill_all()  # nothing of the student's may run while we read its files
+    if not run.alive:
+        return run, None
+    # the export finished while the kernel lived
+    facts = collect_exports(layout.export, layout.out, assignment=spec.assignment,
+                            export_mb=spec.limits.export_mb)
+    run.notes.extend(facts.notes)
+    return run, facts
 
 
 def _paths(layout: sandbox.JobLayout, *, sandboxed: bool) -> dict[str, str]:
@@ -284,14 +329,56 @@ def _ro_binds(layout: sandbox.JobLayout, release: Path,
     return binds
 
 
-async def _run_notebook(
-    nb: nbformat.NotebookNode, *, layout: sandbox.JobLayout, user: sandbox.SandboxUser | None,
-    cgroup: sandbox.Cgroup | None, env: dict[str, str], ro_binds: list[tuple[Path, str]],
-    limits: Limits, seed: int, grade_ids: dict[int, str], assignment: Assignment,
-    export_dir: str, sandboxed: bool,
-) -> _Run:
+async def _run_notebook(nb: nbformat.NotebookNode, job: _Job, spec: ExecutionSpec, *,
+                        env: dict[str, str], ro_binds: list[tuple[Path, str]],
+                        grade_ids: dict[int, str], export_dir: str) -> _Run:
+    """Start the job's kernel, seed it, run the cells and the export; always shut down."""
+    limits = spec.limits
+    km = _kernel_manager(job, env=env, ro_binds=ro_binds, limits=limits)
+    client = GradingNotebookClient(
+        nb, km=km, allow_errors=True, interrupt_on_timeout=True, iopub_timeout=2,
+        startup_timeout=int(STARTUP_TIMEOUT_S), skip_cells_with_tag=SKIP_TAG_NEVER,
+        record_timing=False, store_widget_state=False)
+    client.configure(output_bytes=limits.output_bytes)
+    run = _Run()
+    process = await start_kernel(km, env=env, cwd=job.layout.job_dir)
+    if job.cgroup is not None and process is not None:
+        job.cgroup.leader_pid = process.pid  # sh -> prlimit -> setpriv -> bwrap: one pid
+    monitor: DropMonitor | None = None
+    try:
+        await client.async_start_new_kernel_client()
+        if job.sandboxed:
+            sandbox.seal_conn_dir(job.layout)
+        monitor = DropMonitor(client.kc)
+        setup = f"{_SETUP_CODE}\n__grader_setup({spec.seed!r}, {env_subset(env)!r})\ndel __grader_setup\n"
+        reply = await grader_request(client, setup, timeout_s=STARTUP_TIMEOUT_S)
+        if reply is None:
+            raise SandboxUnavailable("the kernel did not finish the grader's setup",
+                                     hint="run `course sandbox check`")
+        await _run_cells(client, nb, run, limits=limits, cgroup=job.cgroup, grade_ids=grade_ids,
+                         monitor=monitor)
+        if run.alive:
+            await _export(client, run, expr=export_expression(spec.assignment,
+                                                              export_dir=export_dir))
+        else:
+            run.notes.append(messages.EXPORT_LOST.format(cell=run.stopped_at + 1))
+    finally:
+        if monitor is not None:
+            monitor.close()
+        if job.cgroup is not None:
+            job.cgroup.kill_all()
+        await shutdown_kernel(km, client, process)
+    return run
+
+
+def _kernel_manager(job: _Job, *, env: dict[str, str], ro_binds: list[tuple[Path, str]],
+                    limits: Limits) -> SandboxedKernelManager:
+    """A kernel manager for the job: its command wrapped in the sandbox argv (or, unsandboxed,
+    in the cgroup and prlimit only), its connection files in the job's conn folder."""
+    layout, user, cgroup = job.layout, job.user, job.cgroup
+
     def wrap(argv: list[str]) -> list[str]:
-        if sandboxed and user is not None:
+        if job.sandboxed and user is not None:
             return sandbox.build_sandbox_argv(argv, user=user, layout=layout, ro_binds=ro_binds,
                                               env=env, cgroup=cgroup,
                                               file_size_mb=limits.file_size_mb)
@@ -302,71 +389,19 @@ async def _run_notebook(
     km = SandboxedKernelManager(transport="ipc", ip=str(layout.conn / "kernel"),
                                 connection_file=str(layout.conn / "kernel.json"))
     km.configure(wrap=wrap, owner=user, max_message_bytes=limits.output_bytes + 2**20)
-    client = GradingNotebookClient(
-        nb, km=km, allow_errors=True, interrupt_on_timeout=True, iopub_timeout=2,
-        startup_timeout=int(STARTUP_TIMEOUT_S), skip_cells_with_tag=SKIP_TAG_NEVER,
-        record_timing=False, store_widget_state=False)
-    client.configure(output_bytes=limits.output_bytes)
-    run = _Run()
-    # Kernel fds 1/2 are not the student's output (that travels over iopub); an operator
-    # may collect them for debugging, capped by the sandbox's RLIMIT_FSIZE.
-    log_path = os.environ.get(KERNEL_LOG_ENV)
-    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
-    try:
-        await km.start_kernel(env=env, stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
-                              stderr=log or subprocess.DEVNULL, cwd=str(layout.job_dir))
-    finally:
-        if log is not None:
-            log.close()
-    process = getattr(km.provisioner, "process", None)
-    if cgroup is not None and process is not None:
-        cgroup.leader_pid = process.pid  # sh -> prlimit -> setpriv -> bwrap: one pid
-    monitor: DropMonitor | None = None
-    try:
-        await client.async_start_new_kernel_client()
-        if sandboxed:
-            sandbox.seal_conn_dir(layout)
-        monitor = DropMonitor(client.kc)
-        setup = f"{_SETUP_CODE}\n__grader_setup({seed!r}, {env_subset(env)!r})\ndel __grader_setup\n"
-        reply = await grader_request(client, setup, timeout_s=STARTUP_TIMEOUT_S)
-        if reply is None:
-            raise SandboxUnavailable("the kernel did not finish the grader's setup",
-                                     hint="run `course sandbox check`")
-        await _run_cells(client, nb, run, limits=limits, cgroup=cgroup, grade_ids=grade_ids,
-                         monitor=monitor)
-        if run.alive:
-            expr = export_expression(assignment, export_dir=export_dir)
-            reply = await grader_request(client, "", timeout_s=EXPORT_TIMEOUT_S,
-                                          user_expressions={"export": expr})
-            result = (reply or {}).get("content", {}).get("user_expressions", {}).get("export", {})
-            if result.get("status") != "ok":
-                why = "the export did not finish" if reply is None else \
-                    f"{result.get('ename', 'error')}: {str(result.get('evalue', ''))[:200]}"
-                run.notes.append(messages.EXPORT_FAILED.format(reason=why))
-                run.alive = False
-        else:
-            run.notes.append(messages.EXPORT_LOST.format(cell=run.stopped_at + 1))
-    finally:
-        if monitor is not None:
-            monitor.close()
-        if cgroup is not None:
-            cgroup.kill_all()
-        try:
-            await km.shutdown_kernel(now=True)
-        except Exception:
-            pass
-        if client.kc is not None:
-            context = client.kc.context
-            client.kc.stop_channels()
-            context.destroy(linger=0)  # ours (see SandboxedKernelManager.client)
-        await km.cleanup_resources()
-        if process is not None:  # reap the outer process (a zombie otherwise)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    return run
+    return km
+
+
+async def _export(client: GradingNotebookClient, run: _Run, *, expr: str) -> None:
+    """Evaluate the export expression; a failure is a note and loses the kernel's answers."""
+    reply = await grader_request(client, "", timeout_s=EXPORT_TIMEOUT_S,
+                                 user_expressions={"export": expr})
+    result = (reply or {}).get("content", {}).get("user_expressions", {}).get("export", {})
+    if result.get("status") != "ok":
+        why = "the export did not finish" if reply is None else \
+            f"{result.get('ename', 'error')}: {str(result.get('evalue', ''))[:200]}"
+        run.notes.append(messages.EXPORT_FAILED.format(reason=why))
+        run.alive = False
 
 
 def env_subset(env: dict[str, str]) -> dict[str, str]:

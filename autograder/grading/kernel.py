@@ -1,4 +1,5 @@
-"""The sandboxed kernel manager and the grading notebook client (used by execute.py only).
+"""The sandboxed kernel manager and the grading notebook client, and starting and shutting
+down a kernel with them (used by execute.py only).
 
 Decisions:
 
@@ -19,10 +20,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -39,6 +42,8 @@ from autograder.grading.outcome import MESSAGE_CHARS
 
 INTERRUPT_GRACE_S = 8.0
 """How long a kernel has to answer after an interrupt before the cgroup is killed."""
+KERNEL_LOG_ENV = "COURSE_KERNEL_LOG"
+"""Operators only: a file to append the kernels' raw stdout/stderr to (default: dropped)."""
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -227,3 +232,41 @@ class DropMonitor:
                 pass
             self._socket.close(linger=0)
             self._socket = None
+
+
+async def start_kernel(km: SandboxedKernelManager, *, env: dict[str, str],
+                       cwd: Path) -> Any:
+    """Start the kernel; its process (the outer one of the sandbox argv), if any.
+
+    Kernel fds 1/2 are not the student's output (that travels over iopub): they go to
+    /dev/null, or, for an operator debugging, appended to the file named by
+    ``$COURSE_KERNEL_LOG``, capped by the sandbox's RLIMIT_FSIZE."""
+    log_path = os.environ.get(KERNEL_LOG_ENV)
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
+    try:
+        await km.start_kernel(env=env, stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
+                              stderr=log or subprocess.DEVNULL, cwd=str(cwd))
+    finally:
+        if log is not None:
+            log.close()
+    return getattr(km.provisioner, "process", None)
+
+
+async def shutdown_kernel(km: SandboxedKernelManager, client: GradingNotebookClient,
+                          process: Any) -> None:
+    """Shut the kernel down, close the client's sockets and context, reap the process."""
+    try:
+        await km.shutdown_kernel(now=True)
+    except Exception:
+        pass
+    if client.kc is not None:
+        context = client.kc.context
+        client.kc.stop_channels()
+        context.destroy(linger=0)  # ours (see SandboxedKernelManager.client)
+    await km.cleanup_resources()
+    if process is not None:  # reap the outer process (a zombie otherwise)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

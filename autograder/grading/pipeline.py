@@ -265,18 +265,18 @@ LOST_KERNEL = ("killed", "died", "oom")
 def execute_stage(ctx: GradingContext, job: GradeJob, *, slot: int, job_dir: Path) -> ExecutionResult:
     """Execute (and export). When the kernel was lost at cell k, replay cells before k in a
     fresh sandboxed kernel, so the crash costs only the items that needed cell k or later."""
-    from autograder.grading.execute import execute_submission
+    from autograder.grading.execute import ExecutionSpec, execute_submission
     from autograder.grading.sandbox import free_slot
+
+    spec = ExecutionSpec.from_course(ctx.course, ctx.assignment, profile=ctx.profile_name,
+                                     weights_mode=ctx.weights_mode, weights_file=ctx.weights_file)
 
     def run(notebook: Path, folder: Path) -> ExecutionResult:
         # ``slot`` is this job's slot in its own batch; another grader on the machine may hold
         # it, so take any free one (each has its own uid) rather than wait.
         with free_slot(slot, count=max(ctx.course.config.grading.concurrency, slot + 1)) as held:
-            return execute_submission(
-                notebook, course=ctx.course, assignment=ctx.assignment, student=job.student,
-                slot=held, job_dir=folder, profile=ctx.profile_name,
-                weights_mode=ctx.weights_mode, weights_file=ctx.weights_file,
-            )
+            return execute_submission(notebook, spec, student=job.student, slot=held,
+                                      job_dir=folder)
 
     first = run(job.notebook, job_dir)
     stopped = next((c.index for c in first.cells if c.status == "killed"), None)

@@ -59,7 +59,7 @@ RunZoo = Callable[..., ExecutionResult]
 @pytest.fixture
 def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_ready: None) -> RunZoo:
     """Run a notebook (cell sources or a NotebookNode) in the sandbox; limits overridable."""
-    from autograder.grading.execute import execute_submission
+    from autograder.grading.execute import ExecutionSpec, execute_submission
     import zoo
 
     counter = iter(range(1000))
@@ -70,11 +70,10 @@ def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_read
         path = tmp_path / f"submission{n}.ipynb"
         nbformat.write(nb, path)
         course = course_with(base_course, **limits)
-        return execute_submission(
-            path, course=course, assignment=course.config.assignments[0], student=f"zoo{n}",
-            slot=0, job_dir=tmp_path / f"job{n}", profile="reduced", weights_mode="stand-in",
-            release_dir=release_dir,
-        )
+        spec = ExecutionSpec.from_course(course, course.config.assignments[0], profile="reduced",
+                                         weights_mode="stand-in", release_dir=release_dir)
+        return execute_submission(path, spec, student=f"zoo{n}", slot=0,
+                                  job_dir=tmp_path / f"job{n}")
 
     return run
 

@@ -310,11 +310,11 @@ def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_cou
     waived = dataclasses.replace(course.config, grading=dataclasses.replace(
         course.config.grading, allow_unsandboxed=True))
     monkeypatch.setattr(execute, "read_submission", lambda _: zoo.build(zoo.HELLO))
-    result = execute.execute_submission(
-        Path(__file__), course=type(course)(root=course.root, config=waived),
-        assignment=waived.assignments[0], student="open", slot=0,
-        job_dir=tmp_path / "unsandboxed-job",
+    spec = execute.ExecutionSpec.from_course(
+        type(course)(root=course.root, config=waived), waived.assignments[0],
         profile="reduced", weights_mode="stand-in")
+    result = execute.execute_submission(Path(__file__), spec, student="open", slot=0,
+                                        job_dir=tmp_path / "unsandboxed-job")
     assert not result.sandboxed
     assert result.notes[0] == messages.UNSANDBOXED
     assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
