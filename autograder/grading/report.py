@@ -26,8 +26,10 @@ RESULTS_FILE = "results.json"
 FEEDBACK_FILE = "feedback.html"
 
 
-def results_json(result: GradeResult) -> dict[str, Any]:
-    """Gradescope's autograder results format."""
+def results_json(result: GradeResult, labels: dict[str, ItemLabel] | None = None
+                 ) -> dict[str, Any]:
+    """Gradescope's autograder results format; with the notebook's ``labels``, each test gets
+    its question as ``number`` ("1b") and its part as a tag."""
     ex = result.execution
     output = []
     if ex.weights_mode == "stand-in":
@@ -40,7 +42,7 @@ def results_json(result: GradeResult) -> dict[str, Any]:
         "output": "\n".join(output),
         "visibility": "visible",
         "stdout_visibility": "hidden",
-        "tests": [_test_json(i) for i in result.items],
+        "tests": [_test_json(i, (labels or {}).get(i.name)) for i in result.items],
         "extra_data": {
             **({"grader_error": result.grader_error} if result.grader_error else {}),
             "student": result.student,
@@ -57,13 +59,17 @@ def results_json(result: GradeResult) -> dict[str, Any]:
     }
 
 
-def _test_json(item: ItemResult) -> dict[str, Any]:
+def _test_json(item: ItemResult, label: ItemLabel | None = None) -> dict[str, Any]:
     test = {"name": item.name, "score": item.score, "max_score": item.max_score,
             "status": "passed" if item.passed else "failed", "output": item.message,
             "visibility": item.visibility}
+    if label is not None and label.question:
+        test["number"] = label.question.removeprefix("Question").strip()
+    if label is not None and label.part:
+        test["tags"] = [label.part]
     if not item.assessable:  # 0 of 0, labelled; Gradescope has no status for it
         del test["status"]
-        test["tags"] = ["not-assessable"]
+        test["tags"] = [*test.get("tags", []), "not-assessable"]
     return test
 
 
@@ -95,7 +101,7 @@ def write_student_reports(result: GradeResult, student_dir: Path, *, limits: dic
         page = _plain_feedback(result, f"{type(exc).__name__}")
     write_atomic(student_dir / FEEDBACK_FILE, page)
     write_atomic(student_dir / RESULTS_FILE,
-                 json.dumps(results_json(result), indent=1, allow_nan=False, default=str))
+                 json.dumps(results_json(result, labels), indent=1, allow_nan=False, default=str))
 
 
 def _plain_feedback(result: GradeResult, why: str) -> str:

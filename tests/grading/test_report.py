@@ -208,3 +208,19 @@ def test_a_course_template_replaces_the_page_and_a_broken_one_still_gives_the_gr
     fallback = (tmp_path / "alice" / "feedback.html").read_text()
     assert "<p>2 / 4</p>" in fallback and "UndefinedError" in fallback
     assert json.loads((tmp_path / "alice" / "results.json").read_text())["score"] == 2.0
+
+
+def test_results_json_numbers_and_tags_tests_as_the_notebook_does():
+    """Does each Gradescope test carry its question as `number` and its part as a tag, and a
+    not-assessable one keep its 'not-assessable' tag too?"""
+    from autograder.grading.layout import ItemLabel
+
+    labels = {"q1_conv_params": ItemLabel(part="Part 1 — Arithmetic", question="Question 1a", order=3),
+              "q2_cnn_accuracy": ItemLabel(part="Part 2 — A CNN", question="", order=9)}
+    r = result()
+    r = GradeResult(r.student, r.assignment_id, r.score, r.max_score,
+                    (r.items[0], ItemResult("q2_cnn_accuracy", 0.0, 0.0, False, "n/a",
+                                            assessable=False)), r.execution)
+    first, second = results_json(r, labels)["tests"]
+    assert (first["number"], first["tags"]) == ("1a", ["Part 1 — Arithmetic"])
+    assert "number" not in second and second["tags"] == ["Part 2 — A CNN", "not-assessable"]
