@@ -43,6 +43,10 @@ STAND_IN_LABEL = (
     "Stand-in weights: ResNet50 ran with untrained (stand-in) weights, not ImageNet, "
     "so transfer-learning accuracies here are not ImageNet results."
 )
+STAND_IN_ITEM = (
+    "(Stand-in weights: this item was judged on features of an untrained ResNet50, so it shows "
+    "that your model is built and trained as asked, not how it would do on ImageNet features.)"
+)
 SUBMISSION_SYMLINK = (
     "{name} is a symbolic link, not a file: the grader only grades the notebook you submit "
     "itself"

@@ -48,6 +48,11 @@ def score_items(
         else:
             items.append(ItemResult(name, 0.0, float(max_score), False,
                                     str(record.get("message") or messages.CHECK_DID_NOT_RUN)))
+    if execution.weights_mode == "stand-in":
+        items = [replace(i, message=f"{i.message} {messages.STAND_IN_ITEM}")
+                 if i.assessable and (records.get(i.name) or {}).get("uses_backbone_features")
+                 and (records.get(i.name) or {}).get("outcome") in ("passed", "failed") else i
+                 for i in items]
     return tuple(items)
 
 

@@ -123,3 +123,26 @@ def test_redaction_hides_grader_paths_and_shows_control_characters():
     text = "got '/srv/course/.venv/lib/keras/__init__.py' and '/srv/course/release/x' \x1b[2J\ud800"
     assert score.redact(text, pairs) == (
         "got '<python>/lib/keras/__init__.py' and '<course>/release/x' \\x1b[2J\\ud800")
+
+
+def test_items_judged_on_backbone_features_say_what_stand_in_weights_mean():
+    """With stand-in weights, does an item judged on ResNet50's features (passed or failed)
+    say what its result does and does not mean, while other items and ImageNet runs do not?"""
+    import dataclasses
+
+    records = {
+        "q1_conv_params": {"outcome": "passed"},
+        "q2_cnn_architecture": {"outcome": "failed", "message": "Too few layers.",
+                                "uses_backbone_features": True},
+        "q2_cnn_accuracy": {"outcome": "passed", "uses_backbone_features": True},
+    }
+    stand_in = dataclasses.replace(run(), weights_mode="stand-in")
+    items = {i.name: i for i in score_items(records, points=POINTS, execution=stand_in,
+                                            cell_sources=[], limit_values=LIMITS)}
+    assert items["q1_conv_params"].message == messages.PASSED
+    assert items["q2_cnn_architecture"].message == f"Too few layers. {messages.STAND_IN_ITEM}"
+    assert items["q2_cnn_accuracy"].message == f"{messages.PASSED} {messages.STAND_IN_ITEM}"
+    assert items["q2_cnn_accuracy"].score == 2.0  # a note, never a change of points
+    imagenet = score_items(records, points=POINTS, execution=run(), cell_sources=[],
+                           limit_values=LIMITS)
+    assert all(messages.STAND_IN_ITEM not in i.message for i in imagenet)
