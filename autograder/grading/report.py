@@ -165,7 +165,7 @@ svg text{font:11px system-ui,sans-serif;fill:#5b6473}
 h3{font-size:15px;margin:0 0 8px;display:flex;justify-content:space-between}
 .q{font-weight:600} code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;color:#5b6473}
 .next ol{margin:0;padding-left:22px} .next li{margin:4px 0}
-table.rubric{table-layout:fixed} .rubric th:nth-child(1){width:36%} .rubric th:nth-child(2){width:9%}
+table.items{table-layout:fixed} .items th:nth-child(1){width:36%} .items th:nth-child(2){width:9%}
 """
 
 
