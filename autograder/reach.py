@@ -110,10 +110,8 @@ def reach_prefix(paths: Iterable[Path]) -> list[str]:
 
 def kit_paths() -> list[Path]:
     """What every process running the kit's Python needs: the venv and the kit's source."""
-    import sys
+    from autograder.paths import venv_dir
 
     kit = Path(__file__).resolve().parents[1]
-    paths = [kit]
-    if sys.prefix != sys.base_prefix:
-        paths.append(Path(sys.prefix))
-    return paths
+    venv = venv_dir()
+    return [kit, venv] if venv is not None else [kit]

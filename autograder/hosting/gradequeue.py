@@ -22,13 +22,13 @@ import os
 import shutil
 import signal
 import stat
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 from autograder.hosting import exchange
+from autograder.paths import env_prefix
 from autograder.hosting.exchange import Submission, SubmissionRejected
 
 QUEUED, GRADING, DONE, FAILED, REJECTED = "queued", "grading", "done", "failed", "rejected"
@@ -109,7 +109,7 @@ class CourseGradeRunner:
 
     course_root: Path
     timeout_s: float
-    command: tuple[str, ...] = field(default_factory=lambda: (str(Path(sys.prefix) / "bin" / "course"),))
+    command: tuple[str, ...] = field(default_factory=lambda: (str(env_prefix() / "bin" / "course"),))
     gradebook: Path | None = None
     """The instructor's gradebook, so formgrader shows the scores; owned by ``gradebook_owner``."""
     gradebook_owner: tuple[int, int] | None = None
