@@ -1,0 +1,116 @@
+"""`course export gradescope`: the package's own `run_autograder`, run on a folder laid out as
+Gradescope's `/autograder`, grades a submission exactly as `course grade` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "hosting"))
+
+from service_harness import ASSIGNMENT, NOTEBOOK, service_course  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
+              pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")]
+
+
+@pytest.fixture(scope="module")
+def exported():
+    """A course root with a current reduced/stand-in key, its Gradescope zip, and a folder
+    laid out as Gradescope's /autograder with the zip unpacked in source/ (as setup.sh would
+    leave it: the stand-in weights in place; the venv is this one)."""
+    from autograder.course.standin import grader_weights
+
+    base = Path(tempfile.mkdtemp(prefix="course-gradescope-"))
+    base.chmod(0o755)
+    world = service_course(base, written_by="tests/grading/test_gradescope.py")
+    package = base / "cnn_transfer-gradescope.zip"
+    done = subprocess.run([sys.prefix + "/bin/course", "export", "gradescope", ASSIGNMENT,
+                           "--profile", "reduced", "--weights-mode", "stand-in", "--out",
+                           str(package)], cwd=world["root"], env=world["env"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    ag = base / "autograder"
+    (ag / "source").mkdir(parents=True)
+    (ag / "submission").mkdir()
+    with zipfile.ZipFile(package) as zf:
+        zf.extractall(ag / "source")
+    for path in (ag / "source").rglob("*"):  # zipfile drops modes; run_autograder needs +x
+        path.chmod(0o755 if path.is_dir() or path.name in ("run_autograder", "setup.sh") else 0o644)
+    weights = grader_weights(world["course"], mode="stand-in")[1]
+    (ag / "source" / "course" / "weights").mkdir(exist_ok=True)
+    (ag / "source" / "course" / "weights" / weights.name).write_bytes(weights.read_bytes())
+    yield {**world, "base": base, "package": package, "ag": ag}
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def run_autograder(ag: Path, notebook: Path | None) -> dict:
+    shutil.rmtree(ag / "results", ignore_errors=True)
+    for old in (ag / "submission").iterdir():
+        old.unlink()
+    if notebook is not None:
+        shutil.copy(notebook, ag / "submission" / NOTEBOOK)
+    (ag / "submission_metadata.json").write_text(json.dumps(
+        {"users": [{"email": "ann@example.org", "name": "Ann", "sid": "s-123"}]}))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AUTOGRADER_ROOT": str(ag),
+           "COURSE_VENV": sys.prefix, "HOME": str(ag)}
+    done = subprocess.run(["bash", str(ag / "source" / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((ag / "results" / "results.json").read_text())
+
+
+def test_the_package_holds_the_grader_and_no_more(exported):
+    """Does the zip carry setup.sh, run_autograder, the kit, rubric, release, data and the key,
+    and leave out the venv, state, other profiles' keys and gradebooks?"""
+    names = zipfile.ZipFile(exported["package"]).namelist()
+    assert {"setup.sh", "run_autograder", "course/course_config.py", "course/pyproject.toml",
+            f"course/answer_keys/{ASSIGNMENT}/reduced-stand-in.json",
+            f"course/release/{ASSIGNMENT}/{NOTEBOOK}"} <= set(names)
+    assert any(n.startswith(f"course/autograder/rubric/{ASSIGNMENT}/test_") for n in names)
+    assert any(n.startswith("course/datasets/hidden/") for n in names)
+    assert not any(part in n for n in names for part in (".venv/", ".course-state/", "gradebook.db",
+                                                         "__pycache__", "full-stand-in",
+                                                         "autograded/", "submitted/"))
+    assert exported["package"].stat().st_mode & 0o077 == 0  # secrets inside: owner only
+    assert subprocess.run(["bash", "-n", str(exported["ag"] / "source" / "setup.sh")]).returncode == 0
+
+
+def test_run_autograder_gives_the_same_grade_as_course_grade(exported):
+    """Does Gradescope's run_autograder write a results.json with the same score, per test,
+    as `course grade` of the same notebook on the course's own machine?"""
+    from autograder.course.samples import write_samples
+
+    samples = write_samples(REPO / "source" / ASSIGNMENT / NOTEBOOK, exported["base"] / "samples",
+                            names=["wrong_params"])
+    notebook = samples["wrong_params"]
+    for p in (notebook.parent.parent, notebook.parent, notebook):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    theirs = run_autograder(exported["ag"], notebook)
+    out = exported["base"] / "graded"
+    done = subprocess.run([sys.prefix + "/bin/course", "grade", ASSIGNMENT, str(notebook),
+                           "--student", "s-123", "--out", str(out), "--profile", "reduced",
+                           "--weights-mode", "stand-in"], cwd=exported["root"],
+                          env=exported["env"], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    ours = json.loads((out / "s-123" / "results.json").read_text())
+    assert (theirs["score"], theirs["max_score"]) == (ours["score"], ours["max_score"])
+    assert [(t["name"], t["score"], t["max_score"]) for t in theirs["tests"]] == \
+        [(t["name"], t["score"], t["max_score"]) for t in ours["tests"]]
+    assert theirs["score"] < theirs["max_score"]  # the sample is wrong somewhere: a real grade
+    assert theirs["extra_data"]["sandboxed"] is True
+
+
+def test_a_submission_without_the_notebook_still_gets_a_result(exported):
+    """Does an upload without the notebook give Gradescope a zero that names the file?"""
+    result = run_autograder(exported["ag"], None)
+    assert result["score"] == 0.0 and NOTEBOOK in result["output"]
