@@ -1,7 +1,8 @@
 """Stage 1: run a submission's code cells in a sandboxed kernel, under every limit.
 
 The only module that starts kernels. :func:`execute_submission` reads the notebook
-(a :class:`~autograder.errors.SubmissionError` when it is not one), prepares the job
+(:mod:`autograder.grading.submission`: a :class:`~autograder.errors.SubmissionError`
+when it is not one), prepares the job
 folder and cgroup (:mod:`autograder.grading.sandbox`), starts an IPython kernel over
 ``ipc`` sockets inside bubblewrap, seeds it, runs each code cell with nbclient, runs
 the export (:mod:`autograder.grading.export`) while the kernel is alive, then kills the
@@ -26,13 +27,11 @@ the moment the student imports them.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,15 +40,10 @@ from nbclient.exceptions import DeadKernelError
 
 from autograder.course.config import Course
 from autograder.course.settings import Assignment, Limits
-from autograder.errors import SandboxUnavailable, SubmissionError
+from autograder.errors import SandboxUnavailable
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult
 from autograder.grading import inkernel, messages, sandbox
-from autograder.grading.export import (
-    ExportedFacts,
-    collect_exports,
-    defined_in,
-    export_expression,
-)
+from autograder.grading.export import ExportedFacts, collect_exports, export_expression
 from autograder.grading.kernel import (
     DropMonitor,
     GradingNotebookClient,
@@ -60,98 +54,30 @@ from autograder.grading.kernel import (
     start_kernel,
 )
 from autograder.grading.outcome import CellSignals, classify
+from autograder.grading.submission import (
+    MAX_NOTEBOOK_BYTES,
+    defined_in,
+    match_grade_ids,
+    release_grade_ids,
+)
+from autograder.grading.submission import read_notebook as read_submission
+
+# The reader's MAX_NOTEBOOK_BYTES and read_submission stay importable from here.
+__all__ = ["MAX_NOTEBOOK_BYTES", "ExecutionSpec", "execute_submission", "read_submission"]
 
 EXPORT_TIMEOUT_S = 300.0
 """The export (saving three models) gets its own time, outside the notebook budget."""
 STARTUP_TIMEOUT_S = 60.0
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 SKIP_TAG_NEVER = "grader-" + uuid.uuid4().hex  # a tag no student can guess
 
 _SETUP_CODE = inkernel.source("seed.py")
 """Defines ``__grader_setup(seed, env)``: seeds Python, NumPy, and TensorFlow/Keras on import."""
 
 
-# ---------------------------------------------------------------------------------------
-# Reading the submission
-# ---------------------------------------------------------------------------------------
-
-
-def read_submission(notebook_path: Path) -> nbformat.NotebookNode:
-    """The notebook, or a :class:`SubmissionError` saying what is wrong and what to do."""
-    name = notebook_path.name
-    fix = "open the notebook in Jupyter, save it (File > Save), and submit that file again"
-    try:
-        size = notebook_path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            raise SubmissionError(f"{name} is {size:,} bytes, over the {MAX_NOTEBOOK_BYTES:,} "
-                                  "allowed", hint="clear the outputs (Edit > Clear All Outputs) "
-                                  "and submit again")
-        text = notebook_path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise SubmissionError(f"{name} does not exist", hint="submit the assignment notebook") \
-            from None
-    except UnicodeDecodeError:
-        raise SubmissionError(f"{name} is not UTF-8 text", hint=fix) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SubmissionError(f"{name} is not valid JSON (line {exc.lineno}: {exc.msg})",
-                              hint=fix) from None
-    if not isinstance(data, dict) or "cells" not in data:
-        raise SubmissionError(f"{name} is JSON but not a notebook (no cells)", hint=fix)
-    if data.get("nbformat") != 4:
-        raise SubmissionError(
-            f"{name} has nbformat {data.get('nbformat')!r}; the grader reads nbformat 4",
-            hint="open it in a current Jupyter (it converts the file), save, and submit again")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:
-        raise SubmissionError(f"{name} is not a valid notebook ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})", hint=fix) from None
-    if not any(c.get("cell_type") == "code" and c.get("source", "").strip() for c in nb.cells):
-        raise SubmissionError(f"{name} has no code cells",
-                              hint="submit the notebook you worked in, with your code")
-    return nb
-
-
-def release_grade_ids(release_notebook: Path | None) -> set[str]:
-    """grade_ids of the release notebook's cells (empty when there is no release yet)."""
-    if release_notebook is None or not release_notebook.is_file():
-        return set()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        nb = nbformat.read(release_notebook, as_version=4)
-    ids = set()
-    for cell in nb.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if isinstance(grade_id, str):
-            ids.add(grade_id)
-    return ids
-
-
-def match_grade_ids(nb: nbformat.NotebookNode, known: set[str]) -> dict[int, str]:
-    """Cell index -> grade_id, for ids the release knows and the submission uses once."""
-    seen: dict[str, list[int]] = {}
-    for index, cell in enumerate(nb.cells):
-        meta = cell.get("metadata", {})
-        nbg = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
-        grade_id = nbg.get("grade_id") if isinstance(nbg, dict) else None
-        if isinstance(grade_id, str) and grade_id in known:
-            seen.setdefault(grade_id, []).append(index)
-    return {indexes[0]: gid for gid, indexes in seen.items() if len(indexes) == 1}
-
-
-# ---------------------------------------------------------------------------------------
-# The run
-# ---------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class ExecutionSpec:
-    """What executing one assignment's submissions needs, and nothing else of the course:
-    built once per grading run by :meth:`from_course`, the same for every job."""
+    """What executing one assignment's submissions needs, and nothing else of the course;
+    built from the course in one place, :meth:`from_course`."""
 
     assignment: Assignment
     release_dir: Path
