@@ -38,7 +38,6 @@ from typing import Any
 
 from autograder.course.settings import Assignment
 from autograder.grading import messages
-from autograder.grading.submission import defined_in  # noqa: F401  (execute imports it from here for now)
 
 ANSWERS_FILE = "answers.json"
 HISTORIES_FILE = "histories.json"
