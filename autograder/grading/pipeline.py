@@ -266,7 +266,7 @@ def execute_stage(ctx: GradingContext, job: GradeJob, *, slot: int, job_dir: Pat
     """Execute (and export). When the kernel was lost at cell k, replay cells before k in a
     fresh sandboxed kernel, so the crash costs only the items that needed cell k or later."""
     from autograder.grading.execute import ExecutionSpec, execute_submission
-    from autograder.grading.sandbox import free_slot
+    from autograder.grading.slots import free_slot
 
     spec = ExecutionSpec.from_course(ctx.course, ctx.assignment, profile=ctx.profile_name,
                                      weights_mode=ctx.weights_mode, weights_file=ctx.weights_file)
