@@ -27,8 +27,6 @@ the backbone's per-layer signatures in order."""
 PRETRAINED_FILE = "backbone_weights.npz"
 """Every layer's pretrained weights, as ``"<layer>:<i>"`` arrays: checks compare frozen layers
 against it without building ResNet50 again in each checker run."""
-CACHE_DIR = "embeddings"
-"""Under the course's state folder: one sub-folder per cache key."""
 
 
 def cache_files() -> list[str]:
@@ -64,12 +62,12 @@ def store(cache_dir: Path, files: dict[str, bytes]) -> None:
         tmp.replace(cache_dir / name)
 
 
-def ensure(state_dir: Path, key: str, compute: Callable[[], dict[str, bytes]]) -> Path:
-    """The cache folder for ``key`` under ``state_dir``, computed with ``compute`` (which
-    returns file name -> bytes) only when it is not complete yet."""
-    state_dir.mkdir(exist_ok=True)
-    state_dir.chmod(0o755)  # holds hub/ (private) and embeddings/ (the grader's)
-    cache = state_dir / CACHE_DIR / key
+def ensure(cache_root: Path, key: str, compute: Callable[[], dict[str, bytes]]) -> Path:
+    """The cache folder for ``key`` under ``cache_root`` (``Course.embeddings_dir``), computed
+    with ``compute`` (which returns file name -> bytes) only when it is not complete yet."""
+    cache_root.parent.mkdir(exist_ok=True)
+    cache_root.parent.chmod(0o755)  # the state folder: hub/ (private), embeddings/ (the grader's)
+    cache = cache_root / key
     if not is_ready(cache):
         store(cache, compute())
     return cache

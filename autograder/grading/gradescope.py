@@ -148,7 +148,7 @@ def _copy_kit(course: Course, kit: Path, assignment_id: str) -> None:
     shutil.copy2(source, kit / source.relative_to(course.root))
     for folder in (course.dataset_build_dir, course.dataset_hidden_dir):
         shutil.copytree(folder, kit / folder.relative_to(course.root), ignore=_SKIP)
-    manifest = course.path(course.config.dataset.manifest)
+    manifest = course.dataset_manifest
     shutil.copy2(manifest, kit / manifest.relative_to(course.root))
 
 

@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from autograder.errors import SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading.pipeline import (
-    GRADEBOOK_FILE,
     GradeJob,
     GradingContext,
     grade_submission,
@@ -258,7 +257,7 @@ def result_from_file(ctx: GradingContext, results: Path) -> GradeResult:
 
 
 def gradebook_path(ctx: GradingContext) -> Path:
-    return ctx.gradebook or ctx.course.root / GRADEBOOK_FILE
+    return ctx.gradebook or ctx.course.gradebook_file
 
 
 def record_in_gradebook(ctx: GradingContext, result: GradeResult) -> None:

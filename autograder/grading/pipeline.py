@@ -29,10 +29,8 @@ from autograder.grading import answer_key, check, embeddings, messages, report, 
 from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
 from autograder.grading.layout import ItemLabel, item_labels
 
-STATE_DIR = ".course-state"
 TEMPLATE_DIR = "templates"
 """A course's own feedback page: ``<course root>/templates/feedback.html.j2`` (see report.py)."""
-GRADEBOOK_FILE = "gradebook.db"
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ class GradingContext:
             / self.assignment.notebook,
             profile=self.course.config.profiles[self.profile_name],
             accuracy_margin=self.assignment.accuracy_margin,
-            manifest=self.course.path(self.course.config.dataset.manifest),
+            manifest=self.course.dataset_manifest,
             weights_file=self.weights_file)
 
     def key_is_current(self) -> bool:
@@ -122,7 +120,7 @@ def with_embeddings(ctx: GradingContext) -> GradingContext:
 
     key = embeddings.cache_key(ctx.weights_file, ctx.image_size_px(),
                                (ctx.grading_dir, ctx.validation_dir))
-    cache = embeddings.ensure(ctx.course.root / STATE_DIR, key, compute)
+    cache = embeddings.ensure(ctx.course.embeddings_dir, key, compute)
     open_to_checker(cache.parent)
     return replace(ctx, embeddings_dir=cache)
 
@@ -364,7 +362,7 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
                           weights_mode=mode, weights_file=weights_file, key_file=key,
                           grading_dir=grading_dir, validation_dir=validation_dir,
                           out_dir=out_dir.resolve(),
-                          gradebook=(gradebook or course.root / GRADEBOOK_FILE).resolve(),
+                          gradebook=(gradebook or course.gradebook_file).resolve(),
                           item_labels=item_labels(course.release_dir(assignment_id)
                                                   / assignment.notebook),
                           template_dir=course.root / TEMPLATE_DIR)

@@ -24,8 +24,8 @@ def test_the_cache_is_computed_once_per_key(tmp_path):
         calls.append(1)
         return complete()
 
-    first = embeddings.ensure(tmp_path / "state", "k1", compute)
-    again = embeddings.ensure(tmp_path / "state", "k1", compute)
+    first = embeddings.ensure(tmp_path / "state" / "embeddings", "k1", compute)
+    again = embeddings.ensure(tmp_path / "state" / "embeddings", "k1", compute)
     assert first == again and len(calls) == 1
     assert embeddings.is_ready(first)
     assert (first / embeddings.FILES["grading"]).read_bytes() == b"grading.npy"
@@ -36,8 +36,8 @@ def test_an_incomplete_set_is_refused_and_leaves_no_cache(tmp_path):
     partial = complete()
     del partial[embeddings.PRETRAINED_FILE]
     with pytest.raises(ValueError, match=embeddings.PRETRAINED_FILE):
-        embeddings.ensure(tmp_path / "state", "k1", lambda: partial)
-    assert not embeddings.is_ready(tmp_path / "state" / embeddings.CACHE_DIR / "k1")
+        embeddings.ensure(tmp_path / "state" / "embeddings", "k1", lambda: partial)
+    assert not embeddings.is_ready(tmp_path / "state" / "embeddings" / "k1")
 
 
 def test_the_key_changes_with_the_splits_and_the_image_size(tmp_path):
