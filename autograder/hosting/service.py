@@ -11,6 +11,8 @@ Pages (hub OAuth through ``jupyterhub.services.auth.HubOAuthenticated``):
   feedback); the instructor (``hub.instructor``) sees everyone's and can re-grade.
 - ``/jobs/<id>/feedback`` — the feedback page, for its student and the instructor; 403
   for anyone else. ``/api/jobs`` — the same rows as JSON.
+- ``/class`` — the instructor only: score histogram, pass rate per item, run times
+  against the limits (:mod:`classview`); ``/class.csv`` the same rows for a spreadsheet.
 - ``/health`` — no log-in, for ``course hub up``.
 
 Decisions: polling rather than inotify (works on the network filesystems a shared
@@ -20,6 +22,7 @@ exchange lives on in production); a job is only ever graded from a private snaps
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import json
 import os
@@ -33,8 +36,8 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from autograder.course.config import GRADEBOOK_FILE, load_course
-from autograder.hosting import accounts
-from autograder.hosting.gradequeue import GRADE_MARGIN_S, CourseGradeRunner, GradingQueue, Job, JobStore, job_summary
+from autograder.hosting import accounts, classview
+from autograder.hosting.gradequeue import DONE, GRADE_MARGIN_S, CourseGradeRunner, GradingQueue, Job, JobStore, job_summary
 
 SCAN_INTERVAL_S = 1.0
 
@@ -102,6 +105,51 @@ class RegradeHandler(_Base):
         self.redirect(self.settings["prefix"])
 
 
+class _ClassBase(_Base):
+    """The instructor's class view: each student's latest graded submission of one
+    assignment (``?assignment=``, default the course's first)."""
+
+    def latest_results(self) -> tuple[str, dict[str, dict[str, Any]]]:
+        if self.user_name() != self.instructor:
+            raise web.HTTPError(403, "only the instructor sees the class")
+        assignments = self.settings["assignments"]
+        assignment = self.get_argument("assignment", assignments[0] if assignments else "")
+        if assignment not in assignments:
+            raise web.HTTPError(404, "no such assignment")
+        latest: dict[str, Job] = {}
+        for job in self.queue.store.jobs.values():
+            if job.assignment_id == assignment and job.state == DONE and (
+                    job.student not in latest or job.found_at > latest[job.student].found_at):
+                latest[job.student] = job
+        results = {}
+        for student, job in latest.items():
+            try:
+                results[student] = json.loads((self.queue.results_dir(job) / "results.json").read_text())
+            except (OSError, ValueError):
+                continue  # cleaned up or half-written: left out rather than guessed
+        return assignment, results
+
+
+class ClassPage(_ClassBase):
+    @web.authenticated
+    def get(self) -> None:
+        assignment, results = self.latest_results()
+        href = url_path_join(self.settings["prefix"], "class.csv") + "?" + urllib.parse.urlencode(
+            {"assignment": assignment})
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.write(classview.class_page(classview.class_stats(assignment, results),
+                                        limits=self.settings["limits"], csv_href=href))
+
+
+class ClassCsv(_ClassBase):
+    @web.authenticated
+    def get(self) -> None:
+        assignment, results = self.latest_results()
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{assignment}-class.csv"')
+        self.write(classview.class_csv(results))
+
+
 class StatusPage(_Base):
     @web.authenticated
     def get(self) -> None:
@@ -128,19 +176,23 @@ class StatusPage(_Base):
                 f"<td class='note'>{html.escape(note.strip())}</td><td>{link}</td><td>{action}</td></tr>"
             )
         who = "all submissions (instructor view)" if is_instructor else f"submissions of {html.escape(name)}"
+        class_link = f"<p><a href='{prefix}class'>Class view: scores, items, run times</a></p>" \
+            if is_instructor else ""
         body = "".join(rows) or "<tr><td colspan='8'>No submission yet.</td></tr>"
         self.write(
             "<!doctype html><html><head><meta charset='utf-8'><title>Autograder</title>"
             "<meta http-equiv='refresh' content='5'>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;"
             "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
-            f"<h1>Autograder — {who}</h1><table><tr><th>student</th><th>assignment</th>"
+            f"<h1>Autograder — {who}</h1>{class_link}<table><tr><th>student</th><th>assignment</th>"
             "<th>submitted</th><th>state</th><th>score</th><th>note</th><th></th><th></th></tr>"
             f"{body}</table></body></html>"
         )
 
 
-def make_app(queue: GradingQueue, *, prefix: str, instructor: str) -> web.Application:
+def make_app(queue: GradingQueue, *, prefix: str, instructor: str,
+             assignments: tuple[str, ...] = (), limits: dict[str, float] | None = None
+             ) -> web.Application:
     routes: list[Any] = [
         (prefix, StatusPage),
         (url_path_join(prefix, "health"), HealthHandler),
@@ -148,9 +200,12 @@ def make_app(queue: GradingQueue, *, prefix: str, instructor: str) -> web.Applic
         (url_path_join(prefix, "api/jobs"), JobsApiHandler),
         (url_path_join(prefix, r"jobs/([^/]+)/feedback"), FeedbackHandler),
         (url_path_join(prefix, r"jobs/([^/]+)/regrade"), RegradeHandler),
+        (url_path_join(prefix, "class"), ClassPage),
+        (url_path_join(prefix, "class.csv"), ClassCsv),
     ]
     return web.Application(routes, cookie_secret=os.urandom(32), queue=queue, prefix=prefix,
-                           instructor=instructor, xsrf_cookies=False)
+                           instructor=instructor, xsrf_cookies=False,
+                           assignments=tuple(assignments), limits=dict(limits or {}))
 
 
 def build_queue() -> tuple[GradingQueue, str, str, int]:
@@ -181,7 +236,10 @@ async def serve() -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/autograder/")
     url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:18082")
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    app = make_app(queue, prefix=prefix, instructor=instructor)
+    config = load_course().config
+    app = make_app(queue, prefix=prefix, instructor=instructor,
+                   assignments=tuple(a.assignment_id for a in config.assignments),
+                   limits={k: float(v) for k, v in dataclasses.asdict(config.limits).items()})
     app.listen(port, address="127.0.0.1")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,6 +16,8 @@ decides it).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -264,6 +266,23 @@ def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
         time.sleep(2)
     else:
         raise AssertionError(f"the re-grade did not finish: {again}")
+    # the class view: both students, three plots, and a CSV with the scores the service reports
+    # (in its own tab: the status page reloads itself every few seconds)
+    view = context.new_page()
+    view.goto(f"{hub.url}{hub.service_path}")
+    href = view.get_by_role("link", name=re.compile("Class view")).get_attribute("href")
+    view.goto(urllib.parse.urljoin(f"{hub.url}{hub.service_path}", href))
+    view.wait_for_selector("h2 >> text=Pass rate per item")
+    assert view.locator("svg").count() == 3
+    assert "2 student(s)" in view.inner_text("main")
+    view.screenshot(path=str(artifacts / "instructor-class-view.png"), full_page=True)
+    view.close()
+    rows = list(csv.DictReader(io.StringIO(context.request.get(
+        f"{hub.url}{hub.service_path}class.csv").text())))
+    scores = {j["student"]: j["score"] for j in _jobs(context, hub) if j["state"] == "done"}
+    assert {r["student"]: float(r["score"]) for r in rows} == scores
+    student_view = story["s1"][0].request.get(f"{hub.url}{hub.service_path}class")
+    assert student_view.status == 403
     # formgrader in its own tab (JupyterHub >= 4.1 forbids it inside Lab's iframe)
     formgrader = context.new_page()
     formgrader.goto(f"{hub.url}/user/{hub.instructor}/formgrader", timeout=SPAWN_TIMEOUT_MS)
