@@ -2,7 +2,7 @@
 
 Two halves that never share an object:
 
-* :func:`export_expression` builds the code the grader runs *inside* the kernel after
+* :func:`export_expression` wraps ``inkernel/export.py``, the code the grader runs *inside* the kernel after
   the last cell. It is sent as an ``execute_request`` user expression, which IPython
   evaluates with ``eval`` and never passes through input transformers or AST
   transformers a student may have installed. It writes, into the sandbox's export
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course.settings import Assignment
-from autograder.grading import messages
+from autograder.grading import inkernel, messages
 
 ANSWERS_FILE = "answers.json"
 HISTORIES_FILE = "histories.json"
@@ -52,113 +52,6 @@ MAX_REASON_CHARS = 300
 MAX_INT_DIGITS = 30  # a parameter count has ~8 digits; 10**4300 once stopped a whole grade
 KERAS_MAGIC = b"PK\x03\x04"  # a .keras file is a zip archive
 _SURROGATE = re.compile("[\ud800-\udfff]")  # lone halves: no UTF-8 file can hold them
-
-# Runs inside the kernel; parameters arrive as a JSON literal (no string formatting of
-# names into code). Errors for one name never stop the others.
-_KERNEL_CODE = r'''
-def __grader_export(cfg, ns):
-    import json, math, os, sys
-    out = cfg["export_dir"]
-    t = cfg["templates"]
-    # A student-installed transformer cannot touch this code, but a later cell of ours
-    # might; drop them anyway.
-    try:
-        ip = get_ipython()
-        ip.input_transformers_post[:] = []
-        ip.ast_transformers[:] = []
-    except Exception:
-        pass
-    # Start from an empty folder: whatever a cell left here (a file filling this folder's
-    # own space, say) goes, so the export always has its room.
-    import shutil
-    for name in os.listdir(out):
-        path = os.path.join(out, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-    os.makedirs(os.path.join(out, "models"), exist_ok=True)
-
-    class Refused(Exception):
-        pass
-
-    def tname(v):
-        return type(v).__name__[:60]
-
-    def plain(v, depth):
-        if v is None or isinstance(v, bool):
-            return v
-        if isinstance(v, int):
-            if abs(v) >= 10 ** cfg["max_int_digits"]:
-                raise Refused(t["too_big"].format(
-                    what="a whole number of more than %d digits" % cfg["max_int_digits"]))
-            return int(v)
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                raise Refused(t["not_finite"])
-            return float(v)
-        if isinstance(v, str):
-            if len(v) > cfg["max_str"]:
-                raise Refused(t["too_big"].format(what="a string of %d characters" % len(v)))
-            return str(v)
-        if type(v).__module__ == "numpy" and hasattr(v, "tolist"):
-            if getattr(v, "size", 1) > cfg["max_items"]:
-                raise Refused(t["too_big"].format(what="an array of %d values" % v.size))
-            return plain(v.tolist(), depth)
-        if isinstance(v, (list, tuple)) and depth < cfg["max_depth"]:
-            if len(v) > cfg["max_items"]:
-                raise Refused(t["too_big"].format(what="a list of %d items" % len(v)))
-            return [plain(x, depth + 1) for x in v]
-        raise Refused(t["type"].format(type_name=tname(v)))
-
-    answers, errors = {}, {}
-    for name in cfg["answers"]:
-        if name in ns:
-            try:
-                answers[name] = plain(ns[name], 0)
-            except Refused as exc:
-                errors[name] = str(exc)
-            except Exception as exc:
-                errors[name] = "%s: %s" % (tname(exc), str(exc)[:200])
-    keras = sys.modules.get("keras")
-    for name in cfg["models"]:
-        if name not in ns:
-            continue
-        obj = ns[name]
-        if keras is None or not isinstance(obj, keras.Model):
-            errors[name] = t["not_keras"].format(type_name=tname(obj))
-            continue
-        try:
-            obj.save(os.path.join(out, "models", name + ".keras"))
-        except Exception as exc:
-            errors[name] = t["save_failed"].format(error="%s: %s" % (tname(exc), str(exc)[:200]))
-    histories = {}
-    for name in cfg["histories"]:
-        if name not in ns:
-            continue
-        obj = ns[name]
-        data = getattr(obj, "history", obj)
-        try:
-            if not isinstance(data, dict) or len(data) > cfg["max_keys"]:
-                raise Refused(t["history"].format(type_name=tname(obj)))
-            clean = {}
-            for key, values in data.items():
-                values = plain(values, 1)
-                if not isinstance(values, list):
-                    raise Refused(t["history"].format(type_name=tname(obj)))
-                clean[str(key)[:100]] = [float(x) for x in values]
-            histories[name] = clean
-        except Refused as exc:
-            errors[name] = str(exc)
-        except Exception as exc:
-            errors[name] = "%s: %s" % (tname(exc), str(exc)[:200])
-    with open(os.path.join(out, "histories.json"), "w") as f:
-        json.dump(histories, f, allow_nan=False)
-    with open(os.path.join(out, "answers.json"), "w") as f:
-        json.dump({"answers": answers, "errors": errors}, f, allow_nan=False)
-    return "exported %d answers, %d histories, %d errors" % (len(answers), len(histories), len(errors))
-'''
-
 
 def export_expression(assignment: Assignment, *, export_dir: str) -> str:
     """A single Python expression that defines and runs the export in the kernel."""
@@ -183,7 +76,7 @@ def export_expression(assignment: Assignment, *, export_dir: str) -> str:
     }
     # exec in a fresh namespace; the student's namespace is passed in as data.
     return (
-        "(lambda __g: (__import__('builtins').exec(" + repr(_KERNEL_CODE) + ", __g), "
+        "(lambda __g: (__import__('builtins').exec(" + repr(inkernel.source("export.py")) + ", __g), "
         "__g['__grader_export'](__import__('json').loads(" + repr(json.dumps(cfg)) + "), "
         "get_ipython().user_ns))[1])({'__builtins__': __import__('builtins'), "
         "'get_ipython': get_ipython})"
