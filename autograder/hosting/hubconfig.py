@@ -93,6 +93,25 @@ def passed_env() -> dict[str, str]:
     return {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
 
 
+def _service(course: Course, paths: HubPaths, path_env: str) -> dict[str, object]:
+    """The grade-on-submit service, as the hub starts it (root, its own environment)."""
+    h = course.config.hub
+    return {
+        "name": h.service_name,
+        "url": f"http://{h.ip}:{h.service_port}",
+        "command": [str(env_prefix() / "bin" / "python"), "-m", "autograder.hosting.service"],
+        "environment": {
+            "PATH": path_env,
+            "COURSE_ROOT": str(course.root),
+            "COURSE_HUB_STATE": str(paths.state),
+            "PYTHONUNBUFFERED": "1",
+            **passed_env(),
+        },
+        "oauth_no_confirm": True,
+        "display": True,
+    }
+
+
 def render_hub_config(course: Course, paths: HubPaths) -> str:
     """The text of ``jupyterhub_config.py`` for the local hub."""
     h = course.config.hub
@@ -100,21 +119,7 @@ def render_hub_config(course: Course, paths: HubPaths) -> str:
     users = sorted({h.instructor, *h.students})
     path_env = f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin"
     user_env = {"PATH": path_env, **passed_env()}
-    service_env = {
-        "PATH": path_env,
-        "COURSE_ROOT": str(course.root),
-        "COURSE_HUB_STATE": str(paths.state),
-        "PYTHONUNBUFFERED": "1",
-        **passed_env(),
-    }
-    service = {
-        "name": h.service_name,
-        "url": f"http://{h.ip}:{h.service_port}",
-        "command": [str(venv / "bin" / "python"), "-m", "autograder.hosting.service"],
-        "environment": service_env,
-        "oauth_no_confirm": True,
-        "display": True,
-    }
+    service = _service(course, paths, path_env)
     roles = [
         {"name": "admin", "services": [h.service_name]},
         {"name": "user", "scopes": ["self", f"access:services!service={h.service_name}"]},
