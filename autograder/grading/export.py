@@ -38,10 +38,8 @@ from typing import Any
 
 from autograder.course.settings import Assignment
 from autograder.grading import inkernel, messages
+from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR  # the facts folder's names, one place
 
-ANSWERS_FILE = "answers.json"
-HISTORIES_FILE = "histories.json"
-MODELS_DIR = "models"
 
 MAX_STRING_CHARS = 10_000
 MAX_LIST_ITEMS = 10_000

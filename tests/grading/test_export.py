@@ -168,3 +168,13 @@ def test_a_refused_model_file_says_so_on_its_items(export_dir, tmp_path):
     assert "m" not in facts.models
     assert facts.answer_errors["m"] == messages.EXPORT_FILE_REFUSED_DETAIL.format(
         what="m.keras is not a .keras archive")
+
+
+def test_the_kernel_writes_the_files_the_grader_reads():
+    """Does the in-kernel export write under exactly the names the grader collects (the
+    kernel cannot import them, so its file spells them; this keeps the two in step)?"""
+    from autograder.grading import inkernel
+
+    code = inkernel.source("export.py")
+    for name in (ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR):
+        assert f'"{name}"' in code, name
