@@ -87,10 +87,9 @@ STATUS_WHAT = {
 # Execution and export (execute.py, export.py) — owned by the execute stage.
 # Each completes "Cell N ..." or stands alone as a note; no grader path ever.
 
-CELL_TIMEOUT = (
-    "This cell ran longer than the {limit_s:g} s limit per cell and was interrupted; "
-    "grading went on with the next cell."
-)
+# The same sentence as LIMIT_WHAT's, said of "this cell" (one wording per limit).
+CELL_TIMEOUT = ("This cell " + LIMIT_WHAT["cell_timeout_s"].replace("{value:g}", "{limit_s:g}")
+                + "; grading went on with the next cell.")
 CELL_TIMEOUT_KILLED = (
     "This cell ran longer than the {limit_s:g} s limit per cell and did not stop when "
     "interrupted (is KeyboardInterrupt caught or SIGINT ignored?), so the kernel was "
