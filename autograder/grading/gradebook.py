@@ -11,6 +11,7 @@ The gradebook file lives in the course root, which no sandbox ever mounts.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sys
 import warnings
@@ -30,12 +31,18 @@ def _gradebook(db_path: Path) -> Iterator:
     path = os.environ.get("PATH", "")
     if bin_dir not in path.split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + path
-    with warnings.catch_warnings():
-        # nbgrader's add_submission trips SQLAlchemy's autoflush warning; the rows are written.
-        warnings.filterwarnings("ignore", module="nbgrader.api")
-        warnings.filterwarnings("ignore", message=".*not in session.*")
-        with Gradebook(f"sqlite:///{db_path}") as gb:
-            yield gb
+    # One writer at a time across processes: two `course grade` runs starting together on a
+    # new gradebook both ran CREATE TABLE, and the second died ("table ... already exists");
+    # the service runs one per submission, several at once.
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.with_name(db_path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with warnings.catch_warnings():
+            # nbgrader's add_submission trips SQLAlchemy's autoflush warning; the rows are written.
+            warnings.filterwarnings("ignore", module="nbgrader.api")
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            with Gradebook(f"sqlite:///{db_path}") as gb:
+                yield gb
 
 
 def ensure_assignment(db_path: Path, *, assignment_id: str, notebook_id: str,

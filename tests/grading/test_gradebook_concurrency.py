@@ -1,0 +1,40 @@
+"""Several graders starting at once on a new gradebook (the hub's service runs one `course
+grade` per submission, two or more at a time) all record their assignment."""
+
+import subprocess
+import sys
+import time
+
+SCRIPT = """
+import sys, time
+from pathlib import Path
+import nbgrader.api
+from autograder.grading.gradebook import ensure_assignment
+gate = Path(sys.argv[2])
+while not gate.exists():  # imports done: start together
+    time.sleep(0.005)
+ensure_assignment(Path(sys.argv[1]), assignment_id="cnn_transfer", notebook_id="cnn_transfer",
+                  points={"q1_conv_params": 2, "q2_cnn_accuracy": 2})
+"""
+
+
+def test_graders_starting_together_on_a_new_gradebook_all_succeed(tmp_path):
+    """Do six processes creating the same new gradebook at once all succeed (before, the
+    second CREATE TABLE failed with 'already exists' and that submission's grade was lost)?"""
+    from nbgrader.api import Gradebook
+
+    db = tmp_path / "gradebook.db"
+    gate = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(db), str(gate)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    time.sleep(8)  # every process has imported nbgrader and waits at the gate
+    gate.touch()
+    results = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        results.append((proc.returncode, err))
+    assert [code for code, _ in results] == [0] * 6, [err[-500:] for _, err in results]
+    with Gradebook(f"sqlite:///{db}") as gb:
+        assert [c.name for c in gb.find_notebook("cnn_transfer", "cnn_transfer").grade_cells] \
+            == ["q1_conv_params", "q2_cnn_accuracy"]
