@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from autograder import plots
 from autograder.facts import GradeResult, ItemResult
 from autograder.grading import messages
 from autograder.grading.layout import ItemLabel
@@ -296,21 +297,15 @@ def _curve_svg(name: str, history: dict[str, list[float]], *,
     """Loss and accuracy per epoch, train solid and validation dashed, as one inline SVG drawn
     by matplotlib, with axes, a legend and, on the accuracy panel, the pass mark the model is
     held to on the hidden split. Non-finite values are gaps, never points."""
-    import io
-
     import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
 
     panels = [m for m in ("loss", "accuracy")
               if any(_finite(history.get(k)) for k in (m, f"val_{m}"))]
     if not panels:
         return ""
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"curve-{name}",
-                                "font.size": 9, "axes.spines.top": False,
-                                "axes.spines.right": False}):
-        fig = Figure(figsize=(3.9 * len(panels), 2.6), layout="constrained")
+    look = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+    with matplotlib.rc_context(look):
+        fig = plots.figure(3.9 * len(panels), 2.6)
         for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
             for (label, ys), style in zip(plot_series(history, metric), ("-", "--")):
                 if any(y == y for y in ys):
@@ -325,10 +320,7 @@ def _curve_svg(name: str, history: dict[str, list[float]], *,
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend(frameon=False, fontsize=8)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    text = buf.getvalue()
-    return text[text.index("<svg"):]
+    return plots.inline_svg(fig, f"curve-{name}", look)
 
 
 def plot_series(history: dict[str, list[float]], metric: str) -> list[tuple[str, list[float]]]:

@@ -15,6 +15,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from autograder import plots
 from autograder.grading.report import csv_cell
 
 
@@ -94,27 +95,8 @@ _CSS = ("body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;co
         ".card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:12px}")
 
 
-def _figure(width: float, height: float) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _svg(fig: Any, salt: str) -> str:
-    import matplotlib
-
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    text = buf.getvalue()
-    return text[text.index("<svg"):]
-
-
 def _score_histogram(stats: ClassStats) -> str:
-    fig = _figure(8, 2.8)
+    fig = plots.figure(8, 2.8)
     ax = fig.subplots()
     top = max(stats.max_score, 1.0)
     ax.hist(stats.scores, bins=min(20, max(5, int(top))), range=(0, top), color="#4a7bd0",
@@ -122,12 +104,12 @@ def _score_histogram(stats: ClassStats) -> str:
     ax.set_xlabel(f"score (out of {stats.max_score:g})")
     ax.set_ylabel("students")
     ax.yaxis.get_major_locator().set_params(integer=True)
-    return _svg(fig, "class-scores")
+    return plots.inline_svg(fig, "class-scores")
 
 
 def _pass_rates(stats: ClassStats) -> str:
     names = list(stats.items)
-    fig = _figure(8, 0.32 * len(names) + 0.8)
+    fig = plots.figure(8, 0.32 * len(names) + 0.8)
     ax = fig.subplots()
     rates = [stats.pass_rate(name) * 100 for name in names]
     ax.barh(names, rates, color=["#11763b" if r >= 50 else "#b42318" for r in rates])
@@ -136,11 +118,11 @@ def _pass_rates(stats: ClassStats) -> str:
     ax.set_xlabel("% of students who passed")
     for y, rate in enumerate(rates):
         ax.text(min(rate + 1, 92), y, f"{rate:.0f}%", va="center", fontsize=8)
-    return _svg(fig, "class-items")
+    return plots.inline_svg(fig, "class-items")
 
 
 def _runtimes(stats: ClassStats, limits: dict[str, float]) -> str:
-    fig = _figure(8, 2.8)
+    fig = plots.figure(8, 2.8)
     left, right = fig.subplots(1, 2)
     for ax, values, limit, what in (
             (left, stats.runtimes_s, limits.get("notebook_budget_s"), "whole notebook (s)"),
@@ -153,4 +135,4 @@ def _runtimes(stats: ClassStats, limits: dict[str, float]) -> str:
         ax.set_xlabel(what)
         ax.set_ylabel("students")
         ax.yaxis.get_major_locator().set_params(integer=True)
-    return _svg(fig, "class-runtimes")
+    return plots.inline_svg(fig, "class-runtimes")
