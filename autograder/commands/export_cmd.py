@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from autograder.commands.grade_cmd import profile_options
 from autograder.commands.ui import console
 from autograder.course.config import active_profile_name, load_course
 
@@ -21,9 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gs.add_argument("assignment", help="assignment id from course_config.py")
     gs.add_argument("--out", type=Path, default=None,
                     help="zip to write (default: <assignment>-gradescope.zip in the course root)")
-    gs.add_argument("--profile", help="full or reduced (default: $COURSE_PROFILE or the config)")
-    gs.add_argument("--weights-mode", choices=("imagenet", "stand-in"),
-                    help="ResNet50 weights (default: $COURSE_WEIGHTS_MODE or the config)")
+    profile_options(gs)
     gs.set_defaults(func=run_gradescope)
 
 

@@ -32,14 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     grade.add_argument("--concurrency", type=_positive_int, default=None,
                        help="submissions graded at once (default: grading.concurrency from "
                             "course_config.py); each takes a sandbox slot")
-    _common(grade)
+    profile_options(grade)
     grade.set_defaults(func=run_grade, intermixed="submissions")
 
     cal = sub.add_parser("calibrate", help="run the reference solution and write the answer key")
     cal.add_argument("assignment", help="assignment id from course_config.py")
     cal.add_argument("--seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=None,
                      help="comma-separated seeds (default: the assignment's calibration_seeds)")
-    _common(cal)
+    profile_options(cal)
     cal.set_defaults(func=run_calibrate)
 
 
@@ -50,7 +50,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def profile_options(parser: argparse.ArgumentParser) -> None:
+    """``--profile`` and ``--weights-mode``, as every command that grades takes them."""
     parser.add_argument("--profile", help="full or reduced (default: $COURSE_PROFILE or the config)")
     parser.add_argument("--weights-mode", choices=("imagenet", "stand-in"),
                         help="ResNet50 weights (default: $COURSE_WEIGHTS_MODE or the config)")

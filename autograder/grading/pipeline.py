@@ -65,11 +65,9 @@ class GradingContext:
     """How the release notebook names and groups the graded items (for feedback pages)."""
     template_dir: Path | None = None
     """The course's own feedback template folder (``<course root>/templates``), if any."""
-
-    def pass_marks(self) -> dict[str, float]:
-        """Each model's accuracy threshold from the answer key (not-assessable ones left out),
-        shown on the feedback's training curves; empty without a readable key."""
-        return answer_key.pass_marks(self.key_file)
+    pass_marks: dict[str, float] = field(default_factory=dict)
+    """Each model's accuracy threshold from the answer key (not-assessable ones left out),
+    read once per batch and drawn on the feedback's training curves."""
 
     @property
     def limit_values(self) -> dict[str, float]:
@@ -156,7 +154,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
         result = score.redact_result(result, host_paths(ctx, work))
         report.write_student_reports(result, student_dir, limits=ctx.limit_values,
                                      labels=ctx.item_labels, template_dir=ctx.template_dir,
-                                     pass_marks=ctx.pass_marks())
+                                     pass_marks=ctx.pass_marks)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -365,7 +363,8 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
                           gradebook=(gradebook or course.gradebook_file).resolve(),
                           item_labels=item_labels(course.release_dir(assignment_id)
                                                   / assignment.notebook),
-                          template_dir=course.root / TEMPLATE_DIR)
+                          template_dir=course.root / TEMPLATE_DIR,
+                          pass_marks=answer_key.pass_marks(key))
     if need_key and not ctx.key_is_current():
         what = "no answer key" if not key.is_file() else "a stale answer key (the source notebook, " \
             "profile, margin, dataset or weights changed since it was calibrated)"
