@@ -2,6 +2,10 @@
 
 Pure data: no I/O, no logic. The meaning and default of every field is documented
 in autograder/course/settings.py.
+
+A question's points are not set here: they are the nbgrader points of its autograded
+cell in source/<assignment>/<notebook> (nbgrader's Create Assignment toolbar), the one
+place they live; `course release` shows them to students with the limits below.
 """
 
 from autograder.course.settings import (
@@ -35,22 +39,6 @@ CNN_TRANSFER = Assignment(
     ),
     model_names=("cnn_model", "tl_model", "ft_model"),
     history_names=("cnn_history", "tl_history", "ft_history"),
-    points={
-        "q1_conv_params": 2,
-        "q1_output_shapes": 2,
-        "q2_cnn_architecture": 3,
-        "q2_cnn_compile": 1,
-        "q2_cnn_trained": 1,
-        "q2_cnn_accuracy": 2,
-        "q3_kernel_shape": 1,
-        "q3_frozen_counts": 2,
-        "q4_backbone_facts": 2,
-        "q4_head_architecture": 2,
-        "q4_head_accuracy": 2,
-        "q5_finetune_frozen": 3,
-        "q5_finetune_accuracy": 1,
-        "q5_model_choice": 1,
-    },
     accuracy_margin=0.15,
     calibration_seeds=(1, 2),  # plus grading.seed, always calibrated first
 )

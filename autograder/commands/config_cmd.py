@@ -23,13 +23,14 @@ def run_check(args: argparse.Namespace) -> int:
     disagreements = course_problems(course)
     if disagreements:
         raise ConfigError(
-            f"the source notebook, the rubric and course_config.py disagree "
+            f"the source notebook's autograded cells and the rubric disagree "
             f"({len(disagreements)} problem(s)):\n  " + "\n  ".join(disagreements),
-            hint="an item counts only when an autograded cell (grade_id, points), a rubric "
-                 "test_<grade_id> and a points entry all name it with the same points")
+            hint="an item counts only when an autograded cell (grade_id, positive points) "
+                 "and a rubric test_<grade_id> both name it; points live in the cell only")
     c = course.config
     console.print(
         f"course_config.py is valid: course {c.course_id}, "
-        f"{len(c.assignments)} assignment(s): {', '.join(a.assignment_id for a in c.assignments)}"
-    )
+        f"{len(c.assignments)} assignment(s): "
+        + ", ".join(f"{a.assignment_id} ({len(a.points)} items, {sum(a.points.values()):g} points)"
+                    for a in c.assignments))
     return 0

@@ -1,7 +1,7 @@
 """The checks behind ``course config check``: one small function per section of ``course_config.py``.
 
 Each check takes the loaded :class:`~autograder.course.config.Course` (some
-need the file system: notebooks, rubric tests, a real image folder) and
+need the file system: notebooks, a real image folder) and
 returns its problems, each ``"<field>: <what> — <fix>"``. :data:`SECTION_CHECKS`
 lists them in the order ``check_config`` reports them, one entry per field of
 :class:`~autograder.course.settings.CourseConfig`; a new section gets its check
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autograder.course.settings import Assignment
@@ -73,34 +72,11 @@ def _check_assignment(out: _Problems, course: Course, where: str, a: Assignment,
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         out.bad(f"{where}", f"names listed twice: {', '.join(dupes)}", "list each name once")
-    _check_points(out, course, where, a)
     if not 0 <= a.accuracy_margin < 1:
         out.bad(f"{where}.accuracy_margin", f"{a.accuracy_margin!r} is outside [0, 1)",
                 "use a fraction such as 0.15")
     if not a.calibration_seeds:
         out.bad(f"{where}.calibration_seeds", "empty", "give at least one seed")
-
-
-def _check_points(out: _Problems, course: Course, where: str, a: Assignment) -> None:
-    if not a.points:
-        out.bad(f"{where}.points", "no rubric item", "give each rubric test its points")
-    for item, pts in a.points.items():
-        out.positive(f"{where}.points[{item!r}]", pts)
-    rubric = course.rubric_dir(a.assignment_id)
-    if rubric.is_dir():
-        missing = sorted(set(a.points) - rubric_test_names(rubric))
-        if missing:
-            out.bad(f"{where}.points", f"no rubric test named {', '.join(missing)} in {rubric}",
-                    "rename the item or add the test")
-
-
-def rubric_test_names(rubric_dir: Path) -> set[str]:
-    """Names of ``test_<item>`` functions in the rubric folder, without the prefix."""
-    names: set[str] = set()
-    for file in rubric_dir.glob("test_*.py"):
-        for match in re.finditer(r"^def test_(\w+)\(", file.read_text(), re.MULTILINE):
-            names.add(match.group(1))
-    return names
 
 
 def check_dataset(course: Course) -> list[str]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autograder.course.checks import SECTION_CHECKS
+from autograder.course.consistency import points_notebook, read_points
 from autograder.course.settings import CourseConfig
 from autograder.errors import ConfigError
 
@@ -161,7 +162,8 @@ def _failing_line(exc: BaseException, path: Path) -> int | None:
 
 
 def load_course(root: Path | None = None) -> Course:
-    """Import ``course_config.py`` from the course root and return its ``COURSE``."""
+    """Import ``course_config.py`` from the course root and return its ``COURSE``, each
+    assignment's ``points`` read from its notebook (:func:`with_notebook_points`)."""
     root = find_root() if root is None else Path(root).resolve()
     path = root / CONFIG_FILE
     if not path.is_file():
@@ -185,7 +187,25 @@ def load_course(root: Path | None = None) -> Course:
             f"{path} defines no COURSE = CourseConfig(...)",
             hint="end the file with COURSE = CourseConfig(course_id=..., assignments=(...))",
         )
-    return Course(root=root, config=config)
+    return with_notebook_points(Course(root=root, config=config))
+
+
+def with_notebook_points(course: Course) -> Course:
+    """``course`` with each ``Assignment.points`` read from its notebook's autograded cells
+    (the one place points are written; see :mod:`autograder.course.consistency`)."""
+    assignments = []
+    for i, assignment in enumerate(course.config.assignments):
+        if assignment.points:
+            raise ConfigError(
+                f"{course.root / CONFIG_FILE}: assignments[{i}] ({assignment.assignment_id}) "
+                "sets points=, but points are no longer read from course_config.py",
+                hint="delete points={...} from the Assignment; each question's points are the "
+                     "nbgrader points of its autograded cell in the source notebook")
+        notebook = points_notebook(course, assignment)
+        points = read_points(notebook, assignment_id=assignment.assignment_id)
+        assignments.append(replace(assignment, points=points))
+    return Course(root=course.root,
+                  config=replace(course.config, assignments=tuple(assignments)))
 
 
 def active_profile_name(config: CourseConfig) -> str:

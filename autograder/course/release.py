@@ -2,9 +2,10 @@
 
 The steps, in order (:data:`RELEASE_STEPS`):
 
-1. read the source notebook and set each autograded test cell's points from
-   ``course_config.py`` (the config is the single source of truth; a test cell
-   without a rubric item, or an item without a test cell, is an error);
+1. read the source notebook and check its autograded test cells: their nbgrader
+   points are the only points (a cell without positive points, a cell without a
+   rubric test, or a rubric test without a cell is an error; see
+   :mod:`autograder.course.consistency`);
 2. stage a throw-away nbgrader course root holding that notebook, the shipped
    files of ``source/<id>/`` and a ``settings.json`` derived from the config;
 3. run nbgrader's ``generate_assignment`` there (solutions and hidden tests are
@@ -21,7 +22,6 @@ hosting side does that from ``release/``).
 
 from __future__ import annotations
 
-import copy
 import filecmp
 import json
 import re
@@ -37,11 +37,12 @@ from typing import Any
 import nbformat
 
 from autograder.course.config import RELEASE_DIR, SOURCE_DIR, Course
+from autograder.course.consistency import grade_cells, item_problems
 from autograder.course.settings import Assignment
 from autograder.errors import ReleaseError
 
 RELEASE_STEPS = (
-    "set test-cell points from course_config.py",
+    "check the test cells' points and grade_ids against the rubric",
     "stage a temporary nbgrader course root with settings.json",
     "nbgrader generate_assignment (clear solutions and hidden tests, lock cells)",
     "strip volatile metadata, copy the student splits into data/",
@@ -109,33 +110,22 @@ def render_settings(course: Course, assignment: Assignment) -> str:
     return json.dumps(settings_payload(course, assignment), indent=2, sort_keys=True) + "\n"
 
 
-def sync_points(nb: nbformat.NotebookNode, assignment: Assignment) -> nbformat.NotebookNode:
-    """A copy of ``nb`` whose autograded test cells carry the config's points.
+def check_points(nb: nbformat.NotebookNode, assignment: Assignment, *, rubric_dir: Path
+                 ) -> dict[str, float]:
+    """The notebook's own ``grade_id -> points``, released as they are.
 
-    Raises :class:`ReleaseError` naming every rubric item without a test cell and
-    every test cell without a rubric item.
+    Raises :class:`ReleaseError` naming every autograded cell without positive points or
+    without a rubric test, and every rubric test without a cell.
     """
-    nb = copy.deepcopy(nb)
-    graded = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if meta.get("grade") and cell.cell_type == "code":
-            graded[meta.get("grade_id")] = meta
-    missing = sorted(set(assignment.points) - set(graded))
-    extra = sorted(set(graded) - set(assignment.points))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"no autograded test cell for rubric item(s) {', '.join(missing)}")
-        if extra:
-            parts.append(f"test cell(s) {', '.join(map(str, extra))} have no entry in points")
+    cells, problems = grade_cells(nb, name=assignment.notebook)
+    problems += item_problems(assignment.assignment_id, cells=cells, notebook=assignment.notebook,
+                              rubric_dir=rubric_dir)
+    if problems:
         raise ReleaseError(
-            f"{assignment.notebook}: " + "; ".join(parts),
-            hint="make each test cell's grade_id a key of Assignment.points in course_config.py",
-        )
-    for item, meta in graded.items():
-        meta["points"] = assignment.points[item]
-    return nb
+            f"{assignment.notebook}: " + "; ".join(problems),
+            hint="points live in the source notebook's nbgrader metadata: fix the cells "
+                 "named above, then run `course config check` and `course release` again")
+    return cells
 
 
 _MARKER = re.compile(r"^\s*#+\s*(BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$", re.MULTILINE)
@@ -185,7 +175,7 @@ def build_release(
         raise ReleaseError(f"{notebook} is not a readable notebook: {exc}",
                            hint="open it in Jupyter and save it again") from exc
     check_markers(nb, assignment.notebook)
-    nb = sync_points(nb, assignment)
+    check_points(nb, assignment, rubric_dir=course.rubric_dir(assignment_id))
 
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
         root = Path(tmp)

@@ -114,8 +114,11 @@ class Assignment:
     """Keras models the grader exports as ``.keras`` files."""
     history_names: tuple[str, ...]
     """Variables holding ``keras.callbacks.History`` objects (or their ``.history`` dicts)."""
-    points: dict[str, float]
-    """Points per rubric item; keys are the rubric's test names."""
+    points: dict[str, float] = field(default_factory=dict)
+    """Points per rubric item (``grade_id -> points``), never written here: ``load_course``
+    fills it from the nbgrader points of the notebook's autograded cells, the one place a
+    question's points live. Set them in the source notebook (nbgrader's Create Assignment
+    toolbar); ``course_config.py`` that sets ``points=`` is refused."""
     accuracy_margin: float = 0.15
     """Pass an accuracy item at (calibrated 10th percentile - margin)."""
     calibration_seeds: tuple[int, ...] = (1, 2, 3)

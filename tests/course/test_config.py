@@ -1,5 +1,6 @@
 """course_config.py: loading, validation messages, and the `course config check` command."""
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -39,12 +40,90 @@ def test_bad_values_name_the_field_and_the_fix():
     assert any(p.startswith("default_profile: 'huge' is not in profiles") for p in problems)
 
 
-def test_points_must_name_rubric_tests():
-    """Is a rubric item without a matching test in autograder/rubric/<id>/ reported?"""
+def _notebook_points(notebook: Path) -> dict:
+    """grade_id -> points of the notebook's autograded cells, read here as plain JSON."""
+    cells = json.loads(notebook.read_text())["cells"]
+    return {m["grade_id"]: m["points"] for m in
+            (c.get("metadata", {}).get("nbgrader", {}) for c in cells) if m.get("grade")}
+
+
+def _scratch(tmp_path: Path, *folders: str) -> Path:
+    shutil.copy(ROOT / "course_config.py", tmp_path / "course_config.py")
+    for name in folders:
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "data"))
+    return tmp_path
+
+
+def test_points_are_the_source_notebooks():
+    """Are an assignment's points exactly its source notebook's nbgrader points, item for item
+    and in notebook order (course_config.py no longer has any)?"""
     course = load_course(ROOT)
     a = course.config.assignments[0]
-    bad = with_changes(assignments=(replace(a, points={**a.points, "q9_typo": 1}),))
-    assert any("no rubric test named q9_typo" in p for p in check_config(bad))
+    assert "points=" not in (ROOT / "course_config.py").read_text()
+    expected = _notebook_points(course.source_dir(a.assignment_id) / a.notebook)
+    assert list(a.points.items()) == list(expected.items())
+
+
+def test_a_change_of_points_in_the_notebook_is_what_load_course_reads(tmp_path):
+    """Does editing one cell's points in the notebook change the loaded points, and only that?"""
+    root = _scratch(tmp_path, "source")
+    a = load_course(root).config.assignments[0]
+    notebook = root / "source" / a.assignment_id / a.notebook
+    item = list(a.points)[-1]
+    data = json.loads(notebook.read_text())
+    for cell in data["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == item:
+            cell["metadata"]["nbgrader"]["points"] = a.points[item] + 4
+    notebook.write_text(json.dumps(data))
+    assert load_course(root).config.assignments[0].points == {**a.points, item: a.points[item] + 4}
+
+
+def test_without_the_source_the_release_notebook_gives_the_points(tmp_path):
+    """Where only release/ ships (a grading worker), are the points the release notebook's?"""
+    root = _scratch(tmp_path, "release")
+    a = load_course(root).config.assignments[0]
+    release_nb = root / "release" / a.assignment_id / a.notebook
+    assert a.points == _notebook_points(release_nb)
+    assert a.points == load_course(ROOT).config.assignments[0].points
+
+
+def test_without_any_notebook_loading_names_both_and_the_fix(tmp_path):
+    """With neither notebook, is loading a ConfigError naming both files and what to do?"""
+    root = _scratch(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_course(root)
+    assert str(root / "source" / "cnn_transfer" / "cnn_transfer.ipynb") in info.value.message
+    assert str(root / "release" / "cnn_transfer" / "cnn_transfer.ipynb") in info.value.message
+    assert "course release cnn_transfer" in info.value.hint
+
+
+def test_a_notebook_without_autograded_cells_is_refused(tmp_path):
+    """Is a notebook with no autograded cell (nothing would be graded) a ConfigError naming it?"""
+    root = _scratch(tmp_path, "source")
+    notebook = root / "source" / "cnn_transfer" / "cnn_transfer.ipynb"
+    data = json.loads(notebook.read_text())
+    for cell in data["cells"]:
+        cell["metadata"].get("nbgrader", {})["grade"] = False
+    notebook.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="has no autograded test cell") as info:
+        load_course(root)
+    assert str(notebook) in info.value.message and "Create Assignment" in info.value.hint
+
+
+def test_points_written_in_course_config_are_refused(tmp_path):
+    """Is an old course_config.py that still sets points= refused (its numbers would be
+    silently ignored), naming the assignment and what to delete?"""
+    root = _scratch(tmp_path, "source")
+    config = root / "course_config.py"
+    config.write_text(config.read_text() + """
+import dataclasses as _dc
+COURSE = _dc.replace(COURSE, assignments=(_dc.replace(COURSE.assignments[0],
+                                                      points={"q1_conv_params": 9}),))
+""")
+    with pytest.raises(ConfigError, match=r"assignments\[0\] \(cnn_transfer\) sets points=") as info:
+        load_course(root)
+    assert "delete points=" in info.value.hint
 
 
 def test_cli_check_passes_and_fails_with_one_line_and_hint(tmp_path, monkeypatch, capsys):
@@ -57,8 +136,8 @@ def test_cli_check_passes_and_fails_with_one_line_and_hint(tmp_path, monkeypatch
     monkeypatch.setenv("COURSE_ROOT", str(tmp_path))
     assert main(["config", "check"]) == 2
     err = capsys.readouterr().err
-    assert "cnn_transfer.ipynb does not exist" in err
-    assert "hint: fix each field named above" in err
+    assert f"{tmp_path}/source/cnn_transfer/cnn_transfer.ipynb" in err
+    assert "hint: put the source notebook at" in err
 
 
 def test_a_config_that_does_not_load_is_a_config_error(tmp_path):

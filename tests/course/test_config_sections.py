@@ -98,7 +98,6 @@ def test_default_profile_must_name_a_profile():
 @pytest.mark.parametrize(("field", "value"), [
     ("assignment_id", "has space"),
     ("notebook", "missing.ipynb"),
-    ("points", {}),
     ("accuracy_margin", 1.0),
     ("calibration_seeds", ()),
 ])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -19,8 +19,8 @@ from autograder.course.release import (
     build_release,
     check_release,
     release_assignment,
+    check_points,
     settings_payload,
-    sync_points,
 )
 from autograder.errors import ReleaseError
 
@@ -146,28 +146,51 @@ def test_settings_come_from_course_config(course: Course, released: Path) -> Non
     assert shipped["classes"] == list(course.config.dataset.classes)
 
 
-def test_points_come_from_course_config(course: Course, released: Path) -> None:
-    """Does every autograded test cell carry its rubric item's points from the config?"""
-    nb = nbformat.read(released / "cnn_transfer.ipynb", as_version=4)
-    points = {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"]
-              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    assert points == course.config.assignment(ASSIGNMENT).points
+def test_points_are_the_source_cells(course: Course, released: Path,
+                                     source_nb: nbformat.NotebookNode) -> None:
+    """Does every autograded test cell keep its points from the source notebook, unchanged,
+    and are those the points the kit grades with?"""
+    def points(nb: nbformat.NotebookNode) -> dict:
+        return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"]
+                for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+    shipped = points(nbformat.read(released / "cnn_transfer.ipynb", as_version=4))
+    assert shipped == points(source_nb)
+    assert shipped == course.config.assignment(ASSIGNMENT).points
 
 
-def test_points_mismatch_names_the_item(course: Course, source_nb: nbformat.NotebookNode) -> None:
-    """Is a rubric item without a test cell (or the reverse) an error that names it?"""
+def _with_cell(nb: nbformat.NotebookNode, item: str, **nbgrader) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose cell ``item`` has these nbgrader metadata values (None deletes)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id") == item:
+            for key, value in nbgrader.items():
+                if value is None:
+                    meta.pop(key)
+                else:
+                    meta[key] = value
+    return nb
+
+
+def test_release_refuses_cells_the_rubric_or_the_points_do_not_cover(
+    course: Course, source_nb: nbformat.NotebookNode
+) -> None:
+    """Is a test cell without positive points, a rubric test without a cell, or a cell without a
+    rubric test a ReleaseError naming the notebook and the item, and the real notebook fine?"""
     assignment = course.config.assignment(ASSIGNMENT)
-    more = replace(assignment, points={**assignment.points, "q9_missing": 1})
-    with pytest.raises(ReleaseError, match="q9_missing"):
-        sync_points(source_nb, more)
-    fewer = replace(assignment, points={k: v for k, v in assignment.points.items()
-                                        if k != "q5_model_choice"})
-    with pytest.raises(ReleaseError, match="q5_model_choice"):
-        sync_points(source_nb, fewer)
-    changed = replace(assignment, points={**assignment.points, "q1_conv_params": 7})
-    synced = sync_points(source_nb, changed)
-    assert {c.metadata.nbgrader["points"] for c in synced.cells
-            if c.metadata.get("nbgrader", {}).get("grade_id") == "q1_conv_params"} == {7}
+    rubric = course.rubric_dir(ASSIGNMENT)
+    assert check_points(source_nb, assignment, rubric_dir=rubric) == assignment.points
+    item = list(assignment.points)[-1]
+    for broken, said in [(_with_cell(source_nb, item, points=0), f"({item}): 0 points"),
+                         (_with_cell(source_nb, item, points=None), "no numeric points"),
+                         (_with_cell(source_nb, item, grade=False), f"test_{item} "),
+                         (_with_cell(source_nb, item, grade_id="q9_extra"), "'q9_extra' has no "
+                                                                           "rubric test")]:
+        with pytest.raises(ReleaseError) as info:
+            check_points(broken, assignment, rubric_dir=rubric)
+        assert assignment.notebook in info.value.message and said in info.value.message, \
+            info.value.message
 
 
 def test_nbgrader_accepts_the_source(source_nb: nbformat.NotebookNode) -> None:
