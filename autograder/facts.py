@@ -81,6 +81,8 @@ class ItemResult:
     message: str
     """Plain-language reason shown to the student; never a hidden check's code or output."""
     visibility: str = "visible"
+    """Gradescope's per-test visibility (``visible``, ``hidden``, ``after_due_date``,
+    ``after_published``), as the rubric test declares it with ``@pytest.mark.visibility``."""
     assessable: bool = True
     """False when the answer key says this item cannot be judged in this grading mode (say,
     an accuracy bar the reference itself cannot clear with stand-in weights): it scores 0 of

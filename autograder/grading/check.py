@@ -44,14 +44,21 @@ _WITH_TMPFS = ('mount -t tmpfs -o "size=$1,mode=0700,uid={uid},gid={uid},nosuid,
 def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S
                ) -> tuple[dict[str, Any], str]:
     """Run ``rubric_dir``'s tests; returns ``{"items": per-item records, "summaries": layer
-    tables of the models it loaded}`` (empty when the checker died) and its log tail."""
+    tables of the models it loaded}`` (empty when the checker died) and its log tail.
+
+    Raises :class:`GradingError` when a rubric test declares a marker value the plugin does
+    not know (the message names the file and the test): such a rubric grades nobody."""
     argv = [
         sys.executable, "-m", "pytest", str(rubric_dir), "-q", "-p", "no:cacheprovider",
-        "-p", "autograder.grading.rubric_plugin", "-c", os.devnull,
+        "-p", "autograder.grading.rubric_plugin", "-c", os.devnull, "--strict-markers",
         "--rootdir", str(rubric_dir), "--import-mode=importlib", "-o", "console_output_style=classic",
         "--durations=8", "--durations-min=0.5",  # in the staff-only grader.log
     ]
-    return _run_confined(argv, inputs, timeout_s=timeout_s, also_reach=[rubric_dir])
+    records, log = _run_confined(argv, inputs, timeout_s=timeout_s, also_reach=[rubric_dir])
+    errors = records.get("rubric_errors")
+    if errors:
+        raise GradingError("; ".join(e["message"] for e in errors), hint=errors[0].get("hint"))
+    return records, log
 
 
 def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str],

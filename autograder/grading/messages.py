@@ -47,6 +47,20 @@ STAND_IN_ITEM = (
     "(Stand-in weights: this item was judged on features of an untrained ResNet50, so it shows "
     "that your model is built and trained as asked, not how it would do on ImageNet features.)"
 )
+# On an item whose result depends on the profile (rubric marker profile_dependent), when
+# grading ran at a smaller profile than the course's full one; numbers from course_config.py.
+REDUCED_PROFILE = (
+    "Graded at the {profile} profile ({size_px} px images, {epochs} epochs of training; the "
+    "full assignment uses {full_size_px} px and {full_epochs} epochs)"
+)
+REDUCED_PROFILE_PASS_MARK = (
+    REDUCED_PROFILE + ": the pass mark was calibrated for this profile, so passing shows that "
+    "your model learns, not the accuracy it would reach at full size."
+)
+REDUCED_PROFILE_TRAINING = (
+    REDUCED_PROFILE + ": training was checked against this profile's {epochs} epochs, so this "
+    "shows that your notebook trains as its settings ask, not how a full-length run would go."
+)
 SUBMISSION_SYMLINK = (
     "{name} is a symbolic link, not a file: the grader only grades the notebook you submit "
     "itself"
@@ -146,6 +160,14 @@ UNSANDBOXED = (
     "This run was not sandboxed (grading.allow_unsandboxed is set); it is not valid for "
     "real students."
 )
+
+# The feedback page, next to an item the rubric marks with a Gradescope visibility: the
+# hub's page has no due date and shows every result; this says when Gradescope shows it.
+VISIBILITY_NOTE = {
+    "hidden": "On Gradescope this result is hidden from students.",
+    "after_due_date": "On Gradescope this result is shown after the due date.",
+    "after_published": "On Gradescope this result is shown once grades are published.",
+}
 
 # The feedback page's closing section.
 NEXT_ALL_PASSED = "Every assessed item passed: there is nothing to fix."

@@ -174,7 +174,8 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
                            hint="run the rubric on this submission's facts by hand")
     items = score.score_items(checked.get("items", {}), points=ctx.assignment.points,
                               execution=execution, cell_sources=cell_sources,
-                              limit_values=ctx.limit_values)
+                              limit_values=ctx.limit_values,
+                              reduced=score.reduced_profile(ctx.course.config.profiles, ctx.profile_name))
     got, out_of = score.total(items)
     if ctx.course.config.grading.keep_models:
         keep = student_dir / "models"

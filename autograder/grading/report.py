@@ -241,7 +241,8 @@ def _item_view(item: ItemResult, labels: dict[str, ItemLabel]) -> dict[str, Any]
         css, mark, points = "muted", "–", "not assessed"
     label = labels.get(item.name)
     return {"name": item.name, "question": label.question if label else "", "points": points,
-            "css": css, "mark": mark, "message": item.message}
+            "css": css, "mark": mark, "message": item.message,
+            "when": messages.VISIBILITY_NOTE.get(item.visibility, "")}
 
 
 def _parts(items: list[ItemResult], labels: dict[str, ItemLabel]) -> list[dict[str, Any]]:

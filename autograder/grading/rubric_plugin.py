@@ -6,16 +6,35 @@ key, the hidden grading split, a trusted ResNet50) and writes one JSON record pe
 test. A record carries a student-facing message only when the test raised
 :class:`~autograder.grading.evidence.RubricFail`; any other failure is reported
 by exception type alone, so no hidden check's code or output reaches feedback.
+
+A rubric test declares with markers what scoring needs to know about it beyond its
+outcome (registered here, and the run is ``--strict-markers``, so a misspelt marker name
+stops the run instead of being ignored):
+
+``@pytest.mark.visibility("after_due_date")``
+    when Gradescope shows the item's result (its per-test ``visibility``; default
+    ``visible``). Rejected: a naming convention on the test (``test_hidden_...``), which
+    would change the item's name, and hence its ``grade_id`` and points.
+``@pytest.mark.profile_dependent(epochs="cnn", pass_mark=True)``
+    the item's result depends on the profile's image size and that training's epochs
+    (``pass_mark``: its pass mark was calibrated for the profile); the score says so on
+    the item when grading ran at a reduced profile.
+
+A marker with a value that is not one of these is a rubric error: nothing is run, and
+:func:`autograder.grading.check.run_rubric` raises it naming the file and the test.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from autograder.course.settings import Profile
+from autograder.errors import GradingError
 from autograder.grading import messages
 from autograder.grading.evidence import (
     CheckInputs,
@@ -29,6 +48,14 @@ from autograder.grading.evidence import (
 
 _records: dict[str, dict[str, Any]] = {}
 _evidence: list[Evidence] = []
+_declared: dict[str, dict[str, Any]] = {}
+_rubric_errors: list[dict[str, Any]] = []
+
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+"""Gradescope's values for a test's ``visibility``."""
+EPOCHS = tuple(f.name.removesuffix("_epochs") for f in fields(Profile)
+               if f.name.endswith("_epochs"))
+"""The trainings a profile sets epochs for (``cnn``, ``head``, ``finetune``)."""
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +168,58 @@ BACKBONE_FEATURES = frozenset({"grading_embeddings", "validation_embeddings", "g
 result means something else with stand-in weights (the score says so on the item)."""
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "visibility(value): when Gradescope shows this item's result: "
+        + ", ".join(VISIBILITIES) + " (default visible)")
+    config.addinivalue_line(
+        "markers", "profile_dependent(epochs, pass_mark=False): the result depends on the "
+        "profile's image size and the epochs of this training (" + ", ".join(EPOCHS) + "); "
+        "pass_mark=True when its pass mark was calibrated for the profile")
+
+
+def declared(item: pytest.Item) -> dict[str, Any]:
+    """What ``item``'s markers declare, as record fields (none when it declares nothing).
+
+    Raises :class:`GradingError` naming the rubric file and test for a value that is not
+    one of the allowed ones."""
+    where = f"{item.name} in {item.path}"
+    out: dict[str, Any] = {}
+    mark = item.get_closest_marker("visibility")
+    if mark is not None:
+        value = mark.args[0] if len(mark.args) == 1 and not mark.kwargs else (mark.args, mark.kwargs)
+        if value not in VISIBILITIES:
+            raise GradingError(f"rubric test {where}: unknown visibility {value!r}",
+                               hint="write @pytest.mark.visibility(...) with one of: "
+                               + ", ".join(VISIBILITIES))
+        if value != "visible":
+            out["visibility"] = value
+    mark = item.get_closest_marker("profile_dependent")
+    if mark is not None:
+        epochs = mark.kwargs.get("epochs", mark.args[0] if mark.args else None)
+        pass_mark = mark.kwargs.get("pass_mark", False)
+        if epochs not in EPOCHS or not isinstance(pass_mark, bool) or len(mark.args) > 1 \
+                or set(mark.kwargs) - {"epochs", "pass_mark"}:
+            raise GradingError(f"rubric test {where}: bad profile_dependent marker "
+                               f"(args {mark.args!r}, keywords {mark.kwargs!r})",
+                               hint="write @pytest.mark.profile_dependent(epochs=..., "
+                               "pass_mark=True|False) with epochs one of: " + ", ".join(EPOCHS))
+        out["profile_dependent"] = {"epochs": epochs, "pass_mark": pass_mark}
+    return out
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            _declared[_item(item.nodeid)] = declared(item)
+        except GradingError as exc:
+            _rubric_errors.append({"message": exc.message, "hint": exc.hint})
+    if _rubric_errors:  # a misdeclared rubric grades nobody: run nothing, report the errors
+        config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+
+
 def _item(nodeid: str) -> str:
     name = nodeid.split("::")[-1]
     return name[len("test_"):] if name.startswith("test_") else name
@@ -154,6 +233,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         record = _record(call)
         if BACKBONE_FEATURES & set(getattr(item, "fixturenames", ())):
             record["uses_backbone_features"] = True
+        record.update(_declared.get(_item(item.nodeid), {}))
         _records[_item(item.nodeid)] = record
 
 
@@ -187,5 +267,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             except Exception:  # a summary is a courtesy; never fail the report for it
                 pass
     tmp = Path(str(report_file) + ".tmp")
-    tmp.write_text(json.dumps({"items": _records, "summaries": summaries}, indent=1, sort_keys=True))
+    report = {"items": _records, "summaries": summaries}
+    if _rubric_errors:
+        report["rubric_errors"] = _rubric_errors
+    tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
     tmp.replace(report_file)

@@ -8,12 +8,40 @@ cell where the run stopped), with the limit it hit.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from autograder.course.settings import Profile
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
 from autograder.grading.submission import CellNames
+
+
+_EPOCH_FIELDS = tuple(f.name for f in fields(Profile) if f.name.endswith("_epochs"))
+
+
+@dataclass(frozen=True)
+class ReducedProfile:
+    """Grading ran at a profile smaller than the course's full one: the items whose result
+    depends on the profile say so, with both profiles' numbers."""
+
+    name: str
+    """The profile's name in ``course_config.py`` (``reduced``)."""
+    profile: Profile
+    full: Profile
+    """The course's largest profile (by image size, then epochs): what "full size" means."""
+
+
+def reduced_profile(profiles: dict[str, Profile], name: str) -> ReducedProfile | None:
+    """``name``'s profile when it has smaller images or fewer epochs of some training than the
+    course's largest profile; None when grading runs at full size."""
+    def size(p: Profile) -> tuple[int, int]:
+        return p.image_size_px, sum(getattr(p, f) for f in _EPOCH_FIELDS)
+
+    run, full = profiles[name], max(profiles.values(), key=size)
+    smaller = run.image_size_px < full.image_size_px or any(
+        getattr(run, f) < getattr(full, f) for f in _EPOCH_FIELDS)
+    return ReducedProfile(name, run, full) if smaller else None
 
 
 def score_items(
@@ -23,8 +51,11 @@ def score_items(
     execution: ExecutionResult,
     cell_sources: list[str],
     limit_values: dict[str, float],
+    reduced: ReducedProfile | None = None,
 ) -> tuple[ItemResult, ...]:
-    """One :class:`ItemResult` per rubric item in ``points`` (config order)."""
+    """One :class:`ItemResult` per rubric item in ``points`` (config order), with the
+    visibility its rubric test declares; with stand-in weights or a ``reduced`` profile, an
+    item judged (passed or failed) on what they change says what its result means."""
     items = []
     assigned = CellNames(cell_sources)
     for name, max_score in points.items():
@@ -35,25 +66,42 @@ def score_items(
             continue
         outcome = record.get("outcome")
         if outcome == "passed":
-            items.append(ItemResult(name, float(max_score), float(max_score), True, messages.PASSED))
+            item = ItemResult(name, float(max_score), float(max_score), True, messages.PASSED)
         elif outcome == "not_assessable":
             why = str(record.get("message") or "")
-            items.append(ItemResult(name, 0.0, 0.0, False,
-                                    messages.NOT_ASSESSABLE.format(why=why), assessable=False))
+            item = ItemResult(name, 0.0, 0.0, False, messages.NOT_ASSESSABLE.format(why=why),
+                              assessable=False)
         elif outcome == "missing":
             reason = explain_missing(record.get("name", "?"), record.get("detail", ""),
                                      execution=execution, cell_sources=assigned,
                                      limit_values=limit_values)
-            items.append(ItemResult(name, 0.0, float(max_score), False, reason))
+            item = ItemResult(name, 0.0, float(max_score), False, reason)
         else:
-            items.append(ItemResult(name, 0.0, float(max_score), False,
-                                    str(record.get("message") or messages.CHECK_DID_NOT_RUN)))
-    if execution.weights_mode == "stand-in":
-        items = [replace(i, message=f"{i.message} {messages.STAND_IN_ITEM}")
-                 if i.assessable and (records.get(i.name) or {}).get("uses_backbone_features")
-                 and (records.get(i.name) or {}).get("outcome") in ("passed", "failed") else i
-                 for i in items]
+            item = ItemResult(name, 0.0, float(max_score), False,
+                              str(record.get("message") or messages.CHECK_DID_NOT_RUN))
+        notes = _notes(record, execution=execution, reduced=reduced) \
+            if outcome in ("passed", "failed") else []
+        items.append(replace(item, message=" ".join([item.message, *notes]),
+                             visibility=str(record.get("visibility") or "visible")))
     return tuple(items)
+
+
+def _notes(record: dict[str, Any], *, execution: ExecutionResult,
+           reduced: ReducedProfile | None) -> list[str]:
+    """What this judged item's result does and does not mean in this grading mode."""
+    notes = []
+    if execution.weights_mode == "stand-in" and record.get("uses_backbone_features"):
+        notes.append(messages.STAND_IN_ITEM)
+    use = record.get("profile_dependent")
+    if reduced is not None and isinstance(use, dict):
+        field = f"{use.get('epochs')}_epochs"
+        template = messages.REDUCED_PROFILE_PASS_MARK if use.get("pass_mark") \
+            else messages.REDUCED_PROFILE_TRAINING
+        notes.append(template.format(
+            profile=reduced.name, size_px=reduced.profile.image_size_px,
+            epochs=getattr(reduced.profile, field), full_size_px=reduced.full.image_size_px,
+            full_epochs=getattr(reduced.full, field)))
+    return notes
 
 
 def explain_missing(

@@ -102,3 +102,81 @@ def test_rubric_outcomes_and_no_leaks(open_tmp):
         assert items["network_is_off"]["outcome"] == "passed", log
         assert items["cannot_write_course_files"]["outcome"] == "passed", log
         assert target.read_text() == "original"
+
+
+def _rubric(folder: Path, source: str, name: str = "test_marked.py") -> Path:
+    rubric = folder / "rubric"
+    rubric.mkdir()
+    (rubric / name).write_text(textwrap.dedent(source))
+    for p in (rubric, rubric / name):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return rubric
+
+
+MARKED_RUBRIC = '''
+import pytest
+from autograder.grading.evidence import fail
+
+@pytest.mark.visibility("after_due_date")
+@pytest.mark.profile_dependent(epochs="cnn", pass_mark=True)
+def test_accuracy(evidence):
+    fail("cnn_model reached 40%.")
+
+@pytest.mark.profile_dependent(epochs="head")
+def test_trained(evidence):
+    pass
+
+@pytest.mark.visibility("visible")
+def test_plain(evidence):
+    pass
+'''
+
+
+def test_rubric_markers_reach_the_records(open_tmp):
+    """Does each record carry what its rubric test's markers declare (and nothing for a test
+    that declares the default), whatever the test's outcome?"""
+    rubric = _rubric(open_tmp, MARKED_RUBRIC)
+    checked, log = run_rubric(inputs(open_tmp), rubric_dir=rubric, timeout_s=300)
+    assert checked["items"] == {
+        "accuracy": {"outcome": "failed", "message": "cnn_model reached 40%.",
+                     "visibility": "after_due_date",
+                     "profile_dependent": {"epochs": "cnn", "pass_mark": True}},
+        "trained": {"outcome": "passed", "message": "Correct.",
+                    "profile_dependent": {"epochs": "head", "pass_mark": False}},
+        "plain": {"outcome": "passed", "message": "Correct."},
+    }, log
+
+
+def test_an_unknown_visibility_is_an_error_naming_the_file_and_test(open_tmp):
+    """Does a visibility Gradescope does not know stop the rubric with a GradingError that
+    names the rubric file and the test, rather than grading with a value Gradescope rejects?"""
+    from autograder.errors import GradingError
+
+    rubric = _rubric(open_tmp, MARKED_RUBRIC.replace('visibility("visible")',
+                                                      'visibility("after_deadline")'))
+    with pytest.raises(GradingError) as info:
+        run_rubric(inputs(open_tmp), rubric_dir=rubric, timeout_s=300)
+    assert info.value.message == (
+        f"rubric test test_plain in {rubric / 'test_marked.py'}: unknown visibility "
+        "'after_deadline'")
+    assert info.value.hint == ("write @pytest.mark.visibility(...) with one of: visible, hidden, "
+                               "after_due_date, after_published")
+
+
+def test_a_bad_profile_dependent_marker_is_an_error_naming_the_test(open_tmp):
+    """Is a profile_dependent marker naming a training the profiles do not have refused?"""
+    from autograder.errors import GradingError
+
+    rubric = _rubric(open_tmp, MARKED_RUBRIC.replace('epochs="head"', 'epochs="heads"'))
+    with pytest.raises(GradingError, match=r"^rubric test test_trained in .*test_marked\.py: "
+                                           r"bad profile_dependent marker"):
+        run_rubric(inputs(open_tmp), rubric_dir=rubric, timeout_s=300)
+
+
+def test_a_misspelt_marker_stops_the_run_instead_of_being_ignored(open_tmp):
+    """With a misspelt marker name (which would silently leave the item visible), does the
+    strict rubric run judge nothing and say why in its log?"""
+    rubric = _rubric(open_tmp, MARKED_RUBRIC.replace("mark.visibility(\"after", "mark.visiblity(\"after"))
+    checked, log = run_rubric(inputs(open_tmp), rubric_dir=rubric, timeout_s=300)
+    assert not checked.get("items")
+    assert "'visiblity' not found in `markers` configuration option" in log

@@ -19,6 +19,9 @@ sys.path.insert(0, str(REPO / "tests" / "hosting"))
 
 from service_harness import ASSIGNMENT, NOTEBOOK, service_course  # noqa: E402
 
+from autograder.grading import messages, score  # noqa: E402
+from rubric_marks import rubric_tests  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
               pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")]
 
@@ -108,6 +111,38 @@ def test_run_autograder_gives_the_same_grade_as_course_grade(exported):
         [(t["name"], t["score"], t["max_score"]) for t in ours["tests"]]
     assert theirs["score"] < theirs["max_score"]  # the sample is wrong somewhere: a real grade
     assert theirs["extra_data"]["sandboxed"] is True
+    assert [t["visibility"] for t in theirs["tests"]] == [t["visibility"] for t in ours["tests"]]
+    assert [t["output"] for t in theirs["tests"]] == [t["output"] for t in ours["tests"]]
+
+    # Visibility follows the rubric: exactly the tests it marks show after the due date.
+    tests = rubric_tests(ASSIGNMENT)
+    after_due = {name for name, t in tests.items()
+                 if t.marks.get("visibility") == (("after_due_date",), {})}
+    assert after_due, "the rubric marks no check as shown after the due date"
+    assert {t["name"] for t in theirs["tests"] if t["visibility"] == "after_due_date"} == after_due
+    assert {t["visibility"] for t in theirs["tests"] if t["name"] not in after_due} == {"visible"}
+    page = (out / "s-123" / "feedback.html").read_text()
+    assert page.count(messages.VISIBILITY_NOTE["after_due_date"]) == len(after_due)
+
+    # The package grades at the reduced profile: each judged item whose result depends on it
+    # says what that means, with this course's numbers; no other item does.
+    config = exported["course"].config
+    reduced = score.reduced_profile(config.profiles, "reduced")
+    noted = 0
+    for test in theirs["tests"]:
+        _, declared = tests[test["name"]].marks.get("profile_dependent", (None, None))
+        if declared is None or "not-assessable" in test.get("tags", []):
+            assert "reduced profile" not in test["output"], test
+            continue
+        field = declared["epochs"] + "_epochs"
+        template = (messages.REDUCED_PROFILE_PASS_MARK if declared.get("pass_mark")
+                    else messages.REDUCED_PROFILE_TRAINING)
+        assert test["output"].endswith(" " + template.format(
+            profile="reduced", size_px=reduced.profile.image_size_px,
+            epochs=getattr(reduced.profile, field), full_size_px=reduced.full.image_size_px,
+            full_epochs=getattr(reduced.full, field))), test
+        noted += 1
+    assert noted, "no profile-dependent item was judged in this mode"
 
 
 def test_a_submission_without_the_notebook_still_gets_a_result(exported):

@@ -224,3 +224,68 @@ def test_results_json_numbers_and_tags_tests_as_the_notebook_does():
     first, second = results_json(r, labels)["tests"]
     assert (first["number"], first["tags"]) == ("1a", ["Part 1 — Arithmetic"])
     assert "number" not in second and second["tags"] == ["Part 2 — A CNN", "not-assessable"]
+
+
+def _with_items(*items: ItemResult) -> GradeResult:
+    r = result()
+    return GradeResult(r.student, r.assignment_id, sum(i.score for i in items),
+                       sum(i.max_score for i in items), items, r.execution)
+
+
+def _rubric_rows(page: str) -> dict[str, str]:
+    """The feedback page's rubric rows, by item name (the row's HTML)."""
+    rubric = page.split("<h2>Rubric</h2>", 1)[1].split("<h2>What to do next</h2>", 1)[0]
+    return {row.split("<code>", 1)[1].split("</code>", 1)[0]: row
+            for row in rubric.split("<tr>")[1:] if "<code>" in row}
+
+
+def test_each_test_keeps_its_visibility_and_the_page_says_when_gradescope_shows_it(tmp_path):
+    """Does results.json give each test the visibility its item carries, and does the hub's
+    page show every item, a non-visible one with a note of when Gradescope shows it?"""
+    items = (ItemResult("q1_conv_params", 2.0, 2.0, True, "Correct."),
+             ItemResult("q2_cnn_accuracy", 0.0, 2.0, False, "Too low.", visibility="after_due_date"),
+             ItemResult("q4_head_accuracy", 1.0, 1.0, True, "Correct.", visibility="hidden"),
+             ItemResult("q5_finetune_accuracy", 1.0, 1.0, True, "Correct.",
+                        visibility="after_published"))
+    r = _with_items(*items)
+    write_student_reports(r, tmp_path, limits=LIMITS)
+    tests = json.loads((tmp_path / "results.json").read_text())["tests"]
+    assert {t["name"]: t["visibility"] for t in tests} == {i.name: i.visibility for i in items}
+    rows = _rubric_rows((tmp_path / "feedback.html").read_text())
+    assert set(rows) == {i.name for i in items}  # the hub's page hides nothing
+    for item in items:
+        note = messages.VISIBILITY_NOTE.get(item.visibility)
+        if note is None:
+            assert "Gradescope" not in rows[item.name]
+        else:
+            assert f"{item.message} <span class=muted>{note}</span>" in rows[item.name]
+    assert messages.VISIBILITY_NOTE["after_due_date"] == \
+        "On Gradescope this result is shown after the due date."
+
+
+def test_a_reduced_profile_note_shows_on_its_item_in_both_reports(tmp_path):
+    """Does the note a reduced-profile run puts on an item reach that item's output in
+    results.json and its row on the feedback page, and no other item's?"""
+    from autograder.course.settings import CourseConfig
+    from autograder.grading import score
+
+    profiles = CourseConfig(course_id="c", assignments=()).profiles
+    reduced = score.reduced_profile(profiles, "reduced")
+    records = {"q1_conv_params": {"outcome": "passed"},
+               "q2_cnn_accuracy": {"outcome": "passed", "visibility": "after_due_date",
+                                   "profile_dependent": {"epochs": "cnn", "pass_mark": True}}}
+    items = score.score_items(records, points={"q1_conv_params": 2, "q2_cnn_accuracy": 2},
+                              execution=result().execution, cell_sources=[], limit_values=LIMITS,
+                              reduced=reduced)
+    write_student_reports(_with_items(*items), tmp_path, limits=LIMITS)
+    note = messages.REDUCED_PROFILE_PASS_MARK.format(
+        profile="reduced", size_px=profiles["reduced"].image_size_px,
+        epochs=profiles["reduced"].cnn_epochs, full_size_px=profiles["full"].image_size_px,
+        full_epochs=profiles["full"].cnn_epochs)
+    outputs = {t["name"]: t["output"] for t in
+               json.loads((tmp_path / "results.json").read_text())["tests"]}
+    assert outputs == {"q1_conv_params": messages.PASSED,
+                       "q2_cnn_accuracy": f"{messages.PASSED} {note}"}
+    rows = _rubric_rows((tmp_path / "feedback.html").read_text())
+    assert f"{messages.PASSED} {note}" in rows["q2_cnn_accuracy"]
+    assert "reduced profile" not in rows["q1_conv_params"]

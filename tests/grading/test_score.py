@@ -1,5 +1,8 @@
 """Scoring is pure: records + execution facts -> points and reasons."""
 
+import dataclasses
+
+from autograder.course.settings import Profile
 from autograder.facts import CellRun, ExecutionResult
 from autograder.grading import messages
 from autograder.grading import score, submission
@@ -128,8 +131,6 @@ def test_redaction_hides_grader_paths_and_shows_control_characters():
 def test_items_judged_on_backbone_features_say_what_stand_in_weights_mean():
     """With stand-in weights, does an item judged on ResNet50's features (passed or failed)
     say what its result does and does not mean, while other items and ImageNet runs do not?"""
-    import dataclasses
-
     records = {
         "q1_conv_params": {"outcome": "passed"},
         "q2_cnn_architecture": {"outcome": "failed", "message": "Too few layers.",
@@ -146,3 +147,93 @@ def test_items_judged_on_backbone_features_say_what_stand_in_weights_mean():
     imagenet = score_items(records, points=POINTS, execution=run(), cell_sources=[],
                            limit_values=LIMITS)
     assert all(messages.STAND_IN_ITEM not in i.message for i in imagenet)
+
+
+def test_each_item_keeps_the_visibility_its_rubric_test_declares():
+    """Is an item's Gradescope visibility the one its record carries (from the rubric marker),
+    whatever its outcome, and "visible" for every item that declares none?"""
+    records = {
+        "q1_conv_params": {"outcome": "passed"},
+        "q2_cnn_architecture": {"outcome": "missing", "name": "cnn_model", "detail": "",
+                                "visibility": "hidden"},
+        "q2_cnn_accuracy": {"outcome": "failed", "message": "Too low.",
+                            "visibility": "after_due_date"},
+    }
+    items = score_items(records, points=POINTS, execution=run(), cell_sources=[],
+                        limit_values=LIMITS)
+    assert {i.name: i.visibility for i in items} == {
+        name: record.get("visibility", "visible") for name, record in records.items()}
+
+
+FULL = Profile(image_size_px=224, cnn_epochs=10, head_epochs=10, finetune_epochs=10)
+SMALL = Profile(image_size_px=96, cnn_epochs=5, head_epochs=5, finetune_epochs=2)
+
+
+def test_a_profile_is_reduced_when_smaller_than_the_largest_in_any_way():
+    """Is a run reduced when its images or any training's epochs are smaller than the course's
+    largest profile, and never at that profile itself?"""
+    fewer_epochs = dataclasses.replace(FULL, finetune_epochs=9)
+    profiles = {"full": FULL, "reduced": SMALL, "shorter": fewer_epochs}
+    assert score.reduced_profile(profiles, "full") is None
+    assert score.reduced_profile(profiles, "reduced") == score.ReducedProfile("reduced", SMALL, FULL)
+    assert score.reduced_profile(profiles, "shorter") == score.ReducedProfile(
+        "shorter", fewer_epochs, FULL)
+    assert score.reduced_profile({"reduced": SMALL}, "reduced") is None  # nothing larger to be
+
+
+def test_items_that_depend_on_the_profile_say_what_a_reduced_run_means():
+    """At the reduced profile, does an accuracy item (passed or failed) say its pass mark was
+    calibrated for this profile and a training item which epochs it was checked against, with
+    the profiles' numbers; while other items, unjudged items and full-size runs say nothing?"""
+    records = {
+        "q1_conv_params": {"outcome": "passed"},
+        "q2_cnn_trained": {"outcome": "passed",
+                           "profile_dependent": {"epochs": "cnn", "pass_mark": False}},
+        "q2_cnn_accuracy": {"outcome": "failed", "message": "cnn_model reached 60%.",
+                            "profile_dependent": {"epochs": "cnn", "pass_mark": True}},
+        "q5_finetune_accuracy": {"outcome": "passed",
+                                 "profile_dependent": {"epochs": "finetune", "pass_mark": True}},
+        "q4_head_accuracy": {"outcome": "not_assessable", "message": "not here.",
+                             "profile_dependent": {"epochs": "head", "pass_mark": True}},
+        "q5_model_choice": {"outcome": "missing", "name": "chosen_model", "detail": "",
+                            "profile_dependent": {"epochs": "head", "pass_mark": False}},
+    }
+    points = {name: 1 for name in records}
+    reduced = score.reduced_profile({"full": FULL, "reduced": SMALL}, "reduced")
+    items = {i.name: i for i in score_items(records, points=points, execution=run(),
+                                            cell_sources=[], limit_values=LIMITS,
+                                            reduced=reduced)}
+    assert items["q2_cnn_accuracy"].message == (
+        "cnn_model reached 60%. Graded at the reduced profile (96 px images, 5 epochs of "
+        "training; the full assignment uses 224 px and 10 epochs): the pass mark was calibrated "
+        "for this profile, so passing shows that your model learns, not the accuracy it would "
+        "reach at full size.")
+    assert items["q5_finetune_accuracy"].message == messages.PASSED + " " + \
+        messages.REDUCED_PROFILE_PASS_MARK.format(profile="reduced", size_px=96, epochs=2,
+                                                  full_size_px=224, full_epochs=10)
+    assert items["q2_cnn_trained"].message == (
+        "Correct. Graded at the reduced profile (96 px images, 5 epochs of training; the full "
+        "assignment uses 224 px and 10 epochs): training was checked against this profile's 5 "
+        "epochs, so this shows that your notebook trains as its settings ask, not how a "
+        "full-length run would go.")
+    assert items["q2_cnn_accuracy"].score == 0 and items["q5_finetune_accuracy"].score == 1
+    unjudged = ("q1_conv_params", "q4_head_accuracy", "q5_model_choice")
+    assert all("reduced profile" not in items[name].message for name in unjudged)
+    full_size = score_items(records, points=points, execution=run(), cell_sources=[],
+                            limit_values=LIMITS, reduced=None)
+    assert all("profile" not in i.message for i in full_size)
+
+
+def test_stand_in_and_reduced_notes_both_show_on_an_item_they_both_affect():
+    """With stand-in weights at the reduced profile, does an item judged on backbone features
+    carry both notes, stand-in first?"""
+    records = {"q4_head_accuracy": {"outcome": "passed", "uses_backbone_features": True,
+                                    "profile_dependent": {"epochs": "head", "pass_mark": True}}}
+    reduced = score.reduced_profile({"full": FULL, "reduced": SMALL}, "reduced")
+    stand_in = dataclasses.replace(run(), weights_mode="stand-in")
+    (item,) = score_items(records, points={"q4_head_accuracy": 2}, execution=stand_in,
+                          cell_sources=[], limit_values=LIMITS, reduced=reduced)
+    assert item.message == " ".join([messages.PASSED, messages.STAND_IN_ITEM,
+                                     messages.REDUCED_PROFILE_PASS_MARK.format(
+                                         profile="reduced", size_px=96, epochs=5,
+                                         full_size_px=224, full_epochs=10)])

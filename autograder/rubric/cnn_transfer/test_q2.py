@@ -1,5 +1,7 @@
 """Question 2: the from-scratch CNN (architecture, compile settings, training, accuracy)."""
 
+import pytest
+
 from autograder.grading.evidence import compile_facts, fail, layer_rows, optimizer_iterations
 from autograder.rubric.cnn_transfer.shapes import (
     fmt,
@@ -58,6 +60,7 @@ def test_q2_cnn_compile(evidence, key):
         fail("cnn_model's compile settings: " + "; ".join(problems) + ".")
 
 
+@pytest.mark.profile_dependent(epochs="cnn")
 def test_q2_cnn_trained(evidence, inputs, key):
     """Trained means trained: the evidence is the saved model's own optimizer, whose iteration
     counter must equal epochs × ceil(n_train / batch size) for the students' train split (from
@@ -88,6 +91,10 @@ def test_q2_cnn_trained(evidence, inputs, key):
     require_history(evidence, "cnn_history", epochs, fit_hint="this very cnn_model.fit")
 
 
+# Accuracy on the hidden grading split shows on Gradescope only after the due date: a result
+# seen on every resubmission would let a student tune against the hidden split.
+@pytest.mark.visibility("after_due_date")
+@pytest.mark.profile_dependent(epochs="cnn", pass_mark=True)
 def test_q2_cnn_accuracy(evidence, key, grading_set):
     images, labels = grading_set
     probs = probabilities(evidence, "cnn_model", images, split="grading")

@@ -1,5 +1,7 @@
 """Question 4: transfer learning by feature extraction (ResNet50 embeddings + dense head)."""
 
+import pytest
+
 from autograder.grading.evidence import fail, layer_rows, optimizer_iterations, weight_counts
 from autograder.rubric.cnn_transfer.shapes import (
     as_int,
@@ -41,6 +43,8 @@ def test_q4_head_architecture(evidence, key):
              f"Dense(1) on these embeddings has {fmt(want_total)}.")
 
 
+@pytest.mark.visibility("after_due_date")
+@pytest.mark.profile_dependent(epochs="head", pass_mark=True)
 def test_q4_head_accuracy(evidence, key, inputs, grading_set, grading_embeddings):
     """The head was trained as asked (tl_history of S.head_epochs epochs, and the saved
     optimizer's step count to match, on the train embeddings only), then its accuracy on the

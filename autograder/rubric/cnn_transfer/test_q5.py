@@ -1,6 +1,7 @@
 """Question 5: fine-tuning the last layers, and choosing a model on validation."""
 
 import numpy as np
+import pytest
 
 from autograder.grading.evidence import (
     FT_AGREEMENT_TOLERANCE,
@@ -88,6 +89,8 @@ def _via_trusted_features(evidence, key, mid, *, split: str) -> np.ndarray:
     return probs
 
 
+@pytest.mark.visibility("after_due_date")
+@pytest.mark.profile_dependent(epochs="finetune", pass_mark=True)
 def test_q5_finetune_accuracy(evidence, key, inputs, grading_set, grading_mid):
     """Agreement with the trusted pipeline, then accuracy: ft_model on the hidden images must
     give what its own last block and head give on ResNet50 activations computed by the grader
