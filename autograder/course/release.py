@@ -6,11 +6,14 @@ The steps, in order (:data:`RELEASE_STEPS`):
    points are the only points (a cell without positive points, a cell without a
    rubric test, or a rubric test without a cell is an error; see
    :mod:`autograder.course.consistency`);
-2. stage a throw-away nbgrader course root holding that notebook, the shipped
+2. write the grading terms near the top of the notebook: a locked markdown cell, generated
+   (never typed in) from those points and the limits in ``course_config.py``, replacing
+   any earlier one, so the student reads what the grader will apply;
+3. stage a throw-away nbgrader course root holding that notebook, the shipped
    files of ``source/<id>/`` and a ``settings.json`` derived from the config;
-3. run nbgrader's ``generate_assignment`` there (solutions and hidden tests are
+4. run nbgrader's ``generate_assignment`` there (solutions and hidden tests are
    cleared, cells locked and check-summed, metadata validated);
-4. strip what changes from run to run, add ``data/`` copied from the student
+5. strip what changes from run to run, add ``data/`` copied from the student
    splits (never the grading split) and compare with or replace ``release/<id>/``.
 
 This is the only module that touches nbgrader's converters, and it does so in a
@@ -22,6 +25,7 @@ hosting side does that from ``release/``).
 
 from __future__ import annotations
 
+import copy
 import filecmp
 import json
 import re
@@ -43,6 +47,7 @@ from autograder.errors import ReleaseError
 
 RELEASE_STEPS = (
     "check the test cells' points and grade_ids against the rubric",
+    "write the grading terms cell (points per question, limits) near the top",
     "stage a temporary nbgrader course root with settings.json",
     "nbgrader generate_assignment (clear solutions and hidden tests, lock cells)",
     "strip volatile metadata, copy the student splits into data/",
@@ -128,6 +133,68 @@ def check_points(nb: nbformat.NotebookNode, assignment: Assignment, *, rubric_di
     return cells
 
 
+TERMS_ID = "grading_terms"
+"""grade_id (and cell id) of the generated cell that states points and limits."""
+_TERMS = """### Points and limits
+
+This notebook is worth **{total} points** in all. Each graded item is the check cell
+`course_helpers.check("<item>")` after a question:
+
+| part | question | item | points |
+|---|---|---|---:|
+{rows}
+
+When you submit, the grader runs your notebook from the top in a fresh kernel, with
+these limits:
+
+- **{cell} per cell**: a cell that runs longer is interrupted, and grading goes on with
+  the next cell;
+- **{budget} for the whole notebook**: when that time runs out the kernel is stopped,
+  and no further cell runs;
+- **{memory_mb:g} MB of memory** for everything the notebook runs, together: past it the
+  kernel is stopped.
+
+An item whose answer or model was never produced (its cell stopped, or was not reached)
+gets no points. (Written by `course release` from the course settings.)"""
+
+
+def _duration(seconds: float) -> str:
+    """``240 s (4 min)``: seconds as the grader counts them, minutes for the reader."""
+    return f"{seconds:g} s" + (f" ({seconds / 60:g} min)" if seconds >= 60 else "")
+
+
+def grading_terms(course: Course, points: dict[str, float], *, notebook: Path) -> str:
+    """The markdown stating each item's points (in notebook order, labelled as the feedback
+    labels them) and the per-cell, whole-notebook and memory limits of ``course_config.py``."""
+    from autograder.grading.layout import item_labels  # the feedback page's names for items
+
+    labels = item_labels(notebook)
+    rows = []
+    for item, value in points.items():
+        label = labels.get(item)
+        rows.append(f"| {label.part if label else ''} | {label.question if label else ''} "
+                    f"| `{item}` | {value:g} |")
+    limits = course.config.limits
+    return _TERMS.format(total=f"{sum(points.values()):g}", rows="\n".join(rows),
+                         cell=_duration(limits.cell_timeout_s),
+                         budget=_duration(limits.notebook_budget_s), memory_mb=limits.memory_mb)
+
+
+def with_grading_terms(nb: nbformat.NotebookNode, text: str) -> nbformat.NotebookNode:
+    """A copy of ``nb`` with the grading terms cell holding ``text``: in place of an earlier
+    one (same grade_id), else right after the first cell (the title and introduction)."""
+    nb = copy.deepcopy(nb)
+    cell = nbformat.v4.new_markdown_cell(text, id=TERMS_ID.replace("_", "-"))
+    cell.metadata["nbgrader"] = {"grade": False, "grade_id": TERMS_ID, "locked": True,
+                                 "schema_version": 3, "solution": False, "task": False}
+    old = [i for i, c in enumerate(nb.cells)
+           if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == TERMS_ID]
+    for index in reversed(old):
+        del nb.cells[index]
+    nb.cells.insert(old[0] if old else min(1, len(nb.cells)), cell)
+    return nb
+
+
 _MARKER = re.compile(r"^\s*#+\s*(BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$", re.MULTILINE)
 
 
@@ -175,7 +242,8 @@ def build_release(
         raise ReleaseError(f"{notebook} is not a readable notebook: {exc}",
                            hint="open it in Jupyter and save it again") from exc
     check_markers(nb, assignment.notebook)
-    check_points(nb, assignment, rubric_dir=course.rubric_dir(assignment_id))
+    points = check_points(nb, assignment, rubric_dir=course.rubric_dir(assignment_id))
+    nb = with_grading_terms(nb, grading_terms(course, points, notebook=notebook))
 
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
         root = Path(tmp)

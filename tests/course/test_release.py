@@ -19,6 +19,7 @@ from autograder.course.release import (
     build_release,
     check_release,
     release_assignment,
+    TERMS_ID,
     check_points,
     settings_payload,
 )
@@ -191,6 +192,75 @@ def test_release_refuses_cells_the_rubric_or_the_points_do_not_cover(
             check_points(broken, assignment, rubric_dir=rubric)
         assert assignment.notebook in info.value.message and said in info.value.message, \
             info.value.message
+
+
+def _terms_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
+    return [(i, c) for i, c in enumerate(nb.cells)
+            if c.metadata.get("nbgrader", {}).get("grade_id") == TERMS_ID]
+
+
+def test_the_notebook_states_each_items_points_and_the_limits(course: Course,
+                                                             released: Path) -> None:
+    """Does the student notebook say, near the top and once, what each graded item is worth and
+    the per-cell, whole-notebook and memory limits the grader applies, in a locked cell that
+    nbgrader's own validator accepts?"""
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    nb = nbformat.read(released / "cnn_transfer.ipynb", as_version=4)
+    [(index, cell)] = _terms_cells(nb)
+    assert index == 1 and cell.cell_type == "markdown" and cell.metadata.nbgrader["locked"]
+    points = course.config.assignment(ASSIGNMENT).points
+    for item, value in points.items():
+        assert re.search(rf"\| `{item}` \| {value:g} \|$", cell.source, re.M), item
+    assert f"**{sum(points.values()):g} points**" in cell.source
+    limits = course.config.limits
+    assert f"**{limits.cell_timeout_s:g} s" in cell.source
+    assert f"**{limits.notebook_budget_s:g} s" in cell.source
+    assert f"**{limits.memory_mb:g} MB of memory**" in cell.source
+    CheckCellMetadata().preprocess(nb, {})
+
+
+def test_the_stated_terms_follow_the_config_and_the_cells(scratch_course: Course) -> None:
+    """After an instructor changes a limit in course_config.py and a question's points in the
+    source notebook, does the next release state the new numbers (and not the old), once, and
+    stay fresh on a second release?"""
+    root = scratch_course.root
+    old_limits = scratch_course.config.limits
+    new = {"cell_timeout_s": old_limits.cell_timeout_s + 17,
+           "notebook_budget_s": old_limits.notebook_budget_s + 333,
+           "memory_mb": old_limits.memory_mb + 1000}
+    config = root / "course_config.py"
+    config.write_text(config.read_text() + f"""
+import dataclasses as _dc
+COURSE = _dc.replace(COURSE, limits=_dc.replace(COURSE.limits, **{new!r}))
+""")
+    assignment = scratch_course.config.assignment(ASSIGNMENT)
+    item, value = list(assignment.points.items())[-1]
+    path = scratch_course.source_dir(ASSIGNMENT) / assignment.notebook
+    source = nbformat.read(path, as_version=4)
+    source = _with_cell(source, item, points=value + 6)
+    # an instructor pasted an old terms cell into the source: it is replaced, not repeated
+    source.cells.insert(3, nbformat.v4.new_markdown_cell("stale: 1 s per cell", id="old-terms",
+                                                         metadata={"nbgrader": {
+                                                             "grade": False, "locked": True,
+                                                             "grade_id": TERMS_ID,
+                                                             "solution": False,
+                                                             "schema_version": 3}}))
+    nbformat.write(source, path)
+    course = load_course(root)
+    assert course.config.limits.memory_mb == new["memory_mb"]
+
+    release_assignment(course, ASSIGNMENT)
+    nb = nbformat.read(course.release_dir(ASSIGNMENT) / assignment.notebook, as_version=4)
+    [(_, cell)] = _terms_cells(nb)
+    text = cell.source
+    assert f"**{new['cell_timeout_s']:g} s" in text and f"**{old_limits.cell_timeout_s:g} s" not in text
+    assert f"**{new['notebook_budget_s']:g} s" in text
+    assert f"**{new['memory_mb']:g} MB of memory**" in text
+    assert f"| `{item}` | {value + 6:g} |" in text
+    assert f"**{sum(assignment.points.values()) + 6:g} points**" in text
+    assert "stale" not in text
+    assert check_release(course, ASSIGNMENT).stale == ()  # a second build gives the same bytes
 
 
 def test_nbgrader_accepts_the_source(source_nb: nbformat.NotebookNode) -> None:
