@@ -10,6 +10,10 @@ be readable by them is closed here, idempotently, every time grading or the hub 
   reads (the hidden grading split, the rubric, answer keys, trusted embeddings, and
   each job's exported facts). The checker runs as ``nobody`` with that one group.
 
+- closed to others but passable by that group: ``.course-state/``, which holds both kinds
+  (the trusted embeddings; the demo's submissions and the hub's state), so that no other
+  user can even list what is in it.
+
 Everything else (release/, the kit's code, the venv, the student data) stays public.
 Rejected: moving the venv out of the repository (a second copy of every dependency
 to keep in step) and per-file ACLs (not on every filesystem).
@@ -57,6 +61,11 @@ def grader_paths(course: Course) -> list[Path]:
             course.embeddings_dir]
 
 
+def passage_paths(course: Course) -> list[Path]:
+    """Folders holding both private and grader paths: their contents are judged one by one."""
+    return [course.state_dir]
+
+
 def protect_course_files(course: Course) -> None:
     """Close the secrets to other users (root only; a no-op for anyone else)."""
     if os.geteuid() != 0:
@@ -68,6 +77,10 @@ def protect_course_files(course: Course) -> None:
         if top.is_symlink() or not top.exists():
             continue
         share_with_grader(top, gid=gid)
+    for folder in passage_paths(course):
+        if folder.is_dir() and not folder.is_symlink():
+            os.chown(folder, 0, gid)
+            folder.chmod(GROUP_DIR_MODE)
 
 
 def close_private(path: Path) -> None:

@@ -43,10 +43,14 @@ def course_root():
         "results": root / "autograded" / "alice" / "results.json",
         "gradebook": root / "gradebook.db",
         "public": root / "release" / "cnn_transfer" / "cnn_transfer.ipynb",
+        "embeddings": root / ".course-state" / "embeddings" / "grading.npz",
+        "demo_solution": root / ".course-state" / "demo" / "submissions" / "reference" / "nb.ipynb",
     }
     for path in files.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("secret?")
+    # the real notebook: the course's points are read from it when the course loads
+    shutil.copy(ROOT / "source" / "cnn_transfer" / "cnn_transfer.ipynb", files["solution"])
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # as a careless checkout would have it
     yield root, files
@@ -69,3 +73,26 @@ def test_secrets_are_closed_and_the_checker_keeps_what_it_needs(course_root):
     assert not can_read(files["results"], groups=gid)
     rubric = ROOT / "autograder" / "rubric" / "cnn_transfer" / "test_q1.py"
     assert not can_read(rubric) and can_read(rubric, groups=gid)
+
+
+def can_list(path: Path, *, groups: str | None = None) -> bool:
+    """Can nobody (optionally with supplementary groups) list the folder ``path``?"""
+    group_args = [f"--groups={groups}"] if groups else ["--clear-groups"]
+    cmd = [*reach.reach_prefix([ROOT]), "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+           *group_args, "--inh-caps=-all", "ls", str(path)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def test_the_state_folder_is_closed_to_others_and_passable_by_the_checker(course_root):
+    """Can another user no longer even list .course-state (the demo's submissions, the hub's
+    state, the embeddings), while the checker's group still reads the embeddings in it and
+    not the demo's reference solution?"""
+    root, files = course_root
+    state = load_course(root).state_dir
+    assert can_list(state) and can_read(files["demo_solution"])  # the hole being closed
+    protect_course_files(load_course(root))
+    gid = str(ensure_grader_group())
+    assert not can_list(state)
+    assert not can_read(files["embeddings"]) and not can_read(files["demo_solution"])
+    assert can_read(files["embeddings"], groups=gid)
+    assert not can_read(files["demo_solution"], groups=gid)
