@@ -1,12 +1,25 @@
 # The export, run inside the student's kernel after the last cell (see grading/export.py).
 # Parameters arrive as a JSON literal (no string formatting of names into code). Errors
-# for one name never stop the others. Sent to the kernel as text (see inkernel/__init__.py);
-# comments only up here, no docstring. (get_ipython is a name of the kernel, not of this file.)
+# for one name never stop the others. Sent to the kernel as text (see inkernel/__init__.py)
+# and exec'd in a namespace of its own, so these helpers never meet the student's names;
+# comments only up here, no docstrings. (get_ipython is a name of the kernel, not of this file.)
 
-def __grader_export(cfg, ns):
-    import json, math, os, sys
-    out = cfg["export_dir"]
-    t = cfg["templates"]
+import json, math, os, shutil, sys
+
+
+class _Refused(Exception):
+    pass
+
+
+def _tname(v):
+    return type(v).__name__[:60]
+
+
+def _failure(exc):
+    return str(exc) if isinstance(exc, _Refused) else "%s: %s" % (_tname(exc), str(exc)[:200])
+
+
+def _drop_transformers():
     # A student-installed transformer cannot touch this code, but a later cell of ours
     # might; drop them anyway.
     try:
@@ -15,9 +28,11 @@ def __grader_export(cfg, ns):
         ip.ast_transformers[:] = []
     except Exception:
         pass
-    # Start from an empty folder: whatever a cell left here (a file filling this folder's
-    # own space, say) goes, so the export always has its room.
-    import shutil
+
+
+def _empty_folder(out):
+    # Whatever a cell left here (a file filling this folder's own space, say) goes, so the
+    # export always has its room.
     for name in os.listdir(out):
         path = os.path.join(out, name)
         if os.path.isdir(path) and not os.path.islink(path):
@@ -26,60 +41,63 @@ def __grader_export(cfg, ns):
             os.unlink(path)
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
 
-    class Refused(Exception):
-        pass
 
-    def tname(v):
-        return type(v).__name__[:60]
+def _plain(v, depth, cfg):
+    t = cfg["templates"]
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        if abs(v) >= 10 ** cfg["max_int_digits"]:
+            raise _Refused(t["too_big"].format(
+                what="a whole number of more than %d digits" % cfg["max_int_digits"]))
+        return int(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise _Refused(t["not_finite"])
+        return float(v)
+    if isinstance(v, str):
+        if len(v) > cfg["max_str"]:
+            raise _Refused(t["too_big"].format(what="a string of %d characters" % len(v)))
+        return str(v)
+    if type(v).__module__ == "numpy" and hasattr(v, "tolist"):
+        if getattr(v, "size", 1) > cfg["max_items"]:
+            raise _Refused(t["too_big"].format(what="an array of %d values" % v.size))
+        return _plain(v.tolist(), depth, cfg)
+    if isinstance(v, (list, tuple)) and depth < cfg["max_depth"]:
+        if len(v) > cfg["max_items"]:
+            raise _Refused(t["too_big"].format(what="a list of %d items" % len(v)))
+        return [_plain(x, depth + 1, cfg) for x in v]
+    raise _Refused(t["type"].format(type_name=_tname(v)))
 
-    def plain(v, depth):
-        if v is None or isinstance(v, bool):
-            return v
-        if isinstance(v, int):
-            if abs(v) >= 10 ** cfg["max_int_digits"]:
-                raise Refused(t["too_big"].format(
-                    what="a whole number of more than %d digits" % cfg["max_int_digits"]))
-            return int(v)
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                raise Refused(t["not_finite"])
-            return float(v)
-        if isinstance(v, str):
-            if len(v) > cfg["max_str"]:
-                raise Refused(t["too_big"].format(what="a string of %d characters" % len(v)))
-            return str(v)
-        if type(v).__module__ == "numpy" and hasattr(v, "tolist"):
-            if getattr(v, "size", 1) > cfg["max_items"]:
-                raise Refused(t["too_big"].format(what="an array of %d values" % v.size))
-            return plain(v.tolist(), depth)
-        if isinstance(v, (list, tuple)) and depth < cfg["max_depth"]:
-            if len(v) > cfg["max_items"]:
-                raise Refused(t["too_big"].format(what="a list of %d items" % len(v)))
-            return [plain(x, depth + 1) for x in v]
-        raise Refused(t["type"].format(type_name=tname(v)))
 
-    answers, errors = {}, {}
+def _answers(cfg, ns, errors):
+    answers = {}
     for name in cfg["answers"]:
         if name in ns:
             try:
-                answers[name] = plain(ns[name], 0)
-            except Refused as exc:
-                errors[name] = str(exc)
+                answers[name] = _plain(ns[name], 0, cfg)
             except Exception as exc:
-                errors[name] = "%s: %s" % (tname(exc), str(exc)[:200])
-    keras = sys.modules.get("keras")
+                errors[name] = _failure(exc)
+    return answers
+
+
+def _models(cfg, ns, errors):
+    t, keras = cfg["templates"], sys.modules.get("keras")
     for name in cfg["models"]:
         if name not in ns:
             continue
         obj = ns[name]
         if keras is None or not isinstance(obj, keras.Model):
-            errors[name] = t["not_keras"].format(type_name=tname(obj))
+            errors[name] = t["not_keras"].format(type_name=_tname(obj))
             continue
         try:
-            obj.save(os.path.join(out, "models", name + ".keras"))
+            obj.save(os.path.join(cfg["export_dir"], "models", name + ".keras"))
         except Exception as exc:
-            errors[name] = t["save_failed"].format(error="%s: %s" % (tname(exc), str(exc)[:200]))
-    histories = {}
+            errors[name] = t["save_failed"].format(error="%s: %s" % (_tname(exc), str(exc)[:200]))
+
+
+def _histories(cfg, ns, errors):
+    t, histories = cfg["templates"], {}
     for name in cfg["histories"]:
         if name not in ns:
             continue
@@ -87,18 +105,27 @@ def __grader_export(cfg, ns):
         data = getattr(obj, "history", obj)
         try:
             if not isinstance(data, dict) or len(data) > cfg["max_keys"]:
-                raise Refused(t["history"].format(type_name=tname(obj)))
+                raise _Refused(t["history"].format(type_name=_tname(obj)))
             clean = {}
             for key, values in data.items():
-                values = plain(values, 1)
+                values = _plain(values, 1, cfg)
                 if not isinstance(values, list):
-                    raise Refused(t["history"].format(type_name=tname(obj)))
+                    raise _Refused(t["history"].format(type_name=_tname(obj)))
                 clean[str(key)[:100]] = [float(x) for x in values]
             histories[name] = clean
-        except Refused as exc:
-            errors[name] = str(exc)
         except Exception as exc:
-            errors[name] = "%s: %s" % (tname(exc), str(exc)[:200])
+            errors[name] = _failure(exc)
+    return histories
+
+
+def __grader_export(cfg, ns):
+    out = cfg["export_dir"]
+    _drop_transformers()
+    _empty_folder(out)
+    errors = {}
+    answers = _answers(cfg, ns, errors)
+    _models(cfg, ns, errors)
+    histories = _histories(cfg, ns, errors)
     with open(os.path.join(out, "histories.json"), "w") as f:
         json.dump(histories, f, allow_nan=False)
     with open(os.path.join(out, "answers.json"), "w") as f:
