@@ -17,7 +17,7 @@ from pathlib import Path
 
 from autograder.course.checks import SECTION_CHECKS
 from autograder.course.consistency import points_notebook, read_points
-from autograder.course.settings import CourseConfig
+from autograder.course.settings import Assignment, CourseConfig
 from autograder.errors import ConfigError
 
 CONFIG_FILE = "course_config.py"
@@ -163,7 +163,8 @@ def _failing_line(exc: BaseException, path: Path) -> int | None:
 
 def load_course(root: Path | None = None) -> Course:
     """Import ``course_config.py`` from the course root and return its ``COURSE``, each
-    assignment's ``points`` read from its notebook (:func:`with_notebook_points`)."""
+    assignment's ``points`` read from its notebook (:func:`with_notebook_points`; empty
+    when the notebook is missing or unusable, see :func:`assignment_points`)."""
     root = find_root() if root is None else Path(root).resolve()
     path = root / CONFIG_FILE
     if not path.is_file():
@@ -201,11 +202,21 @@ def with_notebook_points(course: Course) -> Course:
                 "sets points=, but points are no longer read from course_config.py",
                 hint="delete points={...} from the Assignment; each question's points are the "
                      "nbgrader points of its autograded cell in the source notebook")
-        notebook = points_notebook(course, assignment)
-        points = read_points(notebook, assignment_id=assignment.assignment_id)
+        try:
+            points = assignment_points(course, assignment)
+        except ConfigError:  # what needs points asks again and gets the reason
+            points = {}
         assignments.append(replace(assignment, points=points))
     return Course(root=course.root,
                   config=replace(course.config, assignments=tuple(assignments)))
+
+
+def assignment_points(course: Course, assignment: Assignment) -> dict[str, float]:
+    """``grade_id -> points`` from the assignment's notebook, or a :class:`ConfigError`
+    naming the notebook and the fix. Loading a course never fails on this (building the data
+    or starting the hub needs no notebook); grading, which needs the points, calls it."""
+    notebook = points_notebook(course, assignment)
+    return read_points(notebook, assignment_id=assignment.assignment_id)
 
 
 def active_profile_name(config: CourseConfig) -> str:

@@ -2,7 +2,7 @@
 
 :func:`ensure_assignment` registers the assignment, its notebook and one grade cell
 per rubric item (each rubric item is the ``grade_id`` of one autograded test cell
-in the source notebook, with its points from course_config.py), so a score maps to
+in the source notebook, with the points that cell carries), so a score maps to
 one ``Grade.auto_score``. Writes are idempotent: re-grading overwrites.
 
 The gradebook file lives in the course root, which no sandbox ever mounts.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autograder.cli import main
-from autograder.course.config import Course, check_config, load_course
+from autograder.course.config import Course, assignment_points, check_config, load_course
 from autograder.course.settings import Limits
 from autograder.errors import ConfigError
 
@@ -88,11 +88,15 @@ def test_without_the_source_the_release_notebook_gives_the_points(tmp_path):
     assert a.points == load_course(ROOT).config.assignments[0].points
 
 
-def test_without_any_notebook_loading_names_both_and_the_fix(tmp_path):
-    """With neither notebook, is loading a ConfigError naming both files and what to do?"""
+def test_without_any_notebook_grading_names_both_and_the_fix(tmp_path):
+    """With neither notebook, does the course still load (building data or a hub needs no
+    notebook), while asking for the points (as grading does) is a ConfigError naming both
+    files and what to do?"""
     root = _scratch(tmp_path)
+    course = load_course(root)
+    assert course.config.assignments[0].points == {}
     with pytest.raises(ConfigError) as info:
-        load_course(root)
+        assignment_points(course, course.config.assignments[0])
     assert str(root / "source" / "cnn_transfer" / "cnn_transfer.ipynb") in info.value.message
     assert str(root / "release" / "cnn_transfer" / "cnn_transfer.ipynb") in info.value.message
     assert "course release cnn_transfer" in info.value.hint
@@ -106,8 +110,9 @@ def test_a_notebook_without_autograded_cells_is_refused(tmp_path):
     for cell in data["cells"]:
         cell["metadata"].get("nbgrader", {})["grade"] = False
     notebook.write_text(json.dumps(data))
+    course = load_course(root)
     with pytest.raises(ConfigError, match="has no autograded test cell") as info:
-        load_course(root)
+        assignment_points(course, course.config.assignments[0])
     assert str(notebook) in info.value.message and "Create Assignment" in info.value.hint
 
 
@@ -137,7 +142,8 @@ def test_cli_check_passes_and_fails_with_one_line_and_hint(tmp_path, monkeypatch
     assert main(["config", "check"]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path}/source/cnn_transfer/cnn_transfer.ipynb" in err
-    assert "hint: put the source notebook at" in err
+    assert "create it or fix the name in course_config.py" in err
+    assert "hint: fix each field named above" in err
 
 
 def test_a_config_that_does_not_load_is_a_config_error(tmp_path):

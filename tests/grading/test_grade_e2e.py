@@ -2,7 +2,7 @@
 
 Real parts only: the release, the sandboxed kernel, TensorFlow training at the
 reduced profile, the confined pytest checker, the report files. Expected scores
-are derived from course_config.py's points, never typed in.
+are derived from the points the notebook's graded cells carry, never typed in.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Hostile submissions graded end to end in one batch beside honest ones.
 
 Each hostile notebook is the reference solution with one hostile cell inserted after
-question 1, so the intended score follows from course_config.py's points: a limit that
+question 1, so the intended score follows from the notebook's points: a limit that
 only interrupts a cell costs nothing; one that loses the kernel costs exactly the items
 that needed that cell or later. The honest reference graded in the same batch keeps its
 full marks, and nothing the hostile code does reaches another student or the gradebook.
