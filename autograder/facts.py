@@ -6,7 +6,7 @@ strings and paths to files the grader copied out and validated.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +57,17 @@ class ExecutionResult:
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     defined_in: dict[str, int] = field(default_factory=dict)
     """For each exported name, the index of the cell that last assigned it (when known)."""
+    facts_dir: Path | None = None
+    """The grader-owned folder the validated exports were written to, in the layout the
+    checker reads (answers, histories, models); None when nothing was run."""
+    replayed_before: int | None = None
+    """Set when the kernel was lost at this cell index and the cells before it were run
+    again in a fresh kernel: the exports come from that replay."""
     sandboxed: bool = True
     weights_mode: str = "imagenet"
     """``imagenet`` or ``stand-in``; feedback labels stand-in numbers."""
     notes: tuple[str, ...] = ()
     """Grader-side notes for the student (e.g. output cut at the byte limit)."""
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["models"] = {k: str(v) for k, v in self.models.items()}
-        return data
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,13 @@ from autograder.errors import GradingError
 from autograder.grading import check
 from autograder.grading.evidence import FT_AGREEMENT_TOLERANCE
 from autograder.grading.pipeline import (
-    GradeJob,
     GradingContext,
     execute_stage,
-    export_facts,
+    facts_for_checker,
     open_to_checker,
     with_embeddings,
 )
+from autograder.grading.submission import Submission
 from autograder.progress import Progress, report
 
 # Facts that legitimately vary between seeds (trained weights change, shapes do not).
@@ -56,7 +56,11 @@ def calibration_seeds(grading_seed: int, extra: tuple[int, ...]) -> tuple[int, .
 def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress | None = None
               ) -> dict[str, Any]:
     """Run the reference solution per seed, measure it, and write the answer key."""
-    source = ctx.course.source_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook
+    from autograder.course.permissions import protect_course_files
+
+    protect_course_files(ctx.course)  # every calibration starts from closed secrets
+    source = Submission.read(
+        ctx.course.source_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook)
     report(progress, 0, len(seeds), "embedding the hidden splits")
     ctx = with_embeddings(ctx)
     sheets = []
@@ -66,8 +70,8 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
             ctx.course.config, grading=replace(ctx.course.config.grading, seed=seed))))
         work = Path(tempfile.mkdtemp(prefix="course-calibrate-"))
         try:
-            execution = execute_stage(seeded, GradeJob(student=f"reference-seed{seed}",
-                                                       notebook=source), slot=0, job_dir=work / "job")
+            execution = execute_stage(seeded, source, student=f"reference-seed{seed}", slot=0,
+                                      job_dir=work / "job")
             broken = [c for c in execution.cells if c.status != "ok"]
             if broken:
                 first = broken[0]
@@ -77,7 +81,7 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
                     f"{first.message}",
                     hint="run the source notebook by hand; calibration needs a clean run",
                 )
-            facts = export_facts(execution, work / "facts")
+            facts = facts_for_checker(execution, work)
             sheet = check.run_factsheet(
                 ctx.check_inputs(facts, report_file=work / "sheet.json", with_key=False),
                 answer_names=list(ctx.assignment.answer_names),
@@ -100,6 +104,7 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
     ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
     ctx.key_file.write_text(json.dumps(key, indent=1, sort_keys=True))
     open_to_checker(ctx.key_file.parent.parent)  # answer_keys/: the checker only
+    protect_course_files(ctx.course)  # and what calibrating created (the embeddings)
     return key
 
 

@@ -1,13 +1,13 @@
 """Stage 1: run a submission's code cells in a sandboxed kernel, under every limit.
 
-The only module that starts kernels. :func:`execute_submission` reads the notebook
-(:mod:`autograder.grading.submission`: a :class:`~autograder.errors.SubmissionError`
-when it is not one), prepares the job
-folder and cgroup (:mod:`autograder.grading.sandbox`), starts an IPython kernel over
-``ipc`` sockets inside bubblewrap, seeds it, runs each code cell with nbclient, runs
-the export (:mod:`autograder.grading.export`) while the kernel is alive, then kills the
-whole cgroup — so a double-forked ``setsid`` daemon dies with it — and copies the
-exports out.
+The only module that starts kernels. :func:`execute_submission` takes a submission read
+once (:mod:`autograder.grading.submission`), prepares the job folder
+(:mod:`autograder.grading.stage`) and cgroup (:mod:`autograder.grading.sandbox`), starts an
+IPython kernel over ``ipc`` sockets inside bubblewrap, seeds it, runs each code cell with
+nbclient, runs the export (:mod:`autograder.grading.export`) while the kernel is alive,
+then kills the whole cgroup — so a double-forked ``setsid`` daemon dies with it — and
+copies the exports out, validated, into the facts folder the checker reads. A kernel lost
+mid-notebook gets the cells before the loss replayed in a fresh kernel.
 
 Decisions (the kernel manager, the client and their hooks: :mod:`autograder.grading.kernel`):
 
@@ -27,23 +27,22 @@ the moment the student imports them.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
 from nbclient.exceptions import DeadKernelError
 
+from autograder.cgroups import Cgroup, CgroupEvents
 from autograder.course.config import Course
 from autograder.course.settings import Assignment, Limits
 from autograder.errors import SandboxUnavailable
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult
-from autograder.grading import inkernel, messages, sandbox
-from autograder.grading.export import ExportedFacts, collect_exports, export_expression
+from autograder.grading import inkernel, messages, sandbox, stage
+from autograder.grading.export import ExportedFacts, collect_exports, export_expression, write_facts
 from autograder.grading.kernel import (
     DropMonitor,
     GradingNotebookClient,
@@ -54,16 +53,8 @@ from autograder.grading.kernel import (
     start_kernel,
 )
 from autograder.grading.outcome import CellSignals, classify
-from autograder.grading.submission import (
-    MAX_NOTEBOOK_BYTES,
-    defined_in,
-    match_grade_ids,
-    release_grade_ids,
-)
-from autograder.grading.submission import read_notebook as read_submission
-
-# The reader's MAX_NOTEBOOK_BYTES and read_submission stay importable from here.
-__all__ = ["MAX_NOTEBOOK_BYTES", "ExecutionSpec", "execute_submission", "read_submission"]
+from autograder.grading.sandbox_users import SandboxUser, find_sandbox_user
+from autograder.grading.submission import Submission, match_grade_ids, release_grade_ids
 
 EXPORT_TIMEOUT_S = 300.0
 """The export (saving three models) gets its own time, outside the notebook budget."""
@@ -89,6 +80,9 @@ class ExecutionSpec:
     profile: str
     weights_mode: str
     weights_file: Path | None = None
+    release_grade_ids: frozenset[str] = frozenset()
+    """The release notebook's grade_ids, read once: a submission's cell counts as a graded
+    cell only under one of these."""
 
     @classmethod
     def from_course(cls, course: Course, assignment: Assignment, *, profile: str,
@@ -96,13 +90,14 @@ class ExecutionSpec:
                     release_dir: Path | None = None) -> ExecutionSpec:
         """``release_dir`` defaults to ``release/<assignment_id>/`` of the course."""
         grading = course.config.grading
+        release_dir = release_dir or course.release_dir(assignment.assignment_id)
         return cls(
-            assignment=assignment,
-            release_dir=release_dir or course.release_dir(assignment.assignment_id),
+            assignment=assignment, release_dir=release_dir,
             limits=course.config.limits, seed=grading.seed,
             sandbox_user_prefix=grading.sandbox_user_prefix,
             allow_unsandboxed=grading.allow_unsandboxed, profile=profile,
-            weights_mode=weights_mode, weights_file=weights_file)
+            weights_mode=weights_mode, weights_file=weights_file,
+            release_grade_ids=frozenset(release_grade_ids(release_dir / assignment.notebook)))
 
 
 @dataclass
@@ -120,25 +115,54 @@ class _Run:
 class _Job:
     """One job's sandbox: its folders, its uid (None unsandboxed) and its cgroup."""
 
-    layout: sandbox.JobLayout
-    user: sandbox.SandboxUser | None
-    cgroup: sandbox.Cgroup | None
+    layout: stage.JobLayout
+    user: SandboxUser | None
+    cgroup: Cgroup | None
     sandboxed: bool
 
 
-def execute_submission(notebook_path: Path, spec: ExecutionSpec, *, student: str, slot: int,
+def execute_submission(submission: Submission, spec: ExecutionSpec, *, student: str, slot: int,
                        job_dir: Path) -> ExecutionResult:
     """Run the submission in slot ``slot``'s sandbox and return validated facts.
 
     ``job_dir`` must be a fresh folder the grader owns (it is created, and emptied if it
-    exists); the validated exports end up in ``job_dir/out``.
-    Raises :class:`SubmissionError` for a file that is not a notebook and
-    :class:`SandboxUnavailable` when the sandbox is incomplete and not explicitly waived.
+    exists); the validated exports end up in ``job_dir/out`` (``facts_dir``). When the kernel
+    was lost at cell k (it died, ran out of memory, ignored an interrupt), the cells before k
+    run again in a fresh sandboxed kernel (``job_dir`` + ``-replay``), so the crash costs only
+    the items that needed cell k or later; the result says so (``replayed_before``).
+    Raises :class:`SandboxUnavailable` when the sandbox is incomplete and not explicitly waived.
     """
+    first, lost_at = _execute_once(submission, spec, student=student, slot=slot, job_dir=job_dir)
+    ran_before = lost_at is not None and first.kernel_status in LOST_KERNEL and any(
+        c.index < lost_at and c.status != CELL_NOT_RUN for c in first.cells)
+    if not ran_before:
+        if lost_at is not None:
+            return replace(first, notes=(*first.notes,
+                                         messages.EXPORT_LOST.format(cell=lost_at + 1)))
+        return first
+    replay_dir = job_dir.with_name(job_dir.name + "-replay")
+    replay_dir.mkdir(parents=True, exist_ok=True)
+    head = submission.first_cells(lost_at, path=replay_dir.parent / f"{replay_dir.name}.ipynb")
+    replay, _ = _execute_once(head, spec, student=student, slot=slot, job_dir=replay_dir)
+    return replace(
+        first, answers=replay.answers, answer_errors=replay.answer_errors, models=replay.models,
+        histories=replay.histories, defined_in=replay.defined_in, facts_dir=replay.facts_dir,
+        replayed_before=lost_at,
+        notes=(*first.notes, messages.REPLAYED.format(cell=lost_at + 1, last=lost_at)))
+
+
+LOST_KERNEL = ("killed", "died", "oom")
+"""Kernel endings that lose the kernel's state mid-notebook (not the budget running out):
+the cells before the loss are worth a replay."""
+
+
+def _execute_once(submission: Submission, spec: ExecutionSpec, *, student: str, slot: int,
+                  job_dir: Path) -> tuple[ExecutionResult, int | None]:
+    """One run in a fresh sandboxed kernel, and the cell index at which the kernel was lost
+    before the export (None when it lived to export)."""
     started = time.monotonic()
-    nb = read_submission(notebook_path)
-    limits = spec.limits
-    grade_ids = match_grade_ids(nb, release_grade_ids(spec.release_dir / spec.assignment.notebook))
+    nb, limits = submission.notebook, spec.limits
+    grade_ids = match_grade_ids(nb, set(spec.release_grade_ids))
 
     # One probe decides: re-probing after a failure could pass and leave `sandboxed` False,
     # which would run the student's code without the sandbox (found by the hostile zoo).
@@ -146,38 +170,42 @@ def execute_submission(notebook_path: Path, spec: ExecutionSpec, *, student: str
     if missing and not spec.allow_unsandboxed:
         sandbox.refuse_incomplete(missing)
     sandboxed = not missing
-    user = sandbox.find_sandbox_user(spec.sandbox_user_prefix, slot) if sandboxed else None
+    user = find_sandbox_user(spec.sandbox_user_prefix, slot) if sandboxed else None
 
-    layout = sandbox.JobLayout.for_job(Path(job_dir).resolve(),
-                                       name=f"{slot}-{uuid.uuid4().hex[:12]}")
-    sandbox.prepare_job_dir(layout, user=user, disk_mb=limits.disk_mb, export_mb=limits.export_mb)
-    cgroup: sandbox.Cgroup | None = None
+    layout = stage.JobLayout.for_job(Path(job_dir).resolve(),
+                                     name=f"{slot}-{uuid.uuid4().hex[:12]}")
+    stage.prepare_job_dir(layout, user=user, disk_mb=limits.disk_mb, export_mb=limits.export_mb)
+    cgroup: Cgroup | None = None
     try:
         cgroup = _create_cgroup(student, limits, sandboxed=sandboxed)
         job = _Job(layout, user, cgroup, sandboxed)
-        run, facts = _run_job(job, nb, notebook_path, spec, grade_ids)
+        run, facts = _run_job(job, submission, spec, grade_ids)
     finally:
         if cgroup is not None:
             cgroup.remove()
-        sandbox.release_job_dir(layout)
+        stage.release_job_dir(layout)
     if not sandboxed:
         run.notes.insert(0, messages.UNSANDBOXED)
-    executed = [(c.index, "".join(nb.cells[c.index].source)) for c in run.cells
-                if c.status != CELL_NOT_RUN]
-    names = {}
-    if facts is not None:
-        names = defined_in(executed, {*facts.answers, *facts.models, *facts.histories})
+    if facts is None:  # nothing came out of the kernel: every name is missing
+        facts = ExportedFacts()
+        write_facts(facts, layout.out)
+        lost_at = run.stopped_at
+    else:
+        lost_at = None
+    executed = [c.index for c in run.cells if c.status != CELL_NOT_RUN]
     return ExecutionResult(
         student=student, cells=tuple(run.cells), kernel_status=run.kernel_status,
         wall_s=round(time.monotonic() - started, 3),
-        answers=facts.answers if facts else {}, answer_errors=facts.answer_errors if facts else {},
-        models=facts.models if facts else {}, histories=facts.histories if facts else {},
-        defined_in=names, sandboxed=sandboxed, weights_mode=spec.weights_mode,
+        answers=facts.answers, answer_errors=facts.answer_errors, models=facts.models,
+        histories=facts.histories,
+        defined_in=submission.defined_in(executed, {*facts.answers, *facts.models,
+                                                    *facts.histories}),
+        facts_dir=layout.out, sandboxed=sandboxed, weights_mode=spec.weights_mode,
         notes=tuple(run.notes),
-    )
+    ), lost_at
 
 
-def _create_cgroup(student: str, limits: Limits, *, sandboxed: bool) -> sandbox.Cgroup | None:
+def _create_cgroup(student: str, limits: Limits, *, sandboxed: bool) -> Cgroup | None:
     """The job's cgroup; None only when running unsandboxed on a machine without one."""
     try:
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", student)[:40]  # ids come from folder names
@@ -190,21 +218,22 @@ def _create_cgroup(student: str, limits: Limits, *, sandboxed: bool) -> sandbox.
         return None
 
 
-def _run_job(job: _Job, nb: nbformat.NotebookNode, notebook_path: Path, spec: ExecutionSpec,
+def _run_job(job: _Job, submission: Submission, spec: ExecutionSpec,
              grade_ids: dict[int, str]) -> tuple[_Run, ExportedFacts | None]:
     """Stage the job, run the notebook and its export, kill the cgroup, collect the exports
     (None when the kernel did not live to the end of the export)."""
     layout, weights_file = job.layout, spec.weights_file
-    inside = _paths(layout, sandboxed=job.sandboxed)
-    _stage_files(layout, notebook_path, spec.release_dir, user=job.user, sandboxed=job.sandboxed)
+    inside = stage.inside_paths(layout, sandboxed=job.sandboxed)
+    stage.stage_files(layout, submission.path, spec.release_dir, user=job.user,
+                      sandboxed=job.sandboxed)
     env = sandbox.kernel_environment(
         work_dir=inside["work"], tmp_dir=inside["tmp"],
         extra={"COURSE_PROFILE": spec.profile, "COURSE_WEIGHTS_MODE": spec.weights_mode,
                "COURSE_DATA_DIR": inside["data"], "PYTHONHASHSEED": str(spec.seed),
                "COURSE_SEED": str(spec.seed),
                **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {})})
-    ro_binds = _ro_binds(layout, spec.release_dir, weights_file) if job.sandboxed else []
-    run = asyncio.run(_run_notebook(nb, job, spec, env=env, ro_binds=ro_binds,
+    ro_binds = stage.readonly_binds(layout, spec.release_dir, weights_file) if job.sandboxed else []
+    run = asyncio.run(_run_notebook(submission.notebook, job, spec, env=env, ro_binds=ro_binds,
                                     grade_ids=grade_ids, export_dir=inside["export"]))
     if job.cgroup is not None:
         job.cgroup.kill_all()  # nothing of the student's may run while we read its files
@@ -215,44 +244,6 @@ def _run_job(job: _Job, nb: nbformat.NotebookNode, notebook_path: Path, spec: Ex
                             export_mb=spec.limits.export_mb)
     run.notes.extend(facts.notes)
     return run, facts
-
-
-def _paths(layout: sandbox.JobLayout, *, sandboxed: bool) -> dict[str, str]:
-    """Folders as the kernel sees them."""
-    if sandboxed:
-        return {"work": sandbox.INSIDE_WORK, "tmp": sandbox.INSIDE_TMP,
-                "export": sandbox.INSIDE_EXPORT, "data": f"{sandbox.INSIDE_WORK}/data",
-                "weights": sandbox.INSIDE_WEIGHTS}
-    return {"work": str(layout.work), "tmp": str(layout.tmp), "export": str(layout.export),
-            "data": str(layout.work / "data"), "weights": str(layout.job_dir / "weights")}
-
-
-def _stage_files(layout: sandbox.JobLayout, notebook: Path, release: Path, *,
-                 user: sandbox.SandboxUser | None, sandboxed: bool) -> None:
-    """The scratch copy of the submission (and, unsandboxed, copies of the release files)."""
-    target = layout.work / "submission.ipynb"
-    shutil.copyfile(notebook, target)
-    if user is not None:
-        os.chown(target, user.uid, user.gid)
-    if not sandboxed:
-        for name in ("course_helpers.py", "settings.json"):
-            if (release / name).is_file():
-                shutil.copyfile(release / name, layout.work / name)
-        if (release / "data").is_dir():
-            os.symlink(release / "data", layout.work / "data")
-
-
-def _ro_binds(layout: sandbox.JobLayout, release: Path,
-              weights_file: Path | None) -> list[tuple[Path, str]]:
-    binds = []
-    for name in ("course_helpers.py", "settings.json", "data"):
-        if (release / name).exists():
-            source = sandbox.stage_readonly(layout, release / name)
-            binds.append((source, f"{sandbox.INSIDE_WORK}/{name}"))
-    if weights_file is not None and weights_file.is_file():
-        source = sandbox.stage_readonly(layout, weights_file)
-        binds.append((source, f"{sandbox.INSIDE_WEIGHTS}/{weights_file.name}"))
-    return binds
 
 
 async def _run_notebook(nb: nbformat.NotebookNode, job: _Job, spec: ExecutionSpec, *,
@@ -274,7 +265,7 @@ async def _run_notebook(nb: nbformat.NotebookNode, job: _Job, spec: ExecutionSpe
     try:
         await client.async_start_new_kernel_client()
         if job.sandboxed:
-            sandbox.seal_conn_dir(job.layout)
+            stage.seal_conn_dir(job.layout)
         monitor = DropMonitor(client.kc)
         setup = f"{_SETUP_CODE}\n__grader_setup({spec.seed!r}, {env_subset(env)!r})\ndel __grader_setup\n"
         reply = await grader_request(client, setup, timeout_s=STARTUP_TIMEOUT_S)
@@ -286,8 +277,6 @@ async def _run_notebook(nb: nbformat.NotebookNode, job: _Job, spec: ExecutionSpe
         if run.alive:
             await _export(client, run, expr=export_expression(spec.assignment,
                                                               export_dir=export_dir))
-        else:
-            run.notes.append(messages.EXPORT_LOST.format(cell=run.stopped_at + 1))
     finally:
         if monitor is not None:
             monitor.close()
@@ -335,7 +324,7 @@ def env_subset(env: dict[str, str]) -> dict[str, str]:
 
 
 async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, run: _Run, *,
-                     limits: Limits, cgroup: sandbox.Cgroup | None, grade_ids: dict[int, str],
+                     limits: Limits, cgroup: Cgroup | None, grade_ids: dict[int, str],
                      monitor: DropMonitor) -> None:
     budget_end = time.monotonic() + limits.notebook_budget_s
     executed = 0
@@ -367,14 +356,14 @@ async def _run_cells(client: GradingNotebookClient, nb: nbformat.NotebookNode, r
 
 
 async def _run_cell(client: GradingNotebookClient, cell: nbformat.NotebookNode, index: int,
-                    count: int, *, limits: Limits, cgroup: sandbox.Cgroup | None,
+                    count: int, *, limits: Limits, cgroup: Cgroup | None,
                     monitor: DropMonitor, remaining: float) -> tuple[CellSignals, float]:
     """Run one cell under its timeout (cut to what is left of the budget) and observe it;
     a lost kernel's cgroup is killed before its end is read."""
     budget_bound = remaining < limits.cell_timeout_s
     client.timeout = max(1, int(min(limits.cell_timeout_s, remaining) + 0.999))
     client.begin_cell()
-    before = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
+    before = cgroup.read_events() if cgroup else CgroupEvents()
     t0 = time.monotonic()
     died = ignored = False
     try:
@@ -384,7 +373,7 @@ async def _run_cell(client: GradingNotebookClient, cell: nbformat.NotebookNode, 
     except InterruptIgnored:
         ignored = True
     runtime = round(time.monotonic() - t0, 3)
-    after = cgroup.read_events() if cgroup else sandbox.CgroupEvents()
+    after = cgroup.read_events() if cgroup else CgroupEvents()
     oom = after.oom_kills > before.oom_kills
     if (died or ignored) and cgroup is not None:
         cgroup.kill_all()

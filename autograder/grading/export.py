@@ -12,7 +12,9 @@ Two halves that never share an object:
   copies only regular files with one link (opened with ``O_NOFOLLOW`` relative to a
   directory descriptor, so a symlink planted anywhere on the path is refused), under
   byte caps, into a folder the sandbox never could write, and parses the JSON with
-  size limits and a schema. Pickle is never used.
+  size limits and a schema. Pickle is never used. What passes is written once, straight
+  into that folder in the layout the checker reads (:func:`write_facts`): it is the
+  submission's facts folder.
 
 The kernel may monkeypatch ``json`` or ``keras`` in its own process: fine, because what
 is exported is exactly what the student could have assigned anyway, and the trusted
@@ -112,7 +114,9 @@ def collect_exports(
     try:
         root_fd = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
-        return ExportedFacts(notes=(messages.EXPORT_FAILED.format(reason="no export folder"),))
+        facts = ExportedFacts(notes=(messages.EXPORT_FAILED.format(reason="no export folder"),))
+        write_facts(facts, dest_dir)
+        return facts
     try:
         answers: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -139,8 +143,21 @@ def collect_exports(
         models = _copy_models(root_fd, dest_dir, assignment, budget, notes, errors)
     finally:
         os.close(root_fd)
-    return ExportedFacts(answers=answers, answer_errors=errors, models=models,
-                         histories=histories, notes=tuple(notes))
+    facts = ExportedFacts(answers=answers, answer_errors=errors, models=models,
+                          histories=histories, notes=tuple(notes))
+    write_facts(facts, dest_dir)
+    return facts
+
+
+def write_facts(facts: ExportedFacts, facts_dir: Path) -> Path:
+    """Lay validated facts out as the checker reads them (:mod:`evidence`): the answers with
+    their reasons, the histories, the models beside them. Nothing exported is still a facts
+    folder, in which every name is missing."""
+    (facts_dir / MODELS_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+    (facts_dir / ANSWERS_FILE).write_text(json.dumps(
+        {"answers": facts.answers, "errors": facts.answer_errors}))
+    (facts_dir / HISTORIES_FILE).write_text(json.dumps(facts.histories))
+    return facts_dir
 
 
 def _open_regular(dir_fd: int, name: str) -> tuple[int, int]:

@@ -169,6 +169,9 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
               ) -> BatchOutcome:
     """Grade ``jobs`` (skipping graded ones unless ``force``); ``prepare`` runs once, before the
     first job, for what every job shares (the trusted embeddings of the hidden splits)."""
+    from autograder.course.permissions import protect_course_files
+
+    protect_course_files(ctx.course)  # every grading run starts from closed secrets
     outcome = BatchOutcome()
     todo = []
     for job in jobs:

@@ -37,8 +37,9 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from autograder.grading import messages, sandbox
+from autograder.grading import messages
 from autograder.grading.outcome import MESSAGE_CHARS
+from autograder.grading.sandbox_users import SandboxUser
 
 INTERRUPT_GRACE_S = 8.0
 """How long a kernel has to answer after an interrupt before the cgroup is killed."""
@@ -49,7 +50,7 @@ KERNEL_LOG_ENV = "COURSE_KERNEL_LOG"
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose command runs inside the sandbox argv (or plain, when not)."""
 
-    def configure(self, *, wrap: Any, owner: sandbox.SandboxUser | None,
+    def configure(self, *, wrap: Any, owner: SandboxUser | None,
                   max_message_bytes: int) -> None:
         self._wrap = wrap
         self._owner = owner

@@ -12,22 +12,25 @@ grading logic of its own.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
-
-from autograder.course.config import Course
-from autograder.course.permissions import protect_course_files, share_with_grader
+from autograder.course.config import Course, assignment_points
+from autograder.course.permissions import share_with_grader
 from autograder.course.settings import Assignment
 from autograder.errors import GradingError, SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
-from autograder.grading import answer_key, check, embeddings, messages, report, score, submission
-from autograder.grading.evidence import ANSWERS_FILE, HISTORIES_FILE, MODELS_DIR, CheckInputs
+from autograder.grading import answer_key, check, embeddings, messages, report, score
+from autograder.grading.evidence import MODELS_DIR, CheckInputs
 from autograder.grading.layout import ItemLabel, item_labels
+from autograder.grading.submission import MAX_NOTEBOOK_BYTES, Submission
+
+if TYPE_CHECKING:
+    from autograder.grading.execute import ExecutionSpec
 
 TEMPLATE_DIR = "templates"
 """A course's own feedback page: ``<course root>/templates/feedback.html.j2`` (see report.py)."""
@@ -72,6 +75,15 @@ class GradingContext:
     @property
     def limit_values(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self.course.config.limits).items()}
+
+    @cached_property
+    def execution_spec(self) -> ExecutionSpec:
+        """What the executor needs of this batch (the release's grade ids read once)."""
+        from autograder.grading.execute import ExecutionSpec
+
+        return ExecutionSpec.from_course(self.course, self.assignment, profile=self.profile_name,
+                                         weights_mode=self.weights_mode,
+                                         weights_file=self.weights_file)
 
     def epochs(self) -> dict[str, int]:
         p = self.course.config.profiles[self.profile_name]
@@ -136,16 +148,15 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
         try:
             if job.refused:
                 raise SubmissionError(job.refused)
-            notebook = take_submission(job.notebook, work / "submission.ipynb")
-            cell_sources = read_cell_sources(notebook)
-            execution = execute_stage(ctx, replace(job, notebook=notebook), slot=slot,
+            sub = Submission.read(take_submission(job.notebook, work / "submission.ipynb"))
+            execution = execute_stage(ctx, sub, student=job.student, slot=slot,
                                       job_dir=work / "job")
         except SubmissionError as exc:  # not a notebook we can run: a clear zero, nothing else
             result = zero_result(ctx, job, messages.SUBMISSION_UNREADABLE.format(
                 reason=_sentence(exc.message)), kernel_status="refused")
         else:
             try:
-                result = check_and_score(ctx, job, execution, cell_sources=cell_sources,
+                result = check_and_score(ctx, job, execution, cell_sources=list(sub.cell_sources),
                                          work=work, student_dir=student_dir)
             except Exception as exc:  # a grader bug met this submission: say so, keep going
                 result = replace(zero_result(ctx, job, messages.GRADER_ERROR.format(
@@ -162,8 +173,8 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
 
 def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResult, *,
                     cell_sources: list[str], work: Path, student_dir: Path) -> GradeResult:
-    """Stages 2–4 for an executed submission: lay out the facts, check, score."""
-    facts_dir = export_facts(execution, work / "facts")
+    """Stages 3–4 for an executed submission (whose facts the executor laid out): check, score."""
+    facts_dir = facts_for_checker(execution, work)
     checked, log = check.run_rubric(
         ctx.check_inputs(facts_dir, report_file=work / "report.json"),
         rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
@@ -192,12 +203,10 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
 def take_submission(notebook: Path, copy: Path) -> Path:
     """Copy the submitted notebook into the grader's own folder, never through a symbolic
     link (a link to the source notebook would otherwise be graded as the student's work),
-    and at most :data:`execute.MAX_NOTEBOOK_BYTES`; every later stage reads the copy."""
+    and at most :data:`MAX_NOTEBOOK_BYTES`; every later stage reads the copy."""
     import errno
     import os
     import stat
-
-    from autograder.grading.execute import MAX_NOTEBOOK_BYTES
 
     name = notebook.name
     try:
@@ -232,16 +241,17 @@ def host_paths(ctx: GradingContext, work: Path) -> list[tuple[str, str]]:
     """Grader-machine paths that must never reach a student, each with what to say instead."""
     import sys
 
-    from autograder.grading import sandbox
+    from autograder.grading import stage
+    from autograder.paths import venv_dir
 
     pairs = [(str(ctx.course.root), "<course>"), (str(work), "<grader>"),
-             (str(sandbox.STAGE_ROOT), "<sandbox>"), (sandbox.INSIDE_WORK, "."),
-             (sandbox.INSIDE_EXPORT, "<grader>"), (sandbox.INSIDE_WEIGHTS, "<weights>"),
+             (str(stage.STAGE_ROOT), "<sandbox>"), (stage.INSIDE_WORK, "."),
+             (stage.INSIDE_EXPORT, "<grader>"), (stage.INSIDE_WEIGHTS, "<weights>"),
              (tempfile.gettempdir() + "/course-", "<grader>/course-")]
     for prefix in {sys.prefix, sys.exec_prefix}:
         if prefix not in ("/usr", "/usr/local"):
             pairs.append((prefix, "<python>"))
-    venv = sandbox.venv_dir()
+    venv = venv_dir()
     if venv is not None:
         pairs.append((str(venv), "<python>"))
     return pairs
@@ -255,56 +265,26 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-# Kernel endings after which nothing could be exported from the kernel.
-LOST_KERNEL = ("killed", "died", "oom")
-
-
-def execute_stage(ctx: GradingContext, job: GradeJob, *, slot: int, job_dir: Path) -> ExecutionResult:
-    """Execute (and export). When the kernel was lost at cell k, replay cells before k in a
-    fresh sandboxed kernel, so the crash costs only the items that needed cell k or later."""
-    from autograder.grading.execute import ExecutionSpec, execute_submission
+def execute_stage(ctx: GradingContext, sub: Submission, *, student: str, slot: int,
+                  job_dir: Path) -> ExecutionResult:
+    """Execute and export (a lost kernel's earlier cells replayed: :mod:`execute`)."""
+    from autograder.grading.execute import execute_submission
     from autograder.grading.slots import free_slot
 
-    spec = ExecutionSpec.from_course(ctx.course, ctx.assignment, profile=ctx.profile_name,
-                                     weights_mode=ctx.weights_mode, weights_file=ctx.weights_file)
-
-    def run(notebook: Path, folder: Path) -> ExecutionResult:
-        # ``slot`` is this job's slot in its own batch; another grader on the machine may hold
-        # it, so take any free one (each has its own uid) rather than wait.
-        with free_slot(slot, count=max(ctx.course.config.grading.concurrency, slot + 1)) as held:
-            return execute_submission(notebook, spec, student=job.student, slot=held,
-                                      job_dir=folder)
-
-    first = run(job.notebook, job_dir)
-    stopped = next((c.index for c in first.cells if c.status == "killed"), None)
-    if first.kernel_status not in LOST_KERNEL or stopped is None or first.answers or first.models:
-        return first
-    before = [c for c in first.cells if c.index < stopped]
-    if not before:
-        return first
-    nb = nbformat.read(job.notebook, as_version=4)
-    nb.cells = nb.cells[:stopped]
-    replay_nb = job_dir.parent / "replay.ipynb"
-    nbformat.write(nb, replay_nb)
-    replay = run(replay_nb, job_dir.parent / "replay-job")
-    kept = [n for n in first.notes if not n.startswith(messages.EXPORT_LOST.split("{")[0])]
-    return replace(
-        first, answers=replay.answers, answer_errors=replay.answer_errors, models=replay.models,
-        histories=replay.histories, defined_in=replay.defined_in,
-        notes=(*kept, messages.REPLAYED.format(cell=stopped + 1, last=stopped)),
-    )
+    # ``slot`` is this job's slot in its own batch; another grader on the machine may hold
+    # it, so take any free one (each has its own uid) rather than wait.
+    with free_slot(slot, count=max(ctx.course.config.grading.concurrency, slot + 1)) as held:
+        return execute_submission(sub, ctx.execution_spec, student=student, slot=held,
+                                  job_dir=job_dir)
 
 
-def export_facts(execution: ExecutionResult, facts_dir: Path) -> Path:
-    """Lay the validated exports out in the grader-owned folder the checker reads."""
-    (facts_dir / MODELS_DIR).mkdir(parents=True, exist_ok=True)
-    (facts_dir / ANSWERS_FILE).write_text(json.dumps(
-        {"answers": execution.answers, "errors": execution.answer_errors}))
-    (facts_dir / HISTORIES_FILE).write_text(json.dumps(execution.histories))
-    for name, path in execution.models.items():
-        shutil.move(str(path), facts_dir / MODELS_DIR / f"{name}.keras")
-    open_to_checker(facts_dir.parent)
-    return facts_dir
+def facts_for_checker(execution: ExecutionResult, work: Path) -> Path:
+    """The facts folder the executor wrote (inside ``work``), opened to the checker."""
+    if execution.facts_dir is None or not execution.facts_dir.is_relative_to(work):
+        raise GradingError("the executor left no facts folder in the job's work folder",
+                           hint="a grader bug: see grader.log")
+    open_to_checker(work)
+    return execution.facts_dir
 
 
 def open_to_checker(folder: Path) -> None:
@@ -316,12 +296,6 @@ def open_to_checker(folder: Path) -> None:
         share_with_grader(folder)
     else:  # developers without root: the checker runs as themselves
         folder.chmod(0o700)
-
-
-def read_cell_sources(notebook: Path) -> list[str]:
-    """Every cell's source by index (markdown and raw cells as empty strings: only code can
-    define a name); a file that is not a runnable notebook is a SubmissionError."""
-    return submission.cell_sources(submission.read_notebook(notebook))
 
 
 def zero_result(ctx: GradingContext, job: GradeJob, reason: str, *,
@@ -345,7 +319,8 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     from autograder.errors import ConfigError, DatasetError
 
     assignment = course.config.assignment(assignment_id)
-    protect_course_files(course)  # every grading run starts from closed secrets
+    if not assignment.points:  # no usable notebook: say which and what to do
+        assignment = replace(assignment, points=assignment_points(course, assignment))
     if profile_name not in course.config.profiles:
         raise ConfigError(f"unknown profile {profile_name!r}",
                           hint=f"use one of: {', '.join(sorted(course.config.profiles))}")

@@ -50,13 +50,6 @@ from autograder.grading.sandbox_users import SandboxUser, find_sandbox_user
 from autograder.grading.stage import INSIDE_EXPORT, INSIDE_TMP, INSIDE_WORK, JobLayout
 from autograder.paths import venv_dir
 
-# Re-exported, not used here: execute.py and pipeline.py (which this move may not edit)
-# name them as sandbox.<name>. New code imports them from where they live.
-from autograder.cgroups import CgroupEvents  # noqa: F401,E402
-from autograder.grading.slots import free_slot  # noqa: F401,E402
-from autograder.grading.stage import (  # noqa: F401,E402
-    INSIDE_WEIGHTS, STAGE_ROOT, prepare_job_dir, release_job_dir, seal_conn_dir, stage_readonly)
-
 BWRAP = "/usr/bin/bwrap"
 GROUP_PARENT = "course-grading"
 

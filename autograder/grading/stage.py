@@ -186,3 +186,48 @@ def seal_conn_dir(layout: JobLayout) -> None:
     """After the kernel bound its sockets, take the folder back so it cannot swap them."""
     os.chown(layout.conn, 0, 0)
     os.chmod(layout.conn, 0o700)
+
+
+# ---------------------------------------------------------------------------------------
+# What one job's kernel gets: its folders as it sees them, its files, its read-only binds
+# ---------------------------------------------------------------------------------------
+
+RELEASE_FILES = ("course_helpers.py", "settings.json", "data")
+"""What the kernel gets from the release folder, beside the notebook."""
+
+
+def inside_paths(layout: JobLayout, *, sandboxed: bool) -> dict[str, str]:
+    """The job's folders as the kernel sees them."""
+    if sandboxed:
+        return {"work": INSIDE_WORK, "tmp": INSIDE_TMP, "export": INSIDE_EXPORT,
+                "data": f"{INSIDE_WORK}/data", "weights": INSIDE_WEIGHTS}
+    return {"work": str(layout.work), "tmp": str(layout.tmp), "export": str(layout.export),
+            "data": str(layout.work / "data"), "weights": str(layout.job_dir / "weights")}
+
+
+def stage_files(layout: JobLayout, notebook: Path, release: Path, *,
+                user: SandboxUser | None, sandboxed: bool) -> None:
+    """The scratch copy of the submission (and, unsandboxed, copies of the release files)."""
+    target = layout.work / "submission.ipynb"
+    shutil.copyfile(notebook, target)
+    if user is not None:
+        os.chown(target, user.uid, user.gid)
+    if not sandboxed:
+        for name in RELEASE_FILES[:-1]:
+            if (release / name).is_file():
+                shutil.copyfile(release / name, layout.work / name)
+        if (release / "data").is_dir():
+            os.symlink(release / "data", layout.work / "data")
+
+
+def readonly_binds(layout: JobLayout, release: Path,
+                   weights_file: Path | None) -> list[tuple[Path, str]]:
+    """(host path, sandbox path) pairs for the release files and the weights file."""
+    binds = []
+    for name in RELEASE_FILES:
+        if (release / name).exists():
+            binds.append((stage_readonly(layout, release / name), f"{INSIDE_WORK}/{name}"))
+    if weights_file is not None and weights_file.is_file():
+        binds.append((stage_readonly(layout, weights_file),
+                      f"{INSIDE_WEIGHTS}/{weights_file.name}"))
+    return binds

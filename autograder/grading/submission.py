@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import warnings
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -23,6 +24,46 @@ from autograder.errors import SubmissionError
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 
 _FIX = "open the notebook in Jupyter, save it (File > Save), and submit that file again"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted notebook, parsed once: the file the sandbox gets, the notebook the
+    kernel runs, and every cell's source for the questions asked of its text."""
+
+    path: Path
+    notebook: nbformat.NotebookNode = field(repr=False)
+    cell_sources: tuple[str, ...] = field(repr=False)
+    names: CellNames = field(repr=False, compare=False)
+
+    @classmethod
+    def read(cls, path: Path) -> Submission:
+        """A :class:`SubmissionError` when ``path`` is not a runnable notebook."""
+        return cls.of(path, read_notebook(path))
+
+    @classmethod
+    def of(cls, path: Path, notebook: nbformat.NotebookNode) -> Submission:
+        sources = tuple(cell_sources(notebook))
+        return cls(path=path, notebook=notebook, cell_sources=sources, names=CellNames(sources))
+
+    def first_cells(self, count: int, *, path: Path) -> Submission:
+        """The notebook's first ``count`` cells as a submission of their own, written to
+        ``path`` (the replay after a lost kernel runs these)."""
+        nb = nbformat.from_dict(self.notebook)
+        nb.cells = nb.cells[:count]
+        nbformat.write(nb, path)
+        return Submission(path=path, notebook=nb, cell_sources=self.cell_sources[:count],
+                          names=CellNames(self.cell_sources[:count]))
+
+    def defined_in(self, executed: list[int], wanted: set[str]) -> dict[str, int]:
+        """For each wanted name, the last of the ``executed`` cells that binds it."""
+        ran = set(executed)
+        found: dict[str, int] = {}
+        for name in wanted:
+            cells = [i for i in self.names.defining(name) if i in ran]
+            if cells:
+                found[name] = cells[-1]
+        return found
 
 
 def read_notebook(notebook_path: Path) -> nbformat.NotebookNode:
@@ -106,7 +147,7 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[str]:
 class CellNames:
     """Which cells bind which names, parsed once per cell, on first question."""
 
-    def __init__(self, sources: list[str]) -> None:
+    def __init__(self, sources: list[str] | tuple[str, ...]) -> None:
         self.sources = sources
 
     @cached_property
@@ -156,11 +197,3 @@ def assigned_names(source: str) -> set[str]:
             names.add(stmt.name)
     return names
 
-
-def defined_in(executed: list[tuple[int, str]], wanted: set[str]) -> dict[str, int]:
-    """For each wanted name, the index of the last executed cell that assigns it."""
-    found: dict[str, int] = {}
-    for index, source in executed:
-        for name in assigned_names(source) & wanted:
-            found[name] = index
-    return found

@@ -60,6 +60,7 @@ RunZoo = Callable[..., ExecutionResult]
 def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_ready: None) -> RunZoo:
     """Run a notebook (cell sources or a NotebookNode) in the sandbox; limits overridable."""
     from autograder.grading.execute import ExecutionSpec, execute_submission
+    from autograder.grading.submission import Submission
     import zoo
 
     counter = iter(range(1000))
@@ -72,7 +73,7 @@ def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_read
         course = course_with(base_course, **limits)
         spec = ExecutionSpec.from_course(course, course.config.assignments[0], profile="reduced",
                                          weights_mode="stand-in", release_dir=release_dir)
-        return execute_submission(path, spec, student=f"zoo{n}", slot=0,
+        return execute_submission(Submission.of(path, nb), spec, student=f"zoo{n}", slot=0,
                                   job_dir=tmp_path / f"job{n}")
 
     return run

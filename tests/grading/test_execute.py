@@ -15,8 +15,9 @@ import zoo
 
 from autograder.errors import SandboxUnavailable, SubmissionError
 from autograder.facts import CELL_ERROR, CELL_KILLED, CELL_NOT_RUN, CELL_OK, CELL_TIMEOUT
-from autograder.grading import messages, sandbox
-from autograder.grading.execute import read_submission
+from autograder.grading import messages, sandbox, stage
+from autograder.grading.sandbox_users import find_sandbox_user
+from autograder.grading.submission import Submission
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,9 +94,10 @@ def test_infinite_loop_times_out_and_next_cell_runs(run_zoo):
     assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
 
 
-def test_loop_ignoring_sigint_is_killed_and_answers_are_lost(run_zoo):
+def test_loop_ignoring_sigint_is_killed_and_earlier_cells_are_replayed(run_zoo):
     """Is a loop that ignores SIGINT killed after the grace period, later cells not run,
-    and is it said clearly that the answers (export needs a live kernel) were lost?"""
+    and are the answers of the cells before it recovered by a replay in a fresh kernel (the
+    export needs a live kernel), flagged on the result and said in the notes?"""
     result = run_zoo(zoo.IGNORES_SIGINT)
     assert statuses(result) == [CELL_OK, CELL_KILLED, CELL_NOT_RUN]
     assert result.cells[1].limit == "cell_timeout_s"
@@ -103,8 +105,23 @@ def test_loop_ignoring_sigint_is_killed_and_answers_are_lost(run_zoo):
     killed_at = result.cells[1].index + 1  # cells are numbered from 1 for students
     assert result.cells[2].message == messages.CELL_NOT_RUN_AFTER.format(cell=killed_at)
     assert result.kernel_status == "killed"
+    assert result.replayed_before == result.cells[1].index
+    assert result.answers == {"conv1_params": 416}  # cell 1 again; cell 3 never ran
+    assert result.defined_in == {"conv1_params": result.cells[0].index}
+    assert messages.REPLAYED.format(cell=killed_at, last=killed_at - 1) in result.notes
+    assert messages.EXPORT_LOST.format(cell=killed_at) not in result.notes
+
+
+def test_a_kernel_lost_in_its_first_cell_loses_the_answers_and_says_so(run_zoo):
+    """With nothing before the lost cell to replay, is it said clearly that the answers were
+    lost, and is the facts folder still there, with every name missing?"""
+    result = run_zoo(zoo.IGNORES_SIGINT[1:])
+    assert statuses(result) == [CELL_KILLED, CELL_NOT_RUN]
+    assert result.kernel_status == "killed" and result.replayed_before is None
     assert result.answers == {}
-    assert messages.EXPORT_LOST.format(cell=killed_at) in result.notes
+    assert messages.EXPORT_LOST.format(cell=result.cells[0].index + 1) in result.notes
+    assert json.loads((result.facts_dir / "answers.json").read_text()) == \
+        {"answers": {}, "errors": {}}
 
 
 def test_memory_bomb_is_stopped_as_oom(run_zoo):
@@ -139,7 +156,7 @@ def test_os_exit_is_a_kernel_death_at_that_cell(run_zoo):
     assert result.cells[1].limit == "kernel_died"
     assert "exited with code 3" in result.cells[1].message
     assert result.kernel_status == "died"
-    assert result.answers == {}
+    assert result.answers == {"conv1_params": 416}  # replayed; what came after is lost
     assert not any("was dropped" in note for note in result.notes)  # its sockets closing is not output
 
 
@@ -222,7 +239,7 @@ def test_setsid_daemon_does_not_outlive_grading(run_zoo):
     assert _processes_of_slot_user() == []
     time.sleep(5)  # longer than the daemon's sleep
     assert _processes_of_slot_user() == []
-    assert not list(Path(sandbox.STAGE_ROOT).glob("*/scratch/export/daemon-was-here"))
+    assert not list(Path(stage.STAGE_ROOT).glob("*/scratch/export/daemon-was-here"))
 
 
 def test_monkeypatching_does_not_change_exported_values(run_zoo):
@@ -309,11 +326,12 @@ def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_cou
     course = course_with(base_course)
     waived = dataclasses.replace(course.config, grading=dataclasses.replace(
         course.config.grading, allow_unsandboxed=True))
-    monkeypatch.setattr(execute, "read_submission", lambda _: zoo.build(zoo.HELLO))
+    hello = tmp_path / "hello.ipynb"
+    nbformat.write(zoo.build(zoo.HELLO), hello)
     spec = execute.ExecutionSpec.from_course(
         type(course)(root=course.root, config=waived), waived.assignments[0],
         profile="reduced", weights_mode="stand-in")
-    result = execute.execute_submission(Path(__file__), spec, student="open", slot=0,
+    result = execute.execute_submission(Submission.read(hello), spec, student="open", slot=0,
                                         job_dir=tmp_path / "unsandboxed-job")
     assert not result.sandboxed
     assert result.notes[0] == messages.UNSANDBOXED
@@ -322,7 +340,7 @@ def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_cou
 
 def _processes_of_slot_user() -> list[str]:
     """Live processes of slot 0's uid (zombies are dead: they wait for PID 1 to reap them)."""
-    user = sandbox.find_sandbox_user("course-sbx", 0)
+    user = find_sandbox_user("course-sbx", 0)
     ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-u", str(user.uid)],
                         capture_output=True, text=True)
     return [line for line in ps.stdout.splitlines()
@@ -347,7 +365,7 @@ def test_unreadable_submission_is_a_submission_error(tmp_path, content, expected
     path = tmp_path / "homework.ipynb"
     path.write_text(content)
     with pytest.raises(SubmissionError) as info:
-        read_submission(path)
+        Submission.read(path)
     assert info.value.message.startswith("homework.ipynb ")
     assert expected in info.value.message
     assert info.value.hint
@@ -359,7 +377,7 @@ def test_notebook_with_only_markdown_is_empty(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("hi")])
     nbformat.write(nb, path)
     with pytest.raises(SubmissionError, match="has no code cells"):
-        read_submission(path)
+        Submission.read(path)
 
 
 def test_a_probe_that_fails_once_never_runs_the_kernel_unsandboxed(run_zoo, monkeypatch):

@@ -222,8 +222,8 @@ def test_a_grader_error_is_a_placeholder_the_next_run_retries(ctx, tmp_path, mon
     says so, is nothing put in the gradebook, is it counted as failed, and re-run next time?"""
     from autograder.grading import pipeline
 
-    def executed(ctx, job, *, slot, job_dir):
-        return ExecutionResult(student=job.student, cells=(), kernel_status="finished", wall_s=1.0)
+    def executed(ctx, sub, *, student, slot, job_dir):
+        return ExecutionResult(student=student, cells=(), kernel_status="finished", wall_s=1.0)
 
     def broken_check(*args, **kwargs):
         raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
@@ -280,9 +280,9 @@ def test_a_batch_closes_what_it_wrote(ctx, tmp_path):
 
 
 def test_an_oversized_notebook_is_refused_before_it_is_read(tmp_path):
-    """Is a submission over execute.MAX_NOTEBOOK_BYTES a clear SubmissionError that says how
+    """Is a submission over MAX_NOTEBOOK_BYTES a clear SubmissionError that says how
     to make it smaller (a sparse file: nothing big is written to disk)?"""
-    from autograder.grading.execute import MAX_NOTEBOOK_BYTES
+    from autograder.grading.submission import MAX_NOTEBOOK_BYTES
     from autograder.grading.pipeline import take_submission
 
     big = tmp_path / "cnn_transfer.ipynb"

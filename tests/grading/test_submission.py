@@ -1,8 +1,10 @@
 """The one reader of a submission: where each name is bound, found once per cell."""
 
-from autograder.grading.submission import CellNames, assigned_names, cell_sources, defined_in
+from pathlib import Path
 
 import nbformat
+
+from autograder.grading.submission import CellNames, Submission, assigned_names, cell_sources
 
 
 def test_assigned_names_cover_top_level_bindings():
@@ -15,10 +17,26 @@ def test_assigned_names_cover_top_level_bindings():
     assert assigned_names("x = (") == set()
 
 
+def code_notebook(*sources: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+
+
 def test_defined_in_is_the_last_executed_assignment():
-    """Is a name's cell the last executed one that assigns it?"""
-    assert defined_in([(1, "x = 1"), (3, "x = 2\ny = 1"), (4, "print(x)")], {"x", "y", "q"}) \
-        == {"x": 3, "y": 3}
+    """Is a name's cell the last *executed* one that assigns it (a cell that never ran
+    defines nothing)?"""
+    sub = Submission.of(Path("s.ipynb"), code_notebook(
+        "y = 0", "x = 1", "q = 9", "x = 2\ny = 1", "print(x)", "x = 3"))
+    assert sub.defined_in([1, 3, 4], {"x", "y", "q"}) == {"x": 3, "y": 3}
+
+
+def test_first_cells_is_a_submission_of_its_own(tmp_path):
+    """Does the replay's submission hold exactly the first cells, on disk and parsed, and
+    leave the original untouched?"""
+    sub = Submission.of(tmp_path / "s.ipynb", code_notebook("a = 1", "b = 2", "c = 3"))
+    head = sub.first_cells(2, path=tmp_path / "replay.ipynb")
+    assert head.cell_sources == ("a = 1", "b = 2")
+    assert [c.source for c in nbformat.read(head.path, as_version=4).cells] == ["a = 1", "b = 2"]
+    assert len(sub.notebook.cells) == 3 and head.names.defining("c") == []
 
 
 def test_cell_sources_keep_indexes_and_drop_non_code():
