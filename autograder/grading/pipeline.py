@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading import answer_key, check, embeddings, messages, report, score
 from autograder.grading.evidence import MODELS_DIR, CheckInputs
 from autograder.grading.layout import ItemLabel, item_labels
-from autograder.grading.submission import MAX_NOTEBOOK_BYTES, Submission
+from autograder.grading.submission import MAX_NOTEBOOK_BYTES, CellNames, Submission
 
 if TYPE_CHECKING:
     from autograder.grading.execute import ExecutionSpec
@@ -71,10 +71,6 @@ class GradingContext:
     pass_marks: dict[str, float] = field(default_factory=dict)
     """Each model's accuracy threshold from the answer key (not-assessable ones left out),
     read once per batch and drawn on the feedback's training curves."""
-
-    @property
-    def limit_values(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self.course.config.limits).items()}
 
     @cached_property
     def execution_spec(self) -> ExecutionSpec:
@@ -156,14 +152,14 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
                 reason=_sentence(exc.message)), kernel_status="refused")
         else:
             try:
-                result = check_and_score(ctx, job, execution, cell_sources=list(sub.cell_sources),
+                result = check_and_score(ctx, job, execution, cell_sources=sub.names,
                                          work=work, student_dir=student_dir)
             except Exception as exc:  # a grader bug met this submission: say so, keep going
                 result = replace(zero_result(ctx, job, messages.GRADER_ERROR.format(
                     error=type(exc).__name__), kernel_status=execution.kernel_status),
                     grader_error=_short_error(exc))
         result = score.redact_result(result, host_paths(ctx, work))
-        report.write_student_reports(result, student_dir, limits=ctx.limit_values,
+        report.write_student_reports(result, student_dir, limits=ctx.course.config.limits,
                                      labels=ctx.item_labels, template_dir=ctx.template_dir,
                                      pass_marks=ctx.pass_marks)
         return result
@@ -172,7 +168,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
 
 
 def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResult, *,
-                    cell_sources: list[str], work: Path, student_dir: Path) -> GradeResult:
+                    cell_sources: CellNames, work: Path, student_dir: Path) -> GradeResult:
     """Stages 3–4 for an executed submission (whose facts the executor laid out): check, score."""
     facts_dir = facts_for_checker(execution, work)
     checked, log = check.run_rubric(
@@ -185,7 +181,7 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
                            hint="run the rubric on this submission's facts by hand")
     items = score.score_items(checked.get("items", {}), points=ctx.assignment.points,
                               execution=execution, cell_sources=cell_sources,
-                              limit_values=ctx.limit_values,
+                              limits=ctx.course.config.limits,
                               reduced=score.reduced_profile(ctx.course.config.profiles, ctx.profile_name))
     got, out_of = score.total(items)
     if ctx.course.config.grading.keep_models:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder import plots
+from autograder.course.settings import Limits
 from autograder.facts import GradeResult, ItemResult
 from autograder.grading import messages
 from autograder.grading.layout import ItemLabel
@@ -90,7 +91,7 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_student_reports(result: GradeResult, student_dir: Path, *, limits: dict[str, float],
+def write_student_reports(result: GradeResult, student_dir: Path, *, limits: Limits,
                           labels: dict[str, ItemLabel] | None = None,
                           template_dir: Path | None = None,
                           pass_marks: dict[str, float] | None = None) -> None:
@@ -176,7 +177,7 @@ a file of this name in the folder passed as ``template_dir`` (``<course root>/te
 SUMMARY_ROWS = 60
 
 
-def feedback_html(result: GradeResult, *, limits: dict[str, float],
+def feedback_html(result: GradeResult, *, limits: Limits,
                   labels: dict[str, ItemLabel] | None = None,
                   template_dir: Path | None = None,
                   pass_marks: dict[str, float] | None = None) -> str:
@@ -199,7 +200,7 @@ def _template(template_dir: Path | None) -> Any:
     return env.get_template(TEMPLATE)
 
 
-def feedback_view(result: GradeResult, *, limits: dict[str, float],
+def feedback_view(result: GradeResult, *, limits: Limits,
                   labels: dict[str, ItemLabel] | None = None,
                   pass_marks: dict[str, float] | None = None) -> dict[str, Any]:
     """Everything the template shows, as plain values (the template only lays them out)."""
@@ -224,8 +225,8 @@ def feedback_view(result: GradeResult, *, limits: dict[str, float],
         "curves": [Markup(_curve_svg(name, h, threshold=_pass_mark(name, pass_marks)))
                    for name, h in sorted(ex.histories.items()) if h],
         "summaries": [_summary_view(name, rows) for name, rows in result.model_summaries.items()],
-        "cell_timeout": f"{limits.get('cell_timeout_s', 0) or 1:g}",
-        "cells": [_cell_view(c, limits.get("cell_timeout_s", 0) or 1) for c in ex.cells],
+        "cell_timeout": f"{limits.cell_timeout_s or 1:g}",
+        "cells": [_cell_view(c, limits.cell_timeout_s or 1) for c in ex.cells],
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from autograder.course.settings import Profile
+from autograder.course.settings import Limits, Profile
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
 from autograder.grading.submission import CellNames
@@ -49,15 +49,15 @@ def score_items(
     *,
     points: dict[str, float],
     execution: ExecutionResult,
-    cell_sources: list[str],
-    limit_values: dict[str, float],
+    cell_sources: list[str] | CellNames,
+    limits: Limits,
     reduced: ReducedProfile | None = None,
 ) -> tuple[ItemResult, ...]:
     """One :class:`ItemResult` per rubric item in ``points`` (config order), with the
     visibility its rubric test declares; with stand-in weights or a ``reduced`` profile, an
     item judged (passed or failed) on what they change says what its result means."""
     items = []
-    assigned = CellNames(cell_sources)
+    assigned = cell_sources if isinstance(cell_sources, CellNames) else CellNames(cell_sources)
     for name, max_score in points.items():
         record = records.get(name)
         if record is None:
@@ -74,7 +74,7 @@ def score_items(
         elif outcome == "missing":
             reason = explain_missing(record.get("name", "?"), record.get("detail", ""),
                                      execution=execution, cell_sources=assigned,
-                                     limit_values=limit_values)
+                                     limits=limits)
             item = ItemResult(name, 0.0, float(max_score), False, reason)
         else:
             item = ItemResult(name, 0.0, float(max_score), False,
@@ -110,7 +110,7 @@ def explain_missing(
     *,
     execution: ExecutionResult,
     cell_sources: list[str] | CellNames,
-    limit_values: dict[str, float],
+    limits: Limits,
 ) -> str:
     """Why ``name`` was not available, naming the cell and the limit where one applies."""
     if detail:
@@ -122,19 +122,19 @@ def explain_missing(
         cell = by_index.get(index)
         if cell is not None and cell.status not in (CELL_OK, CELL_NOT_RUN):
             return messages.STOPPED_IN_DEFINING_CELL.format(
-                name=name, cell=_cell_label(cell), what=describe(cell, limit_values))
+                name=name, cell=_cell_label(cell), what=describe(cell, limits))
     stopped = next((c for c in execution.cells if c.status in ("killed", "timeout")
                     and (not defining or c.index < max(defining))), None)
     if stopped is not None:
         return messages.STOPPED_BEFORE.format(
-            name=name, cell=_cell_label(stopped), what=describe(stopped, limit_values))
+            name=name, cell=_cell_label(stopped), what=describe(stopped, limits))
     return messages.NOT_DEFINED.format(name=name)
 
 
-def describe(cell: CellRun, limit_values: dict[str, float]) -> str:
+def describe(cell: CellRun, limits: Limits) -> str:
     """Completes 'cell N ...' in plain words."""
     if cell.limit and cell.limit in messages.LIMIT_WHAT:
-        return messages.LIMIT_WHAT[cell.limit].format(value=limit_values.get(cell.limit, 0))
+        return messages.LIMIT_WHAT[cell.limit].format(value=getattr(limits, cell.limit, 0))
     template = messages.STATUS_WHAT.get(cell.status, "did not finish")
     return template.format(message=cell.message or "see the cell's output")
 

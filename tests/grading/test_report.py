@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from autograder.course.settings import Limits
 from autograder.facts import CellRun, ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
 from autograder.grading.report import (
@@ -18,7 +19,7 @@ from autograder.grading.report import (
     write_student_reports,
 )
 
-LIMITS = {"cell_timeout_s": 240.0}
+LIMITS = Limits(cell_timeout_s=240.0)
 
 
 def result(student="alice", mode="imagenet", score=2.0):
@@ -275,7 +276,7 @@ def test_a_reduced_profile_note_shows_on_its_item_in_both_reports(tmp_path):
                "q2_cnn_accuracy": {"outcome": "passed", "visibility": "after_due_date",
                                    "profile_dependent": {"epochs": "cnn", "pass_mark": True}}}
     items = score.score_items(records, points={"q1_conv_params": 2, "q2_cnn_accuracy": 2},
-                              execution=result().execution, cell_sources=[], limit_values=LIMITS,
+                              execution=result().execution, cell_sources=[], limits=LIMITS,
                               reduced=reduced)
     write_student_reports(_with_items(*items), tmp_path, limits=LIMITS)
     note = messages.REDUCED_PROFILE_PASS_MARK.format(

@@ -2,14 +2,14 @@
 
 import dataclasses
 
-from autograder.course.settings import Profile
+from autograder.course.settings import Limits, Profile
 from autograder.facts import CellRun, ExecutionResult
 from autograder.grading import messages
 from autograder.grading import score, submission
 from autograder.grading.score import explain_missing, score_items, total
 from autograder.grading.submission import CellNames
 
-LIMITS = {"cell_timeout_s": 240.0, "memory_mb": 6144.0, "notebook_budget_s": 900.0}
+LIMITS = Limits(cell_timeout_s=240.0, memory_mb=6144, notebook_budget_s=900.0)
 POINTS = {"q1_conv_params": 2, "q2_cnn_architecture": 3, "q2_cnn_accuracy": 2}
 
 
@@ -24,7 +24,7 @@ def test_passed_items_get_their_points_and_others_keep_theirs():
         "q2_cnn_architecture": {"outcome": "failed", "message": "Layer conv2d has 8 params."},
         "q2_cnn_accuracy": {"outcome": "passed"},
     }
-    items = score_items(records, points=POINTS, execution=run(), cell_sources=[], limit_values=LIMITS)
+    items = score_items(records, points=POINTS, execution=run(), cell_sources=[], limits=LIMITS)
     assert [(i.name, i.score) for i in items] == [
         ("q1_conv_params", 2.0), ("q2_cnn_architecture", 0.0), ("q2_cnn_accuracy", 2.0)]
     assert items[1].message == "Layer conv2d has 8 params."
@@ -34,7 +34,7 @@ def test_passed_items_get_their_points_and_others_keep_theirs():
 def test_an_item_the_checker_never_reached_says_so():
     """Is an item missing from the checker's report explained, not silently zero?"""
     items = score_items({}, points={"q1_conv_params": 2}, execution=run(), cell_sources=[],
-                        limit_values=LIMITS)
+                        limits=LIMITS)
     assert items[0].score == 0 and items[0].message == messages.CHECK_DID_NOT_RUN
 
 
@@ -47,7 +47,7 @@ def test_missing_name_points_at_the_cell_that_hit_the_timeout():
         CellRun(2, None, "ok", 0.1),
     )
     reason = explain_missing("cnn_model", "", execution=execution, cell_sources=sources,
-                             limit_values=LIMITS)
+                             limits=LIMITS)
     assert reason == ("cnn_model was not available because cell 2 (q2-cnn) ran longer than the "
                       "240 s limit per cell and was interrupted.")
 
@@ -58,7 +58,7 @@ def test_missing_name_after_an_earlier_memory_kill_names_where_the_run_stopped()
     execution = run(CellRun(0, None, "killed", 5.0, limit="memory_mb"),
                     CellRun(1, None, "not-run", 0.0), status="oom")
     reason = explain_missing("tl_model", "", execution=execution, cell_sources=sources,
-                             limit_values=LIMITS)
+                             limits=LIMITS)
     assert reason == ("tl_model was not available because the notebook stopped at cell 1, which "
                       "used more than the 6144 MB memory limit and the kernel was stopped, before "
                       "the cell that defines it ran.")
@@ -67,13 +67,13 @@ def test_missing_name_after_an_earlier_memory_kill_names_where_the_run_stopped()
 def test_never_assigned_name_gets_the_plain_explanation():
     """Is a name no cell assigns explained as 'not defined'?"""
     reason = explain_missing("chosen_model", "", execution=run(CellRun(0, None, "ok", 1.0)),
-                             cell_sources=["print(1)"], limit_values=LIMITS)
+                             cell_sources=["print(1)"], limits=LIMITS)
     assert reason == messages.NOT_DEFINED.format(name="chosen_model")
 
 
 def test_an_unexportable_value_keeps_the_export_reason():
     reason = explain_missing("conv1_params", "a function, not a number", execution=run(),
-                             cell_sources=[], limit_values=LIMITS)
+                             cell_sources=[], limits=LIMITS)
     assert reason == "conv1_params could not be read by the grader: a function, not a number"
 
 
@@ -101,7 +101,7 @@ def test_each_cell_is_parsed_once_per_submission(monkeypatch):
     sources = ["", big, "conv1_params = 3", big]
     records = {f"q{i}": {"outcome": "missing", "name": f"name{i}", "detail": ""} for i in range(14)}
     items = score_items(records, points={k: 1 for k in records}, execution=run(),
-                        cell_sources=sources, limit_values=LIMITS)
+                        cell_sources=sources, limits=LIMITS)
     assert len(items) == 14
     assert sorted(calls) == sorted(len(s) for s in sources if s)
 
@@ -112,7 +112,7 @@ def test_an_item_not_assessable_in_this_mode_is_left_out_of_the_maximum():
                "q2_cnn_accuracy": {"outcome": "not_assessable",
                                    "message": "the reference cannot clear a meaningful bar here."}}
     items = score_items(records, points={"q1_conv_params": 2, "q2_cnn_accuracy": 2},
-                        execution=run(), cell_sources=[], limit_values=LIMITS)
+                        execution=run(), cell_sources=[], limits=LIMITS)
     assert total(items) == (2.0, 2.0)
     assert not items[1].assessable and not items[1].passed
     assert items[1].message == messages.NOT_ASSESSABLE.format(
@@ -139,13 +139,13 @@ def test_items_judged_on_backbone_features_say_what_stand_in_weights_mean():
     }
     stand_in = dataclasses.replace(run(), weights_mode="stand-in")
     items = {i.name: i for i in score_items(records, points=POINTS, execution=stand_in,
-                                            cell_sources=[], limit_values=LIMITS)}
+                                            cell_sources=[], limits=LIMITS)}
     assert items["q1_conv_params"].message == messages.PASSED
     assert items["q2_cnn_architecture"].message == f"Too few layers. {messages.STAND_IN_ITEM}"
     assert items["q2_cnn_accuracy"].message == f"{messages.PASSED} {messages.STAND_IN_ITEM}"
     assert items["q2_cnn_accuracy"].score == 2.0  # a note, never a change of points
     imagenet = score_items(records, points=POINTS, execution=run(), cell_sources=[],
-                           limit_values=LIMITS)
+                           limits=LIMITS)
     assert all(messages.STAND_IN_ITEM not in i.message for i in imagenet)
 
 
@@ -160,7 +160,7 @@ def test_each_item_keeps_the_visibility_its_rubric_test_declares():
                             "visibility": "after_due_date"},
     }
     items = score_items(records, points=POINTS, execution=run(), cell_sources=[],
-                        limit_values=LIMITS)
+                        limits=LIMITS)
     assert {i.name: i.visibility for i in items} == {
         name: record.get("visibility", "visible") for name, record in records.items()}
 
@@ -201,7 +201,7 @@ def test_items_that_depend_on_the_profile_say_what_a_reduced_run_means():
     points = {name: 1 for name in records}
     reduced = score.reduced_profile({"full": FULL, "reduced": SMALL}, "reduced")
     items = {i.name: i for i in score_items(records, points=points, execution=run(),
-                                            cell_sources=[], limit_values=LIMITS,
+                                            cell_sources=[], limits=LIMITS,
                                             reduced=reduced)}
     assert items["q2_cnn_accuracy"].message == (
         "cnn_model reached 60%. Graded at the reduced profile (96 px images, 5 epochs of "
@@ -220,7 +220,7 @@ def test_items_that_depend_on_the_profile_say_what_a_reduced_run_means():
     unjudged = ("q1_conv_params", "q4_head_accuracy", "q5_model_choice")
     assert all("reduced profile" not in items[name].message for name in unjudged)
     full_size = score_items(records, points=points, execution=run(), cell_sources=[],
-                            limit_values=LIMITS, reduced=None)
+                            limits=LIMITS, reduced=None)
     assert all("profile" not in i.message for i in full_size)
 
 
@@ -232,7 +232,7 @@ def test_stand_in_and_reduced_notes_both_show_on_an_item_they_both_affect():
     reduced = score.reduced_profile({"full": FULL, "reduced": SMALL}, "reduced")
     stand_in = dataclasses.replace(run(), weights_mode="stand-in")
     (item,) = score_items(records, points={"q4_head_accuracy": 2}, execution=stand_in,
-                          cell_sources=[], limit_values=LIMITS, reduced=reduced)
+                          cell_sources=[], limits=LIMITS, reduced=reduced)
     assert item.message == " ".join([messages.PASSED, messages.STAND_IN_ITEM,
                                      messages.REDUCED_PROFILE_PASS_MARK.format(
                                          profile="reduced", size_px=96, epochs=5,
