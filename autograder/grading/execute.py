@@ -141,7 +141,6 @@ def execute_submission(submission: Submission, spec: ExecutionSpec, *, student: 
                                          messages.EXPORT_LOST.format(cell=lost_at + 1)))
         return first
     replay_dir = job_dir.with_name(job_dir.name + "-replay")
-    replay_dir.mkdir(parents=True, exist_ok=True)
     head = submission.first_cells(lost_at, path=replay_dir.parent / f"{replay_dir.name}.ipynb")
     replay, _ = _execute_once(head, spec, student=student, slot=slot, job_dir=replay_dir)
     return replace(
@@ -162,7 +161,7 @@ def _execute_once(submission: Submission, spec: ExecutionSpec, *, student: str, 
     before the export (None when it lived to export)."""
     started = time.monotonic()
     nb, limits = submission.notebook, spec.limits
-    grade_ids = match_grade_ids(nb, set(spec.release_grade_ids))
+    grade_ids = match_grade_ids(nb, spec.release_grade_ids)
 
     # One probe decides: re-probing after a failure could pass and leave `sandboxed` False,
     # which would run the student's code without the sandbox (found by the hostile zoo).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import warnings
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -125,7 +126,7 @@ def release_grade_ids(release_notebook: Path | None) -> set[str]:
     return ids
 
 
-def match_grade_ids(nb: nbformat.NotebookNode, known: set[str]) -> dict[int, str]:
+def match_grade_ids(nb: nbformat.NotebookNode, known: AbstractSet[str]) -> dict[int, str]:
     """Cell index -> grade_id, for ids the release knows and the submission uses once."""
     seen: dict[str, list[int]] = {}
     for index, cell in enumerate(nb.cells):
