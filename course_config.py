@@ -41,6 +41,11 @@ CNN_TRANSFER = Assignment(
     history_names=("cnn_history", "tl_history", "ft_history"),
     accuracy_margin=0.15,
     calibration_seeds=(1, 2),  # plus grading.seed, always calibrated first
+    uses_images=True,
+    uses_backbone=True,
+    trainings=("cnn", "head", "finetune"),
+    accuracy_inputs={"cnn_model": "images", "tl_model": "embeddings", "ft_model": "images"},
+    step_counted={"cnn_model": "cnn"},
 )
 
 COURSE = CourseConfig(
