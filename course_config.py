@@ -48,9 +48,37 @@ CNN_TRANSFER = Assignment(
     step_counted={"cnn_model": "cnn"},
 )
 
+PARAM_COUNTING = Assignment(
+    assignment_id="param_counting",
+    notebook="param_counting.ipynb",
+    answer_names=(
+        "dense_params",
+        "conv_params",
+        "pool_params",
+        "pool_output_shape",
+        "bn_params",
+        "bn_trainable_params",
+        "bn_non_trainable_params",
+        "embedding_params",
+        "total_params",
+        "trainable_params",
+        "non_trainable_params",
+        "frozen_trainable_params",
+        "frozen_non_trainable_params",
+        "ft_frozen_trainable_params",
+        "ft_frozen_non_trainable_params",
+        "finetune_trainable_params",
+        "finetune_non_trainable_params",
+    ),
+    model_names=("counting_model", "ft_model"),
+    history_names=(),
+    calibration_seeds=(1,),  # plus grading.seed; counts do not depend on the seed
+    # no images, no ResNet50, no profile trainings: nothing but the notebook is needed
+)
+
 COURSE = CourseConfig(
     course_id="dl-cnn-101",
-    assignments=(CNN_TRANSFER,),
+    assignments=(CNN_TRANSFER, PARAM_COUNTING),
     dataset=DatasetSettings(
         source="generated",
         seed=20_240_917,
