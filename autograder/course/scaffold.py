@@ -92,8 +92,9 @@ def _with_assignment(text: str, assignment_id: str, *, notebook: str, path: Path
     entry = _ENTRY.format(name=name, aid=assignment_id, notebook=notebook,
                           answer=EXAMPLE_ANSWER)
     course_at = re.search(r"^COURSE\s*=\s*CourseConfig\(", text, re.M)
-    listed = re.search(r"\bassignments\s*=\s*\(([^()]*)\)", text)
-    if course_at is None or listed is None or listed.start() < course_at.start():
+    listed = (re.compile(r"\bassignments\s*=\s*\(([^()]*)\)").search(text, course_at.end())
+              if course_at else None)
+    if course_at is None or listed is None:
         raise ConfigError(
             f"{path} has no `COURSE = CourseConfig(...)` with `assignments=(...)` to add to",
             hint=f"add this entry yourself and name {name} in assignments=(...):\n{entry}")

@@ -105,6 +105,7 @@ def test_a_config_without_an_assignments_tuple_gets_the_entry_to_paste(tmp_path)
 def test_the_scaffold_grades_end_to_end(tmp_path, monkeypatch) -> None:
     """Calibrated from its own reference, does the scaffold give the reference every point the
     notebook's cell carries and a wrong answer none, through the real sandbox and checker?"""
+    from autograder.course.samples import reference_submission
     from autograder.grading import sandbox
 
     if os.geteuid() != 0:
@@ -124,8 +125,10 @@ def test_the_scaffold_grades_end_to_end(tmp_path, monkeypatch) -> None:
     subs = tmp_path / "subs"
     for student, answer in (("reference", "6 * 7"), ("wrong", "6 * 8")):
         (subs / student).mkdir(parents=True)
-        text = source.read_text().replace("6 * 7", answer)
-        (subs / student / f"{NEW}.ipynb").write_text(text)
+        nb = reference_submission(source)  # as a student hands it in: no hidden tests
+        for cell in nb.cells:
+            cell.source = cell.source.replace("6 * 7", answer)
+        nbformat.write(nb, subs / student / f"{NEW}.ipynb")
     out = tmp_path / "out"
     gradebook = tmp_path / "gradebook.db"
     code = main(["grade", NEW, str(subs), "--out", str(out), "--gradebook", str(gradebook),

@@ -107,7 +107,8 @@ def test_q4_finetune_counts(evidence, key):
 def test_q4_bn_inference(evidence):
     """Behaviour, not text: ft_model called in training mode must give what it gives in
     inference mode (Dropout switched off on this copy), so its BatchNormalization never
-    normalises with batch statistics while fine-tuning."""
+    normalises with batch statistics while fine-tuning; and the fit it went through left the
+    layer's moving statistics where a freshly built layer has them."""
     import numpy as np
 
     model = fresh_model(evidence, "ft_model")
@@ -129,3 +130,11 @@ def test_q4_bn_inference(evidence):
              "BatchNormalization layer uses the statistics of each batch while fine-tuning. "
              "Freeze that layer (trainable = False) after unfreezing base, and call base with "
              "training=False.")
+    # base is built fresh in the notebook, so statistics that are not still (0, 1) were
+    # moved by the fine-tuning fit: the layer left inference mode during it.
+    for layer in base.layers:
+        if type(layer).__name__ == "BatchNormalization" and not (
+                np.allclose(np.asarray(layer.moving_mean), 0.0)
+                and np.allclose(np.asarray(layer.moving_variance), 1.0)):
+            fail(f"{layer.name}'s moving mean and variance changed while ft_model trained: it "
+                 "normalised with batch statistics during the fit. Freeze it before fitting.")
