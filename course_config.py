@@ -41,11 +41,44 @@ CNN_TRANSFER = Assignment(
     history_names=("cnn_history", "tl_history", "ft_history"),
     accuracy_margin=0.15,
     calibration_seeds=(1, 2),  # plus grading.seed, always calibrated first
+    uses_images=True,
+    uses_backbone=True,
+    trainings=("cnn", "head", "finetune"),
+    accuracy_inputs={"cnn_model": "images", "tl_model": "embeddings", "ft_model": "images"},
+    step_counted={"cnn_model": "cnn"},
+)
+
+PARAM_COUNTING = Assignment(
+    assignment_id="param_counting",
+    notebook="param_counting.ipynb",
+    answer_names=(
+        "dense_params",
+        "conv_params",
+        "pool_params",
+        "pool_output_shape",
+        "bn_params",
+        "bn_trainable_params",
+        "bn_non_trainable_params",
+        "embedding_params",
+        "total_params",
+        "trainable_params",
+        "non_trainable_params",
+        "frozen_trainable_params",
+        "frozen_non_trainable_params",
+        "ft_frozen_trainable_params",
+        "ft_frozen_non_trainable_params",
+        "finetune_trainable_params",
+        "finetune_non_trainable_params",
+    ),
+    model_names=("counting_model", "ft_model"),
+    history_names=(),
+    calibration_seeds=(1,),  # plus grading.seed; counts do not depend on the seed
+    # no images, no ResNet50, no profile trainings: nothing but the notebook is needed
 )
 
 COURSE = CourseConfig(
     course_id="dl-cnn-101",
-    assignments=(CNN_TRANSFER,),
+    assignments=(CNN_TRANSFER, PARAM_COUNTING),
     dataset=DatasetSettings(
         source="generated",
         seed=20_240_917,

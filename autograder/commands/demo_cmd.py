@@ -47,7 +47,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     step = functools.partial(_step, course_main=args.course_main)
     course = load_course()
-    assignment = course.config.assignments[0]
+    assignment = course.config.assignments[0]  # the samples below are cnn_transfer's
     aid = assignment.assignment_id
     profile = args.profile or active_profile_name(course.config)
 
@@ -57,7 +57,9 @@ def run_demo(args: argparse.Namespace) -> int:
     except DatasetError:
         step("2. build the offline dataset", ["data", "build"])
     step("2. verify the dataset against its manifest", ["data", "verify"])
-    step("3. check that release/ matches source/", ["release", aid, "--check"])
+    for other in course.config.assignments:  # every assignment's release, the demo's first
+        step(f"3. check that release/{other.assignment_id} matches source/",
+             ["release", other.assignment_id, "--check"])
     if os.geteuid() == 0:
         step("4. set up the sandbox users", ["sandbox", "setup"])
     status = weights_status(course)

@@ -140,6 +140,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     seeds = args.seeds or calibration_seeds(course.config.grading.seed, assignment.calibration_seeds)
     with progress_bar(f"calibrating {args.assignment}") as bar:
         key = calibrate(ctx, seeds=seeds, progress=bar)
+    if not key["accuracy"]:  # an assignment that measures no accuracy (param_counting)
+        console.print(f"answer key: {ctx.key_file}: {len(key['answers'])} answers and "
+                      f"{len(key['models'])} models from {len(seeds)} reference run(s); "
+                      "no accuracy item")
+        return 0
     table = Table(title=f"answer key: {ctx.key_file}")
     for col in ("model", "accuracy per seed", "threshold", "headroom", "assessed"):
         table.add_column(col)

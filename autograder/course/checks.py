@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from autograder.course.settings import Assignment
+from autograder.course.settings import Assignment, Profile
 
 if TYPE_CHECKING:
     from autograder.course.config import Course
@@ -77,6 +78,43 @@ def _check_assignment(out: _Problems, course: Course, where: str, a: Assignment,
                 "use a fraction such as 0.15")
     if not a.calibration_seeds:
         out.bad(f"{where}.calibration_seeds", "empty", "give at least one seed")
+    _check_materials(out, where, a)
+
+
+TRAININGS = tuple(f.name.removesuffix("_epochs") for f in fields(Profile)
+                  if f.name.endswith("_epochs"))
+"""The trainings a profile sets epochs for (``cnn``, ``head``, ``finetune``)."""
+ACCURACY_INPUTS = {"images": "uses_images", "embeddings": "uses_backbone"}
+"""What a model may be fed on the hidden split, and the switch that input needs."""
+
+
+def _check_materials(out: _Problems, where: str, a: Assignment) -> None:
+    """The per-assignment declarations (trainings, accuracy inputs, step counts) name known
+    trainings and models, and what they need is switched on."""
+    for name in a.trainings:
+        if name not in TRAININGS:
+            out.bad(f"{where}.trainings", f"{name!r} is not a training of the profiles",
+                    f"use some of: {', '.join(TRAININGS)}")
+    for model, given in a.accuracy_inputs.items():
+        if model not in a.model_names:
+            out.bad(f"{where}.accuracy_inputs", f"{model!r} is not in model_names",
+                    "list the model in model_names or remove it here")
+        if given not in ACCURACY_INPUTS:
+            out.bad(f"{where}.accuracy_inputs[{model!r}]", f"{given!r} is unknown",
+                    f"use one of: {', '.join(ACCURACY_INPUTS)}")
+        elif not getattr(a, ACCURACY_INPUTS[given]):
+            out.bad(f"{where}.accuracy_inputs[{model!r}]", f"{given!r} needs "
+                    f"{ACCURACY_INPUTS[given]}=True", f"set {ACCURACY_INPUTS[given]}=True")
+    for model, training in a.step_counted.items():
+        if model not in a.model_names:
+            out.bad(f"{where}.step_counted", f"{model!r} is not in model_names",
+                    "list the model in model_names or remove it here")
+        if training not in a.trainings:
+            out.bad(f"{where}.step_counted[{model!r}]", f"{training!r} is not in trainings",
+                    "add it to trainings")
+        if not a.uses_images:
+            out.bad(f"{where}.step_counted", "counting steps needs the train split",
+                    "set uses_images=True")
 
 
 def check_dataset(course: Course) -> list[str]:

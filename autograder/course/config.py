@@ -27,6 +27,10 @@ SOURCE_DIR = "source"
 """nbgrader's source folder: the course root's, and that of any nbgrader course root the kit stages."""
 RELEASE_DIR = "release"
 """nbgrader's release folder (the student versions), in the same roots."""
+RUBRIC_DIR = "autograder/rubric"
+"""Where a course root keeps its rubrics, one folder per assignment (``test_<item>`` checks)."""
+KIT_RUBRIC_ROOT = Path(__file__).resolve().parent.parent / "rubric"
+"""The installed kit's rubrics (the same folder when the course root is the kit's checkout)."""
 GRADEBOOK_FILE = "gradebook.db"
 """nbgrader's gradebook database, in the course root (or an instructor's nbgrader course folder)."""
 STATE_DIR = ".course-state"
@@ -57,7 +61,11 @@ class Course:
         return self.release_root / assignment_id
 
     def rubric_dir(self, assignment_id: str) -> Path:
-        return Path(__file__).resolve().parent.parent / "rubric" / assignment_id
+        """The assignment's rubric: ``autograder/rubric/<id>/`` of the course root when the
+        course carries one there (this repository does; so does a course ``course new``
+        scaffolded into), else the installed kit's."""
+        own = self.root / RUBRIC_DIR / assignment_id
+        return own if own.is_dir() else KIT_RUBRIC_ROOT / assignment_id
 
     @property
     def source_root(self) -> Path:

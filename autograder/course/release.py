@@ -14,7 +14,8 @@ The steps, in order (:data:`RELEASE_STEPS`):
 4. run nbgrader's ``generate_assignment`` there (solutions and hidden tests are
    cleared, cells locked and check-summed, metadata validated);
 5. strip what changes from run to run, add ``data/`` copied from the student
-   splits (never the grading split) and compare with or replace ``release/<id>/``.
+   splits (never the grading split; only for an assignment with ``uses_images``) and
+   compare with or replace ``release/<id>/``.
 
 This is the only module that touches nbgrader's converters, and it does so in a
 subprocess (``python -m nbgrader``) so nbgrader's global application state and
@@ -270,7 +271,8 @@ def build_release(
         _normalise_notebook(student_nb)
         out_dir = Path(out_dir)
         shutil.copytree(generated, out_dir)
-    _copy_student_splits(course, out_dir / DATA_DIR)
+    if assignment.uses_images:
+        _copy_student_splits(course, out_dir / DATA_DIR)
     files = tuple(sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file()))
     return ReleaseReport(assignment_id=assignment_id, release_dir=out_dir, files=files)
 

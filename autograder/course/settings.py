@@ -123,6 +123,24 @@ class Assignment:
     """Pass an accuracy item at (calibrated 10th percentile - margin)."""
     calibration_seeds: tuple[int, ...] = (1, 2, 3)
     """Seeds for ``course calibrate``: one reference run per seed."""
+    uses_images: bool = False
+    """The notebook reads the image splits: ``course release`` copies the student splits into
+    ``data/``, and grading needs the generated dataset (``course data build``). Off, the
+    release has no ``data/`` and grading never looks for the dataset."""
+    uses_backbone: bool = False
+    """The rubric judges models on the trusted ResNet50 (its weights, and its embeddings of the
+    hidden splits, computed once per batch). Off, grading and calibration need no ResNet50
+    weights and compute no embeddings; the answer key is ``<profile>-none.json``."""
+    trainings: tuple[str, ...] = ()
+    """The profile's trainings this notebook runs (``"cnn"``, ``"head"``, ``"finetune"``: the
+    ``<name>_epochs`` fields of :class:`Profile`); the checker is told their epochs."""
+    accuracy_inputs: dict[str, str] = field(default_factory=dict)
+    """Model name -> what it is fed on the hidden grading split to measure its accuracy:
+    ``"images"`` or ``"embeddings"`` (the trusted ResNet50's). Calibration sets a threshold for
+    each; a model left out has no accuracy item."""
+    step_counted: dict[str, str] = field(default_factory=dict)
+    """Model name -> the training (one of ``trainings``) whose optimizer steps the reference must
+    take exactly: epochs x ceil(train images / batch size), recorded in the key's ``training``."""
 
 
 @dataclass(frozen=True)

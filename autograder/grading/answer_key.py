@@ -25,15 +25,17 @@ def key_path(root: Path, key_dir: str, assignment_id: str, profile: str, weights
 
 
 def key_fingerprint(*, source_notebook: Path, profile: object, accuracy_margin: float,
-                    manifest: Path, weights_file: Path | None) -> str:
+                    manifest: Path | None, weights_file: Path | None) -> str:
     """A short hash of what a key is derived from. ``profile`` enters by its ``repr`` (a
     frozen dataclass: every field counts); the weights file by its name and size (hashing
-    100 MB on every batch would cost more than it protects)."""
+    100 MB on every batch would cost more than it protects). ``manifest`` and ``weights_file``
+    are None for an assignment that reads no images or uses no backbone."""
     parts = [
         hashlib.sha256(source_notebook.read_bytes()).hexdigest(),
         repr(profile),
         repr(accuracy_margin),
-        hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "-",
+        hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file()
+        else "-",
         f"{weights_file.name}:{weights_file.stat().st_size}" if weights_file else "-",
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]

@@ -61,7 +61,8 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
     protect_course_files(ctx.course)  # every calibration starts from closed secrets
     source = Submission.read(
         ctx.course.source_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook)
-    report(progress, 0, len(seeds), "embedding the hidden splits")
+    if ctx.assignment.uses_backbone:
+        report(progress, 0, len(seeds), "embedding the hidden splits")
     ctx = with_embeddings(ctx)
     sheets = []
     for n, seed in enumerate(seeds):
@@ -86,6 +87,8 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
                 ctx.check_inputs(facts, report_file=work / "sheet.json", with_key=False),
                 answer_names=list(ctx.assignment.answer_names),
                 model_names=list(ctx.assignment.model_names),
+                accuracy_inputs=dict(ctx.assignment.accuracy_inputs),
+                backbone=ctx.assignment.uses_backbone,
             )
             if sheet.get("missing"):
                 raise GradingError(
@@ -111,13 +114,16 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 
 
-def training_facts(ctx: GradingContext) -> dict[str, Any]:
-    """What one training run of the from-scratch CNN must amount to, from the data the students
-    were given (their train split, counted here) and the course's batch size and epochs."""
+def training_facts(ctx: GradingContext) -> dict[str, Any] | None:
+    """What one training run of each step-counted model (``Assignment.step_counted``) must
+    amount to, from the data the students were given (their train split, counted here) and
+    the course's batch size and epochs; None for an assignment that counts no steps."""
+    if not ctx.assignment.step_counted:
+        return None
     train_dir = ctx.validation_dir.parent / "train"
     n_train = sum(1 for p in train_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return {"n_train": n_train, "batch_size": ctx.course.config.dataset.batch_size,
-            "epochs": ctx.epochs()}
+            "epochs": ctx.epochs(), "counted": dict(ctx.assignment.step_counted)}
 
 
 def steps_per_epoch(training: dict[str, Any]) -> int:
@@ -169,7 +175,9 @@ def build_key(sheets: list[dict[str, Any]], *, margin: float,
     }
     _refuse_inconsistent_reference(sheets, training)
     if training is not None:
-        key["training"] = {**training, "steps_per_epoch": steps_per_epoch(training)}
+        # "counted" says which model trains for which epochs; the key keeps its old fields only
+        public = {k: v for k, v in training.items() if k != "counted"}
+        key["training"] = {**public, "steps_per_epoch": steps_per_epoch(training)}
     return key
 
 
@@ -190,24 +198,28 @@ def _refuse_seed_dependent_facts(sheets: list[dict[str, Any]]) -> None:
 
 def _refuse_inconsistent_reference(sheets: list[dict[str, Any]],
                                    training: dict[str, Any] | None) -> None:
-    """The reference must pass the evidence checks it defines: ft_model agrees with the
-    trusted tail, and cnn_model took exactly the configured optimizer steps."""
-    diffs = [s["models"].get("ft_model", {}).get("tail_max_diff") for s in sheets]
-    if any(d is not None and d > FT_AGREEMENT_TOLERANCE for d in diffs):
-        raise GradingError(
-            f"the reference ft_model disagrees with its own last block and head on the trusted "
-            f"activations (largest difference {max(d for d in diffs if d is not None):.2e})",
-            hint="ft_model must apply preprocess_input and share its layers with the tail")
+    """The reference must pass the evidence checks it defines: a model with a nested backbone
+    (measured only where the assignment uses one) agrees with the trusted tail, and each
+    step-counted model took exactly the configured optimizer steps."""
+    for model in sheets[0]["models"]:
+        diffs = [s["models"].get(model, {}).get("tail_max_diff") for s in sheets]
+        if any(d is not None and d > FT_AGREEMENT_TOLERANCE for d in diffs):
+            raise GradingError(
+                f"the reference {model} disagrees with its own last block and head on the "
+                f"trusted activations (largest difference "
+                f"{max(d for d in diffs if d is not None):.2e})",
+                hint=f"{model} must apply preprocess_input and share its layers with the tail")
     if training is None:
         return
-    expected = training["epochs"]["cnn"] * steps_per_epoch(training)
-    got = [s["models"].get("cnn_model", {}).get("optimizer_iterations") for s in sheets]
-    if any(g != expected for g in got):
-        raise GradingError(
-            f"the reference cnn_model took {got} optimizer steps, not {expected} "
-            f"({training['epochs']['cnn']} epochs x ceil({training['n_train']} / "
-            f"{training['batch_size']}))",
-            hint="the source notebook must fit cnn_model once, on the train split only")
+    for model, name in training["counted"].items():
+        expected = training["epochs"][name] * steps_per_epoch(training)
+        got = [s["models"].get(model, {}).get("optimizer_iterations") for s in sheets]
+        if any(g != expected for g in got):
+            raise GradingError(
+                f"the reference {model} took {got} optimizer steps, not {expected} "
+                f"({training['epochs'][name]} epochs x ceil({training['n_train']} / "
+                f"{training['batch_size']}))",
+                hint=f"the source notebook must fit {model} once, on the train split only")
 
 
 def _structure(model_facts: dict[str, Any]) -> Any:

@@ -62,9 +62,13 @@ def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHEC
 
 
 def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str],
+                  accuracy_inputs: dict[str, str], backbone: bool,
                   timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
+    """The fact sheet of one reference run (:func:`autograder.grading.factsheet.measure`)."""
     argv = [sys.executable, "-m", "autograder.grading.factsheet"]
-    extra = {"COURSE_FACTSHEET_NAMES": json.dumps({"answers": answer_names, "models": model_names})}
+    extra = {"COURSE_FACTSHEET_NAMES": json.dumps({
+        "answers": answer_names, "models": model_names, "accuracy_inputs": accuracy_inputs,
+        "backbone": backbone})}
     records, log = _run_confined(argv, inputs, timeout_s=timeout_s, extra_env=extra)
     if not records:
         raise GradingError(f"the fact sheet produced nothing; its log ends with:\n{log}",

@@ -28,11 +28,12 @@ from autograder.grading.evidence import (
     weight_counts,
 )
 
-IMAGE_MODELS = ("cnn_model", "ft_model")
-EMBEDDING_MODELS = ("tl_model",)
-
-
-def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str]) -> dict[str, Any]:
+def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str],
+            accuracy_inputs: dict[str, str], backbone: bool) -> dict[str, Any]:
+    """The fact sheet of one run. ``accuracy_inputs`` (``Assignment.accuracy_inputs``): which
+    models are measured on the hidden split, fed ``"images"`` or ``"embeddings"``; with none,
+    no image is read. ``backbone`` (``Assignment.uses_backbone``): the trusted ResNet50's
+    embeddings are read, and a model with a nested backbone is compared with its tail."""
     ev = Evidence(inputs.facts_dir)
     sheet: dict[str, Any] = {"answers": {}, "models": {}, "accuracy": {}, "validation_accuracy": {},
                              "missing": []}
@@ -41,11 +42,14 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
             sheet["answers"][name] = ev.answer(name)
         except Missing:
             sheet["missing"].append(name)
-    grading = load_image_folder(inputs.grading_dir, classes=inputs.classes,
-                                image_size_px=inputs.image_size_px)
-    validation = load_image_folder(inputs.validation_dir, classes=inputs.classes,
-                                   image_size_px=inputs.image_size_px)
-    embedded = _embedded(inputs, grading[0], validation[0])
+    grading = validation = embedded = None
+    if accuracy_inputs or backbone:
+        grading = load_image_folder(inputs.grading_dir, classes=inputs.classes,
+                                    image_size_px=inputs.image_size_px)
+        validation = load_image_folder(inputs.validation_dir, classes=inputs.classes,
+                                       image_size_px=inputs.image_size_px)
+    if backbone:
+        embedded = _embedded(inputs, grading[0], validation[0])
     for name in model_names:
         try:
             model = ev.model(name)
@@ -53,14 +57,16 @@ def measure(inputs: CheckInputs, *, answer_names: list[str], model_names: list[s
             sheet["missing"].append(name)
             continue
         sheet["models"][name] = _model_facts(ev, name, model, sheet, grading, validation, embedded)
-        if name in EMBEDDING_MODELS:
+        fed = accuracy_inputs.get(name)
+        if fed == "embeddings":
             sheet["accuracy"][name] = accuracy(model, embedded["grading"], grading[1])
             sheet["validation_accuracy"][name] = accuracy(model, embedded["validation"], validation[1])
-        else:
+        elif fed == "images":
             sheet["accuracy"][name] = accuracy(model, grading[0], grading[1])
             sheet["validation_accuracy"][name] = accuracy(model, validation[0], validation[1])
-    sheet["grading_majority_rate"] = float(max(grading[1].mean(), 1 - grading[1].mean()))
-    sheet["grading_size"] = int(len(grading[1]))
+    if grading is not None:
+        sheet["grading_majority_rate"] = float(max(grading[1].mean(), 1 - grading[1].mean()))
+        sheet["grading_size"] = int(len(grading[1]))
     return sheet
 
 
@@ -83,9 +89,10 @@ def _embedded(inputs: CheckInputs, grading_images: Any, validation_images: Any) 
 
 
 def _model_facts(ev: Evidence, name: str, model: Any, sheet: dict[str, Any], grading: Any,
-                 validation: Any, embedded: dict[str, Any]) -> dict[str, Any]:
+                 validation: Any, embedded: dict[str, Any] | None) -> dict[str, Any]:
     """Structure, counts, compile settings and optimizer steps of one model; for a model with a
-    nested backbone, also how far it agrees with the trusted pipeline (``tail_max_diff``)."""
+    nested backbone (when the assignment uses the trusted one: ``embedded``), also how far it
+    agrees with the trusted pipeline (``tail_max_diff``)."""
     import numpy as np
 
     facts: dict[str, Any] = {
@@ -94,7 +101,7 @@ def _model_facts(ev: Evidence, name: str, model: Any, sheet: dict[str, Any], gra
         "compile": compile_facts(ev.model_file(name)),
     }
     facts["optimizer_iterations"] = optimizer_iterations(ev.model_file(name))
-    nested = find_backbone(model)
+    nested = find_backbone(model) if embedded is not None else None
     if nested is not None:
         facts["backbone_trainable"] = trainable_pattern(nested)
         # The fine-tuned model against the trusted pipeline: its own last block and head
@@ -114,7 +121,8 @@ def main() -> None:
 
     inputs = CheckInputs.from_env()
     names = json.loads(os.environ["COURSE_FACTSHEET_NAMES"])
-    sheet = measure(inputs, answer_names=names["answers"], model_names=names["models"])
+    sheet = measure(inputs, answer_names=names["answers"], model_names=names["models"],
+                    accuracy_inputs=names["accuracy_inputs"], backbone=names["backbone"])
     tmp = inputs.report_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(sheet, indent=1, sort_keys=True))
     tmp.replace(inputs.report_file)

@@ -60,9 +60,12 @@ cd "$KIT"
 COURSE_ROOT="$KIT" "$KIT/.venv/bin/course" sandbox setup
 # Stand-in weights are generated (seeded, so the key still fits) here, once, not on the
 # first submission; ImageNet weights came in the package.
-COURSE_ROOT="$KIT" COURSE_WEIGHTS_DIR="$KIT/weights" "$KIT/.venv/bin/python" -c \
+{weights_setup}"""
+
+WEIGHTS_SETUP = """COURSE_ROOT="$KIT" COURSE_WEIGHTS_DIR="$KIT/weights" "$KIT/.venv/bin/python" -c \\
     "from autograder.course.config import load_course; from autograder.course.standin import grader_weights; grader_weights(load_course(), mode='{weights_mode}')"
 """
+"""Only for an assignment that uses the backbone; one without needs no weights at all."""
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this once per submission. AUTOGRADER_ROOT lets a test run it elsewhere.
@@ -99,7 +102,7 @@ cd "$KIT"
 COURSE_ROOT="$KIT" COURSE_WEIGHTS_DIR="$KIT/weights" PYTHONPATH="$KIT" \\
     "$VENV/bin/python" -m autograder.cli grade {assignment} "$NB" --student "$STUDENT" \\
     --out "$WORK/out" --gradebook "$WORK/gradebook.db" --force \\
-    --profile {profile} --weights-mode {weights_mode}
+    --profile {profile}{weights_option}
 status=$?
 if [ -f "$WORK/out/$STUDENT/results.json" ]; then
     cp "$WORK/out/$STUDENT/results.json" "$RESULTS"
@@ -124,8 +127,12 @@ def build_package(course: Course, assignment_id: str, *, profile: str, weights_m
         (kit / "weights").mkdir()
         if weights_file is not None:
             shutil.copy2(weights_file, kit / "weights" / weights_file.name)
+        backbone = assignment.uses_backbone
         values = {"kit": KIT, "notebook": assignment.notebook, "assignment": assignment_id,
-                  "profile": profile, "weights_mode": weights_mode}
+                  "profile": profile,
+                  "weights_setup": WEIGHTS_SETUP.format(weights_mode=weights_mode) if backbone
+                  else "",
+                  "weights_option": f" --weights-mode {weights_mode}" if backbone else ""}
         _script(Path(tmp) / "setup.sh", SETUP_SH.format(**values))
         _script(Path(tmp) / "run_autograder", RUN_AUTOGRADER.format(**values))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +153,8 @@ def _copy_kit(course: Course, kit: Path, assignment_id: str) -> None:
     source = course.source_dir(assignment_id) / course.config.assignment(assignment_id).notebook
     (kit / source.relative_to(course.root)).parent.mkdir(parents=True)
     shutil.copy2(source, kit / source.relative_to(course.root))
+    if not course.config.assignment(assignment_id).uses_images:
+        return  # no split of any kind to ship, hidden or not
     for folder in (course.dataset_build_dir, course.dataset_hidden_dir):
         shutil.copytree(folder, kit / folder.relative_to(course.root), ignore=_SKIP)
     manifest = course.dataset_manifest

@@ -32,6 +32,9 @@ from autograder.grading.submission import MAX_NOTEBOOK_BYTES, CellNames, Submiss
 if TYPE_CHECKING:
     from autograder.grading.execute import ExecutionSpec
 
+NO_WEIGHTS = "none"
+"""The weights mode of an assignment that does not use the backbone (``uses_backbone=False``):
+its answer key is ``<profile>-none.json`` and no weights file is looked for."""
 TEMPLATE_DIR = "templates"
 """A course's own feedback page: ``<course root>/templates/feedback.html.j2`` (see report.py)."""
 
@@ -82,8 +85,10 @@ class GradingContext:
                                          weights_file=self.weights_file)
 
     def epochs(self) -> dict[str, int]:
+        """Epochs of the trainings this assignment's notebook runs (``Assignment.trainings``),
+        at this batch's profile."""
         p = self.course.config.profiles[self.profile_name]
-        return {"cnn": p.cnn_epochs, "head": p.head_epochs, "finetune": p.finetune_epochs}
+        return {name: int(getattr(p, f"{name}_epochs")) for name in self.assignment.trainings}
 
     def image_size_px(self) -> int:
         return self.course.config.profiles[self.profile_name].image_size_px
@@ -95,7 +100,7 @@ class GradingContext:
             / self.assignment.notebook,
             profile=self.course.config.profiles[self.profile_name],
             accuracy_margin=self.assignment.accuracy_margin,
-            manifest=self.course.dataset_manifest,
+            manifest=self.course.dataset_manifest if self.assignment.uses_images else None,
             weights_file=self.weights_file)
 
     def key_is_current(self) -> bool:
@@ -112,8 +117,9 @@ class GradingContext:
 
 
 def with_embeddings(ctx: GradingContext) -> GradingContext:
-    """The context with the trusted embeddings cache filled (computed once per cache key)."""
-    if ctx.embeddings_dir is not None:
+    """The context with the trusted embeddings cache filled (computed once per cache key);
+    the context as it is for an assignment that does not use the backbone."""
+    if ctx.embeddings_dir is not None or not ctx.assignment.uses_backbone:
         return ctx
     def compute() -> dict[str, bytes]:
         work = Path(tempfile.mkdtemp(prefix="course-embed-"))
@@ -320,11 +326,14 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     if profile_name not in course.config.profiles:
         raise ConfigError(f"unknown profile {profile_name!r}",
                           hint=f"use one of: {', '.join(sorted(course.config.profiles))}")
-    mode, weights_file = grader_weights(course, mode=weights_mode)
+    if assignment.uses_backbone:
+        mode, weights_file = grader_weights(course, mode=weights_mode)
+    else:  # no ResNet50 anywhere: no weights to find, and the key says so in its name
+        mode, weights_file = NO_WEIGHTS, None
     grading_dir = grading_split_dir(course)
     validation_dir = student_splits_dir(course) / "validation"
     for folder, fix in ((grading_dir, "course data build"), (validation_dir, "course data build")):
-        if not folder.is_dir():
+        if assignment.uses_images and not folder.is_dir():
             raise DatasetError(f"{folder} does not exist", hint=f"run `{fix}` first")
     key = answer_key.key_path(course.root, course.config.grading.answer_key_dir, assignment_id,
                    profile_name, mode)
@@ -340,9 +349,9 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     if need_key and not ctx.key_is_current():
         what = "no answer key" if not key.is_file() else "a stale answer key (the source notebook, " \
             "profile, margin, dataset or weights changed since it was calibrated)"
+        weights = f" --weights-mode {mode}" if assignment.uses_backbone else ""
         raise ConfigError(
             f"{what} for {assignment_id} ({profile_name} profile, {mode} weights) at {key}",
-            hint=f"run `course calibrate {assignment_id} --profile {profile_name} "
-                 f"--weights-mode {mode}` first",
+            hint=f"run `course calibrate {assignment_id} --profile {profile_name}{weights}` first",
         )
     return ctx

@@ -39,6 +39,11 @@ GRADING_LABELS = {"app.kubernetes.io/name": "course-autograder", "app.kubernetes
 GRADING_UID = 10001
 COURSE_ROOT_IN_IMAGE = "/srv/course"
 SUBMISSION_PLACEHOLDER = "SUBMISSION"
+ASSIGNMENT_PLACEHOLDER = "ASSIGNMENT"
+"""Replaced per submission, like ``SUBMISSION``: the Job grades whichever assignment the
+submission is of (its inbound folder name says), with that assignment's notebook
+(``NOTEBOOK``; the Job's ``course/notebooks`` annotation maps each assignment to its notebook)."""
+NOTEBOOK_PLACEHOLDER = "NOTEBOOK"
 """Replaced per job by the inbound folder name (``<student>+<assignment>+<timestamp>+<random>``)."""
 
 
@@ -143,7 +148,9 @@ def render_grading_job(course: Course) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"generateName": "course-grade-", "labels": dict(GRADING_LABELS)},
+        "metadata": {"generateName": "course-grade-", "labels": dict(GRADING_LABELS),
+                     "annotations": {"course/notebooks": ",".join(
+                         f"{a.assignment_id}={a.notebook}" for a in c.assignments)}},
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": int(c.limits.notebook_budget_s + GRADE_MARGIN_S),
@@ -176,7 +183,6 @@ def _grading_container(c: CourseConfig) -> dict[str, Any]:
     """The one container of a grading Job: ``course grade`` on one submission, locked down."""
     h = c.hub
     limits = {"cpu": f"{h.cpu_limit:g}", "memory": f"{c.limits.memory_mb}Mi", "nvidia.com/gpu": str(h.gpu_limit)}
-    assignment = c.assignments[0]
     container_security = {
         "runAsNonRoot": True, "runAsUser": GRADING_UID, "runAsGroup": GRADING_UID,
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
@@ -185,8 +191,8 @@ def _grading_container(c: CourseConfig) -> dict[str, Any]:
     return {
         "name": "grade",
         "image": f"{IMAGE['name']}:{IMAGE['tag']}",
-        "command": ["course", "grade", assignment.assignment_id,
-                    f"/submission/{assignment.notebook}", "--out", "/out"],
+        "command": ["course", "grade", ASSIGNMENT_PLACEHOLDER,
+                    f"/submission/{NOTEBOOK_PLACEHOLDER}", "--out", "/out"],
         "env": [{"name": "COURSE_PROFILE", "value": c.default_profile},
                 {"name": "COURSE_WEIGHTS_DIR", "value": c.weights.cache_dir},
                 {"name": "COURSE_ROOT", "value": COURSE_ROOT_IN_IMAGE},

@@ -107,7 +107,8 @@ class RegradeHandler(_Base):
 
 class _ClassBase(_Base):
     """The instructor's class view: each student's latest graded submission of one
-    assignment (``?assignment=``, default the course's first)."""
+    assignment (``?assignment=``; the status page links each of the course's assignments,
+    and a bare ``class`` shows the first)."""
 
     def latest_results(self) -> tuple[str, dict[str, dict[str, Any]]]:
         if self.user_name() != self.instructor:
@@ -176,8 +177,10 @@ class StatusPage(_Base):
                 f"<td class='note'>{html.escape(note.strip())}</td><td>{link}</td><td>{action}</td></tr>"
             )
         who = "all submissions (instructor view)" if is_instructor else f"submissions of {html.escape(name)}"
-        class_link = f"<p><a href='{prefix}class'>Class view: scores, items, run times</a></p>" \
-            if is_instructor else ""
+        class_link = "".join(
+            f"<p><a href='{prefix}class?{html.escape(urllib.parse.urlencode({'assignment': a}))}'>"
+            f"Class view of {html.escape(a)}: scores, items, run times</a></p>"
+            for a in self.settings["assignments"]) if is_instructor else ""
         body = "".join(rows) or "<tr><td colspan='8'>No submission yet.</td></tr>"
         self.write(
             "<!doctype html><html><head><meta charset='utf-8'><title>Autograder</title>"

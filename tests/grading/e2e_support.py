@@ -34,7 +34,8 @@ def e2e_course(root: Path, **limits: float) -> Course:
         grading=dataclasses.replace(c.grading, seed=E2E_SEED, concurrency=2,
                                     answer_key_dir=str(root / "keys")),
         assignments=(dataclasses.replace(c.assignments[0], accuracy_margin=0.3,
-                                         calibration_seeds=(E2E_SEED, 2)),),
+                                         calibration_seeds=(E2E_SEED, 2)),
+                     *c.assignments[1:]),
     ))
 
 

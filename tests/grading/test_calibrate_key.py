@@ -19,7 +19,8 @@ from autograder.grading.pipeline import make_context
 
 
 GRADING_SIZE = 120
-TRAINING = {"n_train": 97, "batch_size": 32, "epochs": {"cnn": 5, "head": 5, "finetune": 2}}
+TRAINING = {"n_train": 97, "batch_size": 32, "epochs": {"cnn": 5, "head": 5, "finetune": 2},
+            "counted": {"cnn_model": "cnn"}}
 
 
 def sheet(seed, acc, conv1=416, chosen="tl", *, majority=0.5, steps=None, tail_diff=0.0):
@@ -73,8 +74,19 @@ def test_the_reference_must_train_for_exactly_the_expected_steps():
     that trained for anything else refused?"""
     key = build_key([sheet(1, 0.9), sheet(2, 0.9)], margin=0.1, training=TRAINING)
     assert key["training"]["steps_per_epoch"] == -(-TRAINING["n_train"] // TRAINING["batch_size"])
-    with pytest.raises(GradingError, match="optimizer steps"):
+    assert "counted" not in key["training"]  # the key's format is what the rubric reads
+    with pytest.raises(GradingError, match="reference cnn_model took .* optimizer steps"):
         build_key([sheet(1, 0.9), sheet(2, 0.9, steps=25)], margin=0.1, training=TRAINING)
+
+
+def test_a_key_without_trainings_or_accuracy_has_no_thresholds():
+    """Does an assignment that trains nothing and measures no accuracy (param_counting) get a
+    key of its answers and model facts only, with no training section and no thresholds?"""
+    bare = {"seed": 1, "wall_s": 1.0, "answers": {"dense_params": 7}, "models": {
+        "m": {"layers": [], "counts": {"total": 7}}}, "accuracy": {}, "validation_accuracy": {}}
+    key = build_key([bare, {**bare, "seed": 2}], margin=0.1, training=None)
+    assert key["answers"] == {"dense_params": 7}
+    assert key["thresholds"] == {} and key["not_assessable"] == {} and "training" not in key
 
 
 def test_a_reference_that_disagrees_with_the_trusted_pipeline_is_refused():

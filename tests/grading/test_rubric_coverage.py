@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "source" / "cnn_transfer" / "cnn_transfer.ipynb"
@@ -129,8 +130,63 @@ COVERAGE: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
-def hidden_asserts() -> dict[str, list[str]]:
-    nb = nbformat.read(SOURCE, as_version=4)
+PC_SOURCE = REPO / "source" / "param_counting" / "param_counting.ipynb"
+PC_RUBRIC = REPO / "autograder" / "rubric" / "param_counting"
+PC_COVERAGE: dict[str, dict[str, tuple[str, str]]] = {
+    "q1_dense_conv_params": {
+        "(dense_params, conv_params) == (6464, 448)":
+            ("test_q1_dense_conv_params", "compared with the key, calibrated from the reference"),
+        "_probe.count_params() == dense_params":
+            ("test_q1_dense_conv_params", "the key's value is the reference's count"),
+    },
+    "q1_pooling": {
+        "pool_params == 0 and tuple(pool_output_shape) == (13, 13, 16)":
+            ("test_q1_pooling", "compared with the key"),
+    },
+    "q2_batchnorm": {
+        "(bn_params, bn_trainable_params, bn_non_trainable_params) == (64, 32, 32)":
+            ("test_q2_batchnorm", "compared with the key"),
+        "_probe.count_params() == bn_params":
+            ("test_q2_batchnorm", "the key holds the reference's counts"),
+        "sum((int(np.prod(w.shape)) for w in _probe.trainable_weights)) == bn_trainable_params":
+            ("test_q2_batchnorm", "the key holds the reference's counts"),
+    },
+    "q2_embedding": {
+        "embedding_params == 8000": ("test_q2_embedding", "compared with the key"),
+    },
+    "q3_counting_model": {
+        "total_params == counting_model.count_params() == 27562":
+            ("test_q3_counting_model", "layer types and parameters against the key; answers "
+                                       "against the saved model's own counts"),
+        "(trainable_params, non_trainable_params) == (27530, 32)":
+            ("test_q3_counting_model", "answers against the saved model's own counts"),
+    },
+    "q3_frozen_counts": {
+        "(frozen_trainable_params, frozen_non_trainable_params) == (27050, 512)":
+            ("test_q3_frozen_counts", "counts of a fresh copy with Conv2D and BN frozen"),
+        "all((layer.trainable for layer in counting_model.layers))":
+            ("test_q3_frozen_counts", "every layer of the saved model trainable again"),
+    },
+    "q4_frozen_base": {
+        "(ft_frozen_trainable_params, ft_frozen_non_trainable_params) == (9, 256)":
+            ("test_q4_frozen_base", "counts of a fresh copy with base frozen, and the key"),
+    },
+    "q4_finetune_counts": {
+        "(finetune_trainable_params, finetune_non_trainable_params) == (233, 32)":
+            ("test_q4_finetune_counts", "the saved model's own counts, and the key"),
+        "sum((int(np.prod(w.shape)) for w in ft_model.trainable_weights)) == 233":
+            ("test_q4_finetune_counts", "the saved model's own trainable count"),
+    },
+    "q4_bn_inference": {
+        "_same": ("test_q4_bn_inference", "training-mode output = inference-mode output"),
+        "np.allclose(base.get_layer('base_bn').moving_mean.numpy(), 0.0)":
+            ("test_q4_bn_inference", "the saved BN's moving statistics still (0, 1)"),
+    },
+}
+
+
+def hidden_asserts(source: Path = SOURCE) -> dict[str, list[str]]:
+    nb = nbformat.read(source, as_version=4)
     found: dict[str, list[str]] = {}
     for cell in nb.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
@@ -141,26 +197,29 @@ def hidden_asserts() -> dict[str, list[str]]:
     return found
 
 
-def rubric_checks() -> set[str]:
+def rubric_checks(rubric: Path = RUBRIC) -> set[str]:
     names = set()
-    for path in RUBRIC.glob("test_*.py"):
+    for path in rubric.glob("test_*.py"):
         names |= {n.name for n in ast.parse(path.read_text()).body
                   if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
     return names
 
 
-def test_every_hidden_test_is_carried_into_the_rubric():
-    hidden = hidden_asserts()
-    checks = rubric_checks()
+@pytest.mark.parametrize("source, rubric, coverage", [
+    (SOURCE, RUBRIC, COVERAGE), (PC_SOURCE, PC_RUBRIC, PC_COVERAGE)],
+    ids=["cnn_transfer", "param_counting"])
+def test_every_hidden_test_is_carried_into_the_rubric(source, rubric, coverage):
+    hidden = hidden_asserts(source)
+    checks = rubric_checks(rubric)
     missing, stale, unknown = [], [], []
     for grade_id, asserts in hidden.items():
-        mapped = COVERAGE.get(grade_id, {})
+        mapped = coverage.get(grade_id, {})
         missing += [f"{grade_id}: {a}" for a in asserts if a not in mapped]
         stale += [f"{grade_id}: {a}" for a in mapped if a not in asserts]
         unknown += [f"{grade_id} -> {check}" for check, _ in mapped.values() if check not in checks]
         if f"test_{grade_id}" not in checks:
             unknown.append(f"{grade_id} has hidden tests but no rubric item test_{grade_id}")
-    stale += [g for g in COVERAGE if g not in hidden]
+    stale += [g for g in coverage if g not in hidden]
     assert missing == [], "hidden tests with no rubric check:\n" + "\n".join(missing)
     assert stale == [], "mapped hidden tests the notebook no longer has:\n" + "\n".join(stale)
     assert unknown == [], "\n".join(unknown)

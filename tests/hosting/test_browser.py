@@ -270,7 +270,8 @@ def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
     # (in its own tab: the status page reloads itself every few seconds)
     view = context.new_page()
     view.goto(f"{hub.url}{hub.service_path}")
-    href = view.get_by_role("link", name=re.compile("Class view")).get_attribute("href")
+    href = view.get_by_role("link", name=re.compile(
+        f"Class view of {hub.course.config.assignments[0].assignment_id}")).get_attribute("href")
     view.goto(urllib.parse.urljoin(f"{hub.url}{hub.service_path}", href))
     view.wait_for_selector("h2 >> text=Pass rate per item")
     assert view.locator("svg").count() == 3

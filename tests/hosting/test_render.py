@@ -102,6 +102,19 @@ def test_grading_job_is_locked_down(rendered, course):
     assert all(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"] not in ("/out", "/tmp"))
 
 
+def test_the_grading_job_grades_any_assignment_of_the_course(rendered, course):
+    """Is the assignment a per-submission placeholder (not the course's first), with every
+    assignment's notebook listed for whoever fills it in?"""
+    job = rendered["grading-job.yaml"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:4] == ["course", "grade", render.ASSIGNMENT_PLACEHOLDER,
+                                        f"/submission/{render.NOTEBOOK_PLACEHOLDER}"]
+    listed = dict(pair.split("=") for pair in
+                  job["metadata"]["annotations"]["course/notebooks"].split(","))
+    assert listed == {a.assignment_id: a.notebook for a in course.config.assignments}
+    assert len(listed) == 2
+
+
 def test_grading_pods_have_no_egress(rendered):
     policy = rendered["networkpolicy.yaml"]
     job_labels = rendered["grading-job.yaml"]["spec"]["template"]["metadata"]["labels"]
