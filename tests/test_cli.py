@@ -76,3 +76,16 @@ def test_concurrency_cannot_exceed_the_sandbox_slots(tmp_path, capsys):
                      "--concurrency", str(slots + 1)]) == 2
     err = capsys.readouterr().err
     assert f"more than the {slots} sandbox slots" in err and "course sandbox setup" in err
+
+
+def test_the_readme_table_names_every_subcommand():
+    """Does the README's command table name every `course` subcommand an instructor can type
+    (`course hub release` included)?"""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `course "))
+    missing = [" ".join(path) for path, _ in _leaves(cli.build_parser())
+               if f"course {' '.join(path)}" not in table
+               and not (len(path) == 2 and f"course {path[0]} " in table and f"/ `{path[1]}`" in table)]
+    assert not missing, f"not in README's command table: {missing}"

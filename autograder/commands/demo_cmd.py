@@ -1,8 +1,10 @@
 """``course demo``: the whole loop on the embedded defaults, one subcommand after another.
 
 Build and verify the dataset, check the release, set up the sandbox, calibrate the
-answer key (once), grade the reference solution and a few sample submissions, and
-print the gradebook and where the feedback pages are. Each step is the same
+answer key (once), grade the reference solution and a few sample submissions of the first
+assignment, the reference and an unanswered notebook of every other one (all into the
+demo's own gradebook), start the local hub and hand every assignment out on it, and
+print where the feedback pages are. Each step is the same
 subcommand an instructor would type, so the demo doubles as a walkthrough.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 from collections.abc import Callable
 
 from autograder.commands.ui import console
@@ -34,6 +37,28 @@ def _step(title: str, argv: list[str], *, course_main: Callable[[list[str]], int
     code = course_main(argv)
     if code:
         raise SystemExit(code)
+
+
+def _grade_other(assignment, *, step: Callable[..., None], course, profile: str, gradebook) -> None:
+    """Any further assignment: calibrate its key when stale, then grade its reference solution
+    and the untouched release notebook (a student who answered nothing) into the same gradebook."""
+    from autograder.course.samples import write_samples
+    from autograder.grading.pipeline import make_context
+
+    aid = assignment.assignment_id
+    ctx = make_context(course, aid, profile_name=profile, out_dir=course.autograded_dir, need_key=False)
+    weights = ["--weights-mode", ctx.weights_mode] if assignment.uses_backbone else []
+    if not ctx.key_is_current():
+        step(f"7. calibrate {aid}'s answer key", ["calibrate", aid, "--profile", profile, *weights])
+    submissions = course.demo_dir / "submissions" / aid
+    shutil.rmtree(submissions, ignore_errors=True)  # only what this run wrote is graded
+    write_samples(course.source_dir(aid) / assignment.notebook, submissions, names=["reference"])
+    unanswered = submissions / "unanswered" / assignment.notebook
+    unanswered.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(course.release_dir(aid) / assignment.notebook, unanswered)
+    step(f"7. grade {aid}: the reference solution and an unanswered notebook",
+         ["grade", aid, str(submissions), "--out", str(course.autograded_dir / "demo" / aid),
+          "--gradebook", str(gradebook), "--profile", profile, *weights, "--force"])
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -77,19 +102,24 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         console.rule(f"[bold]5. answer key[/]  [dim]{ctx.key_file} (current; "
                      f"`course calibrate` redoes it)[/]")
-    submissions = course.demo_dir / "submissions"
+    submissions = course.demo_dir / "submissions" / aid  # one folder of students per assignment
+    shutil.rmtree(submissions, ignore_errors=True)
     write_samples(course.source_dir(aid) / assignment.notebook, submissions, names=DEMO_SAMPLES)
     broken = submissions / "broken_file" / assignment.notebook
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_text(BROKEN_NOTEBOOK)
-    out = course.autograded_dir / "demo"
+    out = course.autograded_dir / "demo" / aid
     gradebook = course.demo_dir / GRADEBOOK_FILE  # not the course's
     step("6. grade the reference solution and sample submissions",
           ["grade", aid, str(submissions), "--out", str(out), "--gradebook", str(gradebook),
            "--profile", profile, "--weights-mode", mode,
            "--force"])  # a demo always shows a fresh grading
+    for other in course.config.assignments[1:]:
+        _grade_other(other, step=step, course=course, profile=profile, gradebook=gradebook)
     if not args.no_hub and os.geteuid() == 0:
-        step("7. start the local JupyterHub", ["hub", "up"])
-    console.print(f"\nFeedback pages: {out}/<student>/feedback.html; "
-                  f"grades: {out}/grades.csv; the demo's own gradebook: {gradebook}")
+        step("8. start the local JupyterHub", ["hub", "up"])
+        for a in course.config.assignments:  # what a student who logs in can fetch
+            step(f"9. hand out {a.assignment_id} on the hub", ["hub", "release", a.assignment_id])
+    console.print(f"\nFeedback pages: {course.autograded_dir / 'demo'}/<assignment>/<student>/feedback.html; "
+                  f"grades.csv next to them; the demo's own gradebook (every assignment): {gradebook}")
     return 0

@@ -41,7 +41,6 @@ def run_gradescope(args: argparse.Namespace) -> int:
                   weights_file=ctx.weights_file if ctx.weights_mode == "imagenet" else None,
                   out=out)
     out.chmod(0o600)  # hidden split and answer key inside
-    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {profile} profile, "
-                  f"{ctx.weights_mode} weights). It holds the hidden split and the answer key: "
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {ctx.setting()}). It holds the hidden split and the answer key: "
                   "upload it to Gradescope only.")
     return 0

@@ -104,8 +104,7 @@ def failed_exit_status(failed: int) -> int:
 def show_batch(outcome, ctx) -> None:
     import json
 
-    table = Table(title=f"{ctx.assignment.assignment_id}: gradebook ({ctx.profile_name} profile, "
-                        f"{ctx.weights_mode} weights)")
+    table = Table(title=f"{ctx.assignment.assignment_id}: gradebook ({ctx.setting()})")
     for col in ("student", "score", "kernel", "feedback"):
         table.add_column(col)
     from autograder.grading.score import printable

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from autograder.course.settings import Assignment, Profile
+from autograder.course.settings import TRAININGS, Assignment, Profile
 
 if TYPE_CHECKING:
     from autograder.course.config import Course
@@ -81,9 +81,6 @@ def _check_assignment(out: _Problems, course: Course, where: str, a: Assignment,
     _check_materials(out, where, a)
 
 
-TRAININGS = tuple(f.name.removesuffix("_epochs") for f in fields(Profile)
-                  if f.name.endswith("_epochs"))
-"""The trainings a profile sets epochs for (``cnn``, ``head``, ``finetune``)."""
 ACCURACY_INPUTS = {"images": "uses_images", "embeddings": "uses_backbone"}
 """What a model may be fed on the hidden split, and the switch that input needs."""
 
@@ -167,7 +164,7 @@ def check_limits(course: Course) -> list[str]:
     return out
 
 
-PROFILE_FIELDS = ("image_size_px", "cnn_epochs", "head_epochs", "finetune_epochs")
+PROFILE_FIELDS = tuple(f.name for f in fields(Profile))
 """The :class:`~autograder.course.settings.Profile` fields that must be positive numbers."""
 
 

@@ -7,7 +7,7 @@ lives in :mod:`autograder.course.config`. Units are part of the field names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class Profile:
     """Epochs for the dense head on ResNet50 embeddings."""
     finetune_epochs: int
     """Epochs for fine-tuning the last layers of ResNet50."""
+
+
+TRAININGS = tuple(f.name.removesuffix("_epochs") for f in fields(Profile) if f.name.endswith("_epochs"))
+"""The trainings a profile sets epochs for (``cnn``, ``head``, ``finetune``): what an
+assignment's ``trainings`` and a rubric's ``profile_dependent(epochs=...)`` may name."""
 
 
 @dataclass(frozen=True)

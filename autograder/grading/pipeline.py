@@ -50,6 +50,12 @@ class GradeJob:
     name a student, no notebook); it then gets a zero with this reason, like any other."""
 
 
+def describe_setting(profile_name: str, weights_mode: str) -> str:
+    """``<profile> profile, <mode> weights``, or ``..., no pretrained weights`` (:data:`NO_WEIGHTS`)."""
+    weights = "no pretrained weights" if weights_mode == NO_WEIGHTS else f"{weights_mode} weights"
+    return f"{profile_name} profile, {weights}"
+
+
 @dataclass(frozen=True)
 class GradingContext:
     """What every job of a batch shares (resolved once, before the batch)."""
@@ -83,6 +89,11 @@ class GradingContext:
         return ExecutionSpec.from_course(self.course, self.assignment, profile=self.profile_name,
                                          weights_mode=self.weights_mode,
                                          weights_file=self.weights_file)
+
+    def setting(self) -> str:
+        """How a table or message names this batch's setting, e.g. ``reduced profile, stand-in
+        weights``; an assignment without a backbone has no weights to name."""
+        return describe_setting(self.profile_name, self.weights_mode)
 
     def epochs(self) -> dict[str, int]:
         """Epochs of the trainings this assignment's notebook runs (``Assignment.trainings``),
@@ -351,7 +362,7 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
             "profile, margin, dataset or weights changed since it was calibrated)"
         weights = f" --weights-mode {mode}" if assignment.uses_backbone else ""
         raise ConfigError(
-            f"{what} for {assignment_id} ({profile_name} profile, {mode} weights) at {key}",
+            f"{what} for {assignment_id} ({describe_setting(profile_name, mode)}) at {key}",
             hint=f"run `course calibrate {assignment_id} --profile {profile_name}{weights}` first",
         )
     return ctx

@@ -27,13 +27,12 @@ A marker with a value that is not one of these is a rubric error: nothing is run
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from autograder.course.settings import Profile
+from autograder.course.settings import TRAININGS
 from autograder.errors import GradingError
 from autograder.grading import messages
 from autograder.grading.evidence import (
@@ -53,9 +52,6 @@ _rubric_errors: list[dict[str, Any]] = []
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 """Gradescope's values for a test's ``visibility``."""
-EPOCHS = tuple(f.name.removesuffix("_epochs") for f in fields(Profile)
-               if f.name.endswith("_epochs"))
-"""The trainings a profile sets epochs for (``cnn``, ``head``, ``finetune``)."""
 
 
 @pytest.fixture(scope="session")
@@ -174,7 +170,7 @@ def pytest_configure(config: pytest.Config) -> None:
         + ", ".join(VISIBILITIES) + " (default visible)")
     config.addinivalue_line(
         "markers", "profile_dependent(epochs, pass_mark=False): the result depends on the "
-        "profile's image size and the epochs of this training (" + ", ".join(EPOCHS) + "); "
+        "profile's image size and the epochs of this training (" + ", ".join(TRAININGS) + "); "
         "pass_mark=True when its pass mark was calibrated for the profile")
 
 
@@ -198,12 +194,12 @@ def declared(item: pytest.Item) -> dict[str, Any]:
     if mark is not None:
         epochs = mark.kwargs.get("epochs", mark.args[0] if mark.args else None)
         pass_mark = mark.kwargs.get("pass_mark", False)
-        if epochs not in EPOCHS or not isinstance(pass_mark, bool) or len(mark.args) > 1 \
+        if epochs not in TRAININGS or not isinstance(pass_mark, bool) or len(mark.args) > 1 \
                 or set(mark.kwargs) - {"epochs", "pass_mark"}:
             raise GradingError(f"rubric test {where}: bad profile_dependent marker "
                                f"(args {mark.args!r}, keywords {mark.kwargs!r})",
                                hint="write @pytest.mark.profile_dependent(epochs=..., "
-                               "pass_mark=True|False) with epochs one of: " + ", ".join(EPOCHS))
+                               "pass_mark=True|False) with epochs one of: " + ", ".join(TRAININGS))
         out["profile_dependent"] = {"epochs": epochs, "pass_mark": pass_mark}
     return out
 

@@ -1,5 +1,5 @@
 """After `course demo --no-hub` as root, is every secret under the course root closed to other
-users, and the release still open to them?
+users, the release still open to them, and every assignment graded?
 
 The demo is the one command that writes every kind of secret the kit has: the answer key
 (calibrate), the trusted embeddings of the grading split, the reference solution and sample
@@ -74,6 +74,7 @@ def demo_root():
     done = subprocess.run([sys.prefix + "/bin/course", "demo", "--no-hub", "--profile", "reduced"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    (base / "demo.log").write_text(done.stdout + done.stderr)  # what the instructor saw
     yield root
     shutil.rmtree(base, ignore_errors=True)
 
@@ -108,3 +109,35 @@ def test_the_release_stays_readable_after_the_demo(demo_root: Path) -> None:
     closed = [str(p.relative_to(demo_root)) for p in files
               if not other_can_reach(p, root=demo_root)]
     assert not closed, closed[:20]
+
+
+def test_the_demo_grades_every_assignment_into_its_own_gradebook(demo_root: Path) -> None:
+    """Does the demo grade each assignment of the course (not only the first) into the demo's
+    gradebook, with the gradebook agreeing with each results.json, and the reference solution
+    of a weights-free assignment at full points?"""
+    import json
+
+    from nbgrader.api import Gradebook
+
+    course = load_course(demo_root)
+    with Gradebook(f"sqlite:///{course.demo_dir / 'gradebook.db'}") as gb:
+        graded = {a.name: {s.student.id: s.score for s in a.submissions} for a in gb.assignments}
+    assert set(graded) == {a.assignment_id for a in course.config.assignments}
+    for a in course.config.assignments:
+        out = course.autograded_dir / "demo" / a.assignment_id
+        results = {p.parent.name: json.loads(p.read_text())["score"] for p in out.glob("*/results.json")}
+        assert results and graded[a.assignment_id] == pytest.approx(results), a.assignment_id
+        if not a.uses_backbone:  # nothing depends on the stand-in weights: the reference is exact
+            assert results["reference"] == sum(a.points.values()) and results["unanswered"] == 0
+    # the demo's students never reach the course's real gradebook
+    if course.gradebook_file.exists():
+        with Gradebook(f"sqlite:///{course.gradebook_file}") as gb:
+            assert not gb.students, [s.id for s in gb.students]
+
+
+def test_the_demo_console_shows_no_library_warnings(demo_root: Path) -> None:
+    """Does the demo's console stay free of library warnings (nbgrader's SQLAlchemy ones,
+    TensorFlow's start-up chatter)?"""
+    seen = (demo_root.parent / "demo.log").read_text()
+    assert "SAWarning" not in seen and "Warning:" not in seen, \
+        [line for line in seen.splitlines() if "Warning" in line][:5]

@@ -1,5 +1,6 @@
 """`course export gradescope`: the package's own `run_autograder`, run on a folder laid out as
-Gradescope's `/autograder`, grades a submission exactly as `course grade` does."""
+Gradescope's `/autograder`, grades a submission exactly as `course grade` does, for an
+assignment with the ResNet50 backbone and for one without any weights."""
 
 from __future__ import annotations
 
@@ -26,6 +27,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
               pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")]
 
 
+def _unpack(package: Path, ag: Path) -> Path:
+    """Lay ``ag`` out as Gradescope's /autograder, the zip unpacked in source/ (modes as
+    setup.sh would leave them)."""
+    (ag / "source").mkdir(parents=True)
+    (ag / "submission").mkdir()
+    with zipfile.ZipFile(package) as zf:
+        zf.extractall(ag / "source")
+    for path in (ag / "source").rglob("*"):  # zipfile drops modes; run_autograder needs +x
+        path.chmod(0o755 if path.is_dir() or path.name in ("run_autograder", "setup.sh") else 0o644)
+    return ag
+
+
+def _export(world: dict, assignment: str, out: Path, *weights: str) -> None:
+    done = subprocess.run([sys.prefix + "/bin/course", "export", "gradescope", assignment,
+                           "--profile", "reduced", *weights, "--out", str(out)], cwd=world["root"],
+                          env=world["env"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def exported():
     """A course root with a current reduced/stand-in key, its Gradescope zip, and a folder
@@ -37,18 +57,8 @@ def exported():
     base.chmod(0o755)
     world = service_course(base, written_by="tests/grading/test_gradescope.py")
     package = base / "cnn_transfer-gradescope.zip"
-    done = subprocess.run([sys.prefix + "/bin/course", "export", "gradescope", ASSIGNMENT,
-                           "--profile", "reduced", "--weights-mode", "stand-in", "--out",
-                           str(package)], cwd=world["root"], env=world["env"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    ag = base / "autograder"
-    (ag / "source").mkdir(parents=True)
-    (ag / "submission").mkdir()
-    with zipfile.ZipFile(package) as zf:
-        zf.extractall(ag / "source")
-    for path in (ag / "source").rglob("*"):  # zipfile drops modes; run_autograder needs +x
-        path.chmod(0o755 if path.is_dir() or path.name in ("run_autograder", "setup.sh") else 0o644)
+    _export(world, ASSIGNMENT, package, "--weights-mode", "stand-in")
+    ag = _unpack(package, base / "autograder")
     weights = grader_weights(world["course"], mode="stand-in")[1]
     (ag / "source" / "course" / "weights").mkdir(exist_ok=True)
     (ag / "source" / "course" / "weights" / weights.name).write_bytes(weights.read_bytes())
@@ -56,12 +66,12 @@ def exported():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def run_autograder(ag: Path, notebook: Path | None) -> dict:
+def run_autograder(ag: Path, notebook: Path | None, *, name: str = NOTEBOOK) -> dict:
     shutil.rmtree(ag / "results", ignore_errors=True)
     for old in (ag / "submission").iterdir():
         old.unlink()
     if notebook is not None:
-        shutil.copy(notebook, ag / "submission" / NOTEBOOK)
+        shutil.copy(notebook, ag / "submission" / name)
     (ag / "submission_metadata.json").write_text(json.dumps(
         {"users": [{"email": "ann@example.org", "name": "Ann", "sid": "s-123"}]}))
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AUTOGRADER_ROOT": str(ag),
@@ -149,3 +159,41 @@ def test_a_submission_without_the_notebook_still_gets_a_result(exported):
     """Does an upload without the notebook give Gradescope a zero that names the file?"""
     result = run_autograder(exported["ag"], None)
     assert result["score"] == 0.0 and NOTEBOOK in result["output"]
+
+
+def test_a_weights_free_assignment_grades_on_gradescope_as_with_course_grade(exported):
+    """Does the package of an assignment without a backbone (no weights, no images) grade a
+    submission with one wrong answer exactly as `course grade` does, and that answer only?"""
+    import nbformat
+
+    from autograder.course.samples import reference_submission
+
+    aid = "param_counting"
+    a = exported["course"].config.assignment(aid)
+    done = subprocess.run([sys.prefix + "/bin/course", "calibrate", aid, "--profile", "reduced", "--seeds", "1"],
+                          cwd=exported["root"], env=exported["env"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    package = exported["base"] / f"{aid}-gradescope.zip"
+    _export(exported, aid, package)
+    ag = _unpack(package, exported["base"] / f"autograder-{aid}")
+    nb = reference_submission(REPO / "source" / aid / a.notebook)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "a_dense_conv_params"]
+    right = next(line for line in cell.source.splitlines() if line.startswith("dense_params ="))
+    cell.source = cell.source.replace(right, right + " + 1")  # one parameter too many
+    notebook = exported["base"] / "pc-sample" / a.notebook
+    notebook.parent.mkdir(mode=0o755)
+    nbformat.write(nb, notebook)
+    notebook.chmod(0o644)
+    theirs = run_autograder(ag, notebook, name=a.notebook)
+    out = exported["base"] / "graded-pc"
+    done = subprocess.run([sys.prefix + "/bin/course", "grade", aid, str(notebook), "--student", "s-123",
+                           "--out", str(out), "--profile", "reduced"], cwd=exported["root"],
+                          env=exported["env"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    ours = json.loads((out / "s-123" / "results.json").read_text())
+    assert [(t["name"], t["score"], t["max_score"]) for t in theirs["tests"]] == \
+        [(t["name"], t["score"], t["max_score"]) for t in ours["tests"]]
+    lost = {t["name"] for t in theirs["tests"] if t["score"] < t["max_score"]}
+    assert lost == {"q1_dense_conv_params"}
+    assert theirs["score"] == sum(a.points.values()) - a.points["q1_dense_conv_params"]
+    assert theirs["extra_data"]["sandboxed"] is True

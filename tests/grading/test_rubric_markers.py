@@ -51,13 +51,13 @@ def test_accuracy_and_training_checks_declare_their_dependence_on_the_profile():
     """Does every check whose verdict depends on the profile's epochs (it reads
     ``inputs.epochs``) or on a pass mark calibrated per profile (the hidden-split accuracy
     checks) say so, naming a training the profiles set epochs for, and no other check?"""
-    from autograder.grading.rubric_plugin import EPOCHS
+    from autograder.course.settings import TRAININGS
 
     for name, t in rubric_tests(ASSIGNMENT).items():
         on_hidden_split = bool(HIDDEN_SPLIT & t.params)
         if t.reads_epochs or on_hidden_split:
             args, kwargs = t.marks["profile_dependent"]
-            assert args == () and kwargs["epochs"] in EPOCHS, name
+            assert args == () and kwargs["epochs"] in TRAININGS, name
             assert kwargs.get("pass_mark", False) == on_hidden_split, name
         else:
             assert "profile_dependent" not in t.marks, name

@@ -1,4 +1,5 @@
-"""The session's local hub: up once for every hub test (reduced profile, stand-in weights), down at the end."""
+"""The session's local hub: up once for every hub test (reduced profile, stand-in weights), every
+assignment released to the exchange, down at the end."""
 
 from __future__ import annotations
 
@@ -48,18 +49,21 @@ def _course(*args: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
                           timeout=timeout_s, env={**os.environ, **TEST_ENV, "COURSE_ROOT": str(REPO)})
 
 
-def ensure_answer_key(course: Course) -> None:
-    """Grading needs a calibrated key for (reduced, stand-in); calibrate once (one seed) if missing."""
-    assignment = course.config.assignments[0]
+def ensure_answer_keys(course: Course) -> None:
+    """Grading needs a calibrated key per assignment for (reduced, stand-in), or (reduced, none)
+    for one without a backbone; calibrate once (one seed) where missing."""
     from autograder.grading.answer_key import key_path
+    from autograder.grading.pipeline import NO_WEIGHTS
 
-    key = key_path(course.root, course.config.grading.answer_key_dir, assignment.assignment_id,
-                   TEST_ENV["COURSE_PROFILE"], TEST_ENV["COURSE_WEIGHTS_MODE"])
-    if key.is_file():
-        return
-    done = _course("calibrate", assignment.assignment_id, "--profile", "reduced",
-                   "--weights-mode", "stand-in", "--seeds", "1")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for assignment in course.config.assignments:
+        mode = TEST_ENV["COURSE_WEIGHTS_MODE"] if assignment.uses_backbone else NO_WEIGHTS
+        key = key_path(course.root, course.config.grading.answer_key_dir, assignment.assignment_id,
+                       TEST_ENV["COURSE_PROFILE"], mode)
+        if key.is_file():
+            continue
+        weights = ["--weights-mode", mode] if assignment.uses_backbone else []
+        done = _course("calibrate", assignment.assignment_id, "--profile", "reduced", *weights, "--seeds", "1")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def _forget_earlier_runs(course: Course) -> None:
@@ -76,7 +80,7 @@ def _forget_earlier_runs(course: Course) -> None:
         if account is None:
             continue
         home = account.home
-        for leftover in (home / course.config.assignments[0].assignment_id,
+        for leftover in (*(home / a.assignment_id for a in course.config.assignments),
                          home / ".local/share/jupyter/nbgrader_cache", home / ".jupyter/lab/workspaces"):
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -87,13 +91,14 @@ def hub() -> Iterator[RunningHub]:
     if missing:
         pytest.skip("cannot run a local hub here: needs " + ", ".join(missing))
     course = load_course(REPO)
-    ensure_answer_key(course)
+    ensure_answer_keys(course)
     _course("hub", "down")
     _forget_earlier_runs(course)
     up = _course("hub", "up", timeout_s=120)
     assert up.returncode == 0, up.stdout + up.stderr
-    release = _course("hub", "release", course.config.assignments[0].assignment_id, timeout_s=300)
-    assert release.returncode == 0, release.stdout + release.stderr
+    for assignment in course.config.assignments:  # every assignment is handed out
+        release = _course("hub", "release", assignment.assignment_id, timeout_s=300)
+        assert release.returncode == 0, release.stdout + release.stderr
     h = course.config.hub
     try:
         yield RunningHub(course=course, url=f"http://{h.ip}:{h.port}", password=h.demo_password,

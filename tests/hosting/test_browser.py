@@ -4,8 +4,9 @@ One story, in order (module-scoped state): student1 logs in, fetches the assignm
 Lab's Nbgrader > Assignments panel, answers question 1a, saves and submits; the grading
 service runs the real `course grade` (reduced profile, stand-in weights); student1
 fetches feedback and reads the score; student2 submits too and cannot open student1's
-feedback or status; the instructor sees both submissions and opens formgrader in its own
-tab. Screenshots go to tests/artifacts/.
+feedback or status; student2 also hands in the second assignment, graded against its own
+rubric; the instructor sees every submission, one class view per assignment, and opens
+formgrader in its own tab. Screenshots go to tests/artifacts/.
 
 Every score checked is the grader's own: read from the results.json `course grade` wrote
 for that submission in the service's output folder, and compared exactly with what the
@@ -89,27 +90,29 @@ def _button(page: Any, assignment_id: str, label: str) -> Any:
 
 
 def _fetch_and_submit(page: Any, user: str, assignment_id: str, notebook: str, *, answer: str | None,
-                      artifacts: Path) -> None:
+                      artifacts: Path, answer_cell: str = "print(conv1_params, conv2_params)",
+                      shots: str = "") -> None:
+    """Fetch, optionally replace the code cell holding ``answer_cell`` with ``answer``, save, submit."""
     _open_assignments(page)
     _button(page, assignment_id, "Fetch").click()
     _button(page, assignment_id, "Submit").wait_for()
-    page.screenshot(path=str(artifacts / f"{user}-1-fetched.png"))
+    page.screenshot(path=str(artifacts / f"{user}{shots}-1-fetched.png"))
     if answer is not None:
         page.goto(page.url.split("/lab")[0] + f"/lab/tree/{assignment_id}/{notebook}?reset")
         page.wait_for_selector(".jp-Notebook .jp-Cell")
         page.wait_for_selector("#jp-main-statusbar >> text=/Idle/", timeout=SPAWN_TIMEOUT_MS)
-        cell = page.locator(".jp-CodeCell", has_text="print(conv1_params, conv2_params)").first
+        cell = page.locator(".jp-CodeCell", has_text=answer_cell).first
         cell.scroll_into_view_if_needed()
         cell.locator(".cm-content").click()
         page.keyboard.press("Control+a")
         page.keyboard.insert_text(answer)
         page.keyboard.press("Control+s")
         page.wait_for_selector(".jp-mod-dirty", state="detached")
-        page.screenshot(path=str(artifacts / f"{user}-2-answered.png"))
+        page.screenshot(path=str(artifacts / f"{user}{shots}-2-answered.png"))
         _open_assignments(page)
     _button(page, assignment_id, "Submit").click()
     _button(page, assignment_id, "Fetch Feedback").wait_for()
-    page.screenshot(path=str(artifacts / f"{user}-3-submitted.png"))
+    page.screenshot(path=str(artifacts / f"{user}{shots}-3-submitted.png"))
 
 
 def _jobs(context: Any, hub: Any) -> list[dict[str, Any]]:
@@ -118,10 +121,11 @@ def _jobs(context: Any, hub: Any) -> list[dict[str, Any]]:
     return response.json()["jobs"]
 
 
-def _wait_graded(context: Any, hub: Any, user: str, *, timeout_s: float = GRADE_TIMEOUT_S) -> dict[str, Any]:
+def _wait_graded(context: Any, hub: Any, user: str, assignment_id: str, *,
+                 timeout_s: float = GRADE_TIMEOUT_S) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        jobs = [j for j in _jobs(context, hub) if j["student"] == user]
+        jobs = [j for j in _jobs(context, hub) if j["student"] == user and j["assignment_id"] == assignment_id]
         if jobs and jobs[0]["state"] in ("done", "failed", "rejected"):
             return jobs[0]
         time.sleep(2)
@@ -157,7 +161,7 @@ def test_submission_is_graded_by_the_real_grader(hub, story):
     """Does the service grade it with `course grade`, report exactly the grader's score, and
     give full points for the answered item?"""
     context, _ = story["s1"]
-    job = _wait_graded(context, hub, hub.students[0])
+    job = _wait_graded(context, hub, hub.students[0], hub.course.config.assignments[0].assignment_id)
     story["job"] = job
     assert job["state"] == "done", job
     assert job["feedback_published"] is True
@@ -245,9 +249,46 @@ def test_another_student_cannot_see_the_first_ones_work(hub, browser, story, art
     _fetch_and_submit(page, second, a.assignment_id, a.notebook, answer=None, artifacts=artifacts)
 
 
+def _solution_of(course: Any, assignment: Any, grade_id: str) -> str:
+    """The reference solution's own code for one answer cell (source notebook, markers dropped)."""
+    nb = json.loads((course.source_dir(assignment.assignment_id) / assignment.notebook).read_text())
+    (cell,) = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id]
+    lines = "".join(cell["source"]).splitlines()
+    return "\n".join(line for line in lines if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+
+
+def test_the_second_assignment_is_handed_out_and_graded(hub, story, artifacts):
+    """Does a student see every released assignment, and is a hand-in of the second one graded
+    against its own rubric, with full points for the item answered as the reference does?"""
+    second = hub.course.config.assignments[1]
+    user = hub.students[1]
+    context, page = story["s2"]
+    page.goto(f"{hub.url}/user/{user}/lab?reset")
+    page.wait_for_selector(".jp-LabShell")
+    _open_assignments(page)
+    for a in hub.course.config.assignments:
+        page.wait_for_selector(f".item_name >> text={a.assignment_id}")
+    answer = _solution_of(hub.course, second, "a_dense_conv_params")
+    _fetch_and_submit(page, user, second.assignment_id, second.notebook, answer=answer, artifacts=artifacts,
+                      answer_cell="print(dense_params, conv_params)", shots=f"-{second.assignment_id}")
+    job = _wait_graded(context, hub, user, second.assignment_id)
+    assert job["state"] == "done", job
+    results = _graded_results(hub, job)
+    assert results["extra_data"]["student"] == user
+    items = {t["name"]: t for t in results["tests"]}
+    assert set(items) == set(second.points)  # its own rubric, not the first assignment's
+    points = second.points["q1_dense_conv_params"]
+    answered = items["q1_dense_conv_params"]
+    assert (answered["score"], answered["max_score"], answered["status"]) == (points, points, "passed"), answered
+    assert results["score"] == points  # nothing else was answered
+    assert (job["score"], job["max_score"]) == (results["score"], results["max_score"])
+
+
 def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
     context, page = _login(browser, hub, hub.instructor)
-    _wait_graded(context, hub, hub.students[1])
+    first, second = (a.assignment_id for a in hub.course.config.assignments[:2])
+    _wait_graded(context, hub, hub.students[1], first)
+    _wait_graded(context, hub, hub.students[1], second)
     page.goto(f"{hub.url}{hub.service_path}")
     page.wait_for_selector("h1")
     table = page.inner_text("table")
@@ -255,8 +296,9 @@ def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
     assert page.locator("button", has_text="Re-grade").count() >= 2
     page.screenshot(path=str(artifacts / "instructor-service-view.png"))
     # re-grade student2's submission from the instructor view
-    before = [j for j in _jobs(context, hub) if j["student"] == hub.students[1]][0]
-    page.locator("tr", has_text=hub.students[1]).get_by_role("button", name="Re-grade").click()
+    before = [j for j in _jobs(context, hub) if j["student"] == hub.students[1] and j["assignment_id"] == first][0]
+    page.locator("tr", has_text=hub.students[1]).filter(has_text=first).get_by_role(
+        "button", name="Re-grade").click()
     page.wait_for_selector("h1")
     deadline = time.monotonic() + GRADE_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -266,29 +308,31 @@ def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
         time.sleep(2)
     else:
         raise AssertionError(f"the re-grade did not finish: {again}")
-    # the class view: both students, three plots, and a CSV with the scores the service reports
-    # (in its own tab: the status page reloads itself every few seconds)
-    view = context.new_page()
-    view.goto(f"{hub.url}{hub.service_path}")
-    href = view.get_by_role("link", name=re.compile(
-        f"Class view of {hub.course.config.assignments[0].assignment_id}")).get_attribute("href")
-    view.goto(urllib.parse.urljoin(f"{hub.url}{hub.service_path}", href))
-    view.wait_for_selector("h2 >> text=Pass rate per item")
-    assert view.locator("svg").count() == 3
-    assert "2 student(s)" in view.inner_text("main")
-    view.screenshot(path=str(artifacts / "instructor-class-view.png"), full_page=True)
-    view.close()
-    rows = list(csv.DictReader(io.StringIO(context.request.get(
-        f"{hub.url}{hub.service_path}class.csv").text())))
-    scores = {j["student"]: j["score"] for j in _jobs(context, hub) if j["state"] == "done"}
-    assert {r["student"]: float(r["score"]) for r in rows} == scores
+    # one class view per assignment: its students, three plots, and a CSV with the scores the
+    # service reports (in its own tab: the status page reloads itself every few seconds)
+    done = [j for j in _jobs(context, hub) if j["state"] == "done"]
+    for a in hub.course.config.assignments:
+        graded = {j["student"]: j["score"] for j in done if j["assignment_id"] == a.assignment_id}
+        view = context.new_page()
+        view.goto(f"{hub.url}{hub.service_path}")
+        href = view.get_by_role("link", name=re.compile(f"Class view of {a.assignment_id}")).get_attribute("href")
+        view.goto(urllib.parse.urljoin(f"{hub.url}{hub.service_path}", href))
+        view.wait_for_selector("h2 >> text=Pass rate per item")
+        assert view.locator("svg").count() == 3
+        assert f"{len(graded)} student(s)" in view.inner_text("main")
+        view.screenshot(path=str(artifacts / f"instructor-class-view-{a.assignment_id}.png"), full_page=True)
+        view.close()
+        rows = list(csv.DictReader(io.StringIO(context.request.get(
+            f"{hub.url}{hub.service_path}class.csv?assignment={a.assignment_id}").text())))
+        assert {r["student"]: float(r["score"]) for r in rows} == graded
     student_view = story["s1"][0].request.get(f"{hub.url}{hub.service_path}class")
     assert student_view.status == 403
     # formgrader in its own tab (JupyterHub >= 4.1 forbids it inside Lab's iframe)
     formgrader = context.new_page()
     formgrader.goto(f"{hub.url}/user/{hub.instructor}/formgrader", timeout=SPAWN_TIMEOUT_MS)
     formgrader.wait_for_selector("text=Manage Assignments")
-    formgrader.wait_for_selector(f"td >> text={hub.course.config.assignments[0].assignment_id}")
+    for a in hub.course.config.assignments:
+        formgrader.wait_for_selector(f"td >> text={a.assignment_id}")
     formgrader.screenshot(path=str(artifacts / "instructor-formgrader.png"))
     for key in ("s1", "s2"):
         story[key][0].close()
@@ -297,16 +341,18 @@ def test_instructor_sees_both_submissions(hub, browser, story, artifacts):
 
 def test_the_instructor_can_still_collect_with_nbgrader(hub):
     """Does the hardened exchange still let `nbgrader collect` (formgrader's Collect) read submissions?"""
-    a = hub.course.config.assignments[0]
+    first, second = hub.course.config.assignments[:2]
     account = accounts.lookup_account(hub.instructor)
     course_dir = accounts.instructor_course_dir(hub.course, account)
     env = {"HOME": str(account.home), "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     # As in the instructor's own server: the kit reached first where it sits in a folder the
     # instructor cannot traverse (autograder/reach.py; nothing when it does not).
-    done = subprocess.run([*reach.reach_prefix(reach.kit_paths()),
-                           "setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--init-groups",
-                           "nbgrader", "collect", a.assignment_id, "--update"],
-                          cwd=course_dir, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-1500:]
-    for student in hub.students:
+    for a in (first, second):
+        done = subprocess.run([*reach.reach_prefix(reach.kit_paths()),
+                               "setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--init-groups",
+                               "nbgrader", "collect", a.assignment_id, "--update"],
+                              cwd=course_dir, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-1500:]
+    handed_in = [(s, first) for s in hub.students] + [(hub.students[1], second)]
+    for student, a in handed_in:
         assert (course_dir / "submitted" / student / a.assignment_id / a.notebook).is_file()
