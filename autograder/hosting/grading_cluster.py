@@ -39,8 +39,8 @@ from autograder.hosting.k8s import (
     SCHEDULER_PODS,
     SCHEDULER_PORT,
     STATE_CLAIM,
+    app_labels,
     image_ref,
-    quantity_mib,
 )
 
 API_VERSION = "kubernetes.dask.org/v1"
@@ -121,6 +121,10 @@ def grader_only_paths(c: CourseConfig) -> dict[str, PurePosixPath]:
             "source": PurePosixPath(course.source_root)}
 
 
+def quantity_mib(mb: float) -> str:
+    return f"{int(round(mb))}Mi"
+
+
 def _course_in_image(c: CourseConfig) -> Course:
     return Course(root=Path(COURSE_ROOT_IN_IMAGE), config=c)
 
@@ -128,7 +132,7 @@ def _course_in_image(c: CourseConfig) -> Course:
 def _worker_group(c: CourseConfig, *, gpu: bool) -> dict[str, Any]:
     return {
         "replicas": c.hub.gpu_grading_workers if gpu else c.hub.cpu_grading_workers,
-        "metadata": {"labels": {**APP_LABELS, "app.kubernetes.io/component": "grading-worker"}},
+        "metadata": {"labels": app_labels("grading-worker")},
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
@@ -204,7 +208,7 @@ def _scheduler(c: CourseConfig) -> dict[str, Any]:
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return {
-        "metadata": {"labels": {**APP_LABELS, "app.kubernetes.io/component": "grading-scheduler"}},
+        "metadata": {"labels": app_labels("grading-scheduler")},
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,

@@ -32,7 +32,14 @@ DATA_MOUNT = "/srv/course/data"
 """Where user pods find the student splits (``COURSE_DATA_DIR``)."""
 
 APP_LABELS = {"app.kubernetes.io/name": "course-autograder"}
-SERVICE_LABELS = {**APP_LABELS, "app.kubernetes.io/component": "grading-service"}
+
+
+def app_labels(component: str) -> dict[str, str]:
+    """The kit's labels of one kind of pod (``grading-worker``, ``grading-service``, ...)."""
+    return {**APP_LABELS, "app.kubernetes.io/component": component}
+
+
+SERVICE_LABELS = app_labels("grading-service")
 """Labels the grading service's pods must carry: the scheduler accepts them (hub/README.md)."""
 
 CLUSTER_NAME = "course-grading"
@@ -62,8 +69,3 @@ def pod_selector(component: str) -> dict[str, str]:
 SCHEDULER_PODS = pod_selector("scheduler")
 WORKER_PODS = pod_selector("worker")
 """Every worker of the cluster, of any worker group (the operator labels them all so)."""
-
-
-def quantity_mib(mb: float) -> str:
-    return f"{int(round(mb))}Mi"
-
