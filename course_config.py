@@ -104,5 +104,14 @@ COURSE = CourseConfig(
     },
     default_profile="full",
     grading=GradingSettings(concurrency=2, executor="local", seed=1234),
-    hub=HubSettings(port=18_000, instructor="instructor", students=("student1", "student2")),
+    hub=HubSettings(
+        port=18_000,
+        instructor="instructor",
+        students=("student1", "student2"),
+        # Production (hub/README.md): the image you built from ./Dockerfile and pushed.
+        image_name="registry.example.org/course/notebook",
+        image_tag="0.1.0",
+        cpu_grading_workers=2,
+        gpu_grading_workers=1,
+    ),
 )

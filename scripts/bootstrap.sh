@@ -35,7 +35,7 @@ if [[ ! -f $stamp ]]; then
         /usr/bin/python3 -m venv "$VENV"
     fi
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e '.[hub,dev]'
+    "$VENV/bin/pip" install -q -e '.[cpu,hub,dev]'
     if [[ -f package.json ]]; then
         npm ci --silent --no-audit --no-fund 2>/dev/null || npm install --silent --no-audit --no-fund
     fi

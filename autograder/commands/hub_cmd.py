@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     release = verbs.add_parser("release", help="publish release/<id>/ to the exchange as the instructor")
     release.add_argument("assignment", help="assignment id from course_config.py")
     release.set_defaults(func=run_release)
-    render = verbs.add_parser("render", help="write Zero to JupyterHub values and the grading Job")
+    render = verbs.add_parser("render", help="write Zero to JupyterHub values, the grading cluster "
+                              "and its network policies")
     render.add_argument("--out", type=Path, default=None, help="output folder (default: hub/)")
     render.add_argument("--check", action="store_true", help="fail if the files in --out are stale")
     render.set_defaults(func=run_render)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from autograder.course.settings import TRAININGS, Assignment, Profile
+from autograder.course.settings import TRAININGS, Assignment, HubSettings, Profile
 
 if TYPE_CHECKING:
     from autograder.course.config import Course
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _UNIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_NAME = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_IMAGE_PART}(?:/{_IMAGE_PART})*$")
+"""An image reference without tag or digest (the Docker/OCI grammar): ``[host[:port]/]path``."""
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class _Problems(list):
@@ -215,7 +219,36 @@ def check_hub(course: Course) -> list[str]:
         out.bad("hub.students", "a user is listed twice", "give each user one entry")
     if len(h.demo_password) < 8:
         out.bad("hub.demo_password", "is shorter than 8 characters", "JupyterHub requires 8 or more")
+    _check_image(out, h)
+    _check_grading_workers(out, h)
     return out
+
+
+def _check_image(out: _Problems, h: HubSettings) -> None:
+    """The production image (``course hub render`` writes it into every manifest)."""
+    name, tag = h.image_name, h.image_tag
+    if not isinstance(name, str) or not _IMAGE_NAME.match(name):
+        last = name.rsplit("/", 1)[-1] if isinstance(name, str) else ""
+        fix = ("put the tag in hub.image_tag, not in the name" if ":" in last or "@" in last
+               else "use <registry>/<path> in lower case, e.g. ghcr.io/my-course/notebook")
+        out.bad("hub.image_name", f"{name!r} is not an image name", fix)
+    if not isinstance(tag, str) or not _IMAGE_TAG.match(tag):
+        out.bad("hub.image_tag", f"{tag!r} is not an image tag",
+                "use the tag you pushed: letters, digits, '.', '_' and '-'")
+    elif tag == "latest":
+        out.bad("hub.image_tag", "'latest' names no particular build",
+                "tag each build (e.g. 2025.1) and name that tag here")
+
+
+def _check_grading_workers(out: _Problems, h: HubSettings) -> None:
+    counts = {"hub.cpu_grading_workers": h.cpu_grading_workers,
+              "hub.gpu_grading_workers": h.gpu_grading_workers}
+    for name, count in counts.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            out.bad(name, f"{count!r} is not a whole number of workers", "use 0 or more")
+    if all(isinstance(n, int) and n == 0 for n in counts.values()):
+        out.bad("hub.cpu_grading_workers", "the grading cluster has no worker",
+                "give hub.cpu_grading_workers or hub.gpu_grading_workers at least 1")
 
 
 SECTION_CHECKS: dict[str, Callable[[Course], list[str]]] = {

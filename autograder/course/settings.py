@@ -173,7 +173,8 @@ class GradingSettings:
 
 @dataclass(frozen=True)
 class HubSettings:
-    """The local JupyterHub used for demos and end-to-end tests."""
+    """The local JupyterHub used for demos and end-to-end tests, and what ``course hub render``
+    writes for production (Zero to JupyterHub, the grading cluster: ``hub/README.md``)."""
 
     ip: str = "127.0.0.1"
     port: int = 18_000
@@ -195,6 +196,15 @@ class HubSettings:
     cpu_profile_cpu_limit: float = 2.0
     cpu_profile_mem_limit_gb: float = 8.0
     cull_idle_s: int = 3600
+    image_name: str = "registry.example.org/course/notebook"
+    """Production: the image built from this repository's ``Dockerfile`` and pushed, without its
+    tag (``<registry>/<path>``); students' servers and the grading cluster both run it."""
+    image_tag: str = "0.1.0"
+    """Production: the tag of ``image_name`` you pushed (a version, never ``latest``)."""
+    cpu_grading_workers: int = 2
+    """Production: Dask workers without a GPU in the grading cluster (one submission each at a time)."""
+    gpu_grading_workers: int = 1
+    """Production: Dask workers with ``gpu_limit`` GPUs each; they advertise the Dask resource ``GPU``."""
 
 
 @dataclass(frozen=True)

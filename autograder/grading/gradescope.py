@@ -55,7 +55,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
     python3 python3-venv python3-dev bubblewrap util-linux build-essential
 python3 -m venv "$KIT/.venv"
 "$KIT/.venv/bin/pip" install -q --upgrade pip
-"$KIT/.venv/bin/pip" install -q -e "$KIT"
+"$KIT/.venv/bin/pip" install -q -e "$KIT[cpu]"
 cd "$KIT"
 COURSE_ROOT="$KIT" "$KIT/.venv/bin/course" sandbox setup
 # Stand-in weights are generated (seeded, so the key still fits) here, once, not on the

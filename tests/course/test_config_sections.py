@@ -50,6 +50,11 @@ BAD_SECTION_VALUES = [
     ("hub", "service_port", "8080"),
     ("hub", "students", ("Student One",)),
     ("hub", "demo_password", "short"),
+    ("hub", "image_name", "Registry.Example.org/Course/Notebook"),
+    ("hub", "image_tag", "not a tag"),
+    ("hub", "image_tag", "latest"),
+    ("hub", "cpu_grading_workers", -1),
+    ("hub", "gpu_grading_workers", 1.5),
 ]
 
 
@@ -131,3 +136,23 @@ def test_problems_come_in_section_order():
     heads = [p.split(":")[0].split(".")[0].split("[")[0] for p in check_config(bad)]
     order = [name if name != "profiles" else "default_profile" for name in SECTION_CHECKS]
     assert heads == order
+
+
+@pytest.mark.parametrize(("name", "fix"), [
+    ("ghcr.io/course/notebook:1.0", "put the tag in hub.image_tag, not in the name"),
+    ("Course Notebook", "use <registry>/<path> in lower case, e.g. ghcr.io/my-course/notebook"),
+])
+def test_a_bad_image_name_says_which_field_and_how_to_fix_it(name, fix):
+    """Is the production image checked where the instructor sets it, with the fix spelt out?"""
+    course = load_course(ROOT)
+    problems = check_config(_course(hub=replace(course.config.hub, image_name=name)),
+                            sections=("hub",))
+    assert problems == [f"hub.image_name: {name!r} is not an image name — {fix}"]
+
+
+def test_a_grading_cluster_needs_a_worker():
+    course = load_course(ROOT)
+    hub = replace(course.config.hub, cpu_grading_workers=0, gpu_grading_workers=0)
+    assert check_config(_course(hub=hub), sections=("hub",)) == [
+        "hub.cpu_grading_workers: the grading cluster has no worker — give "
+        "hub.cpu_grading_workers or hub.gpu_grading_workers at least 1"]

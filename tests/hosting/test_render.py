@@ -1,4 +1,5 @@
-"""`course hub render`: production values, grading Job and network policy."""
+"""`course hub render`: the Zero to JupyterHub values, and the rendered files as a whole (fresh,
+`--check`). The grading cluster and its network policies: test_render_cluster.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 
 from autograder.cli import main
 from autograder.course.config import load_course
-from autograder.hosting import render
+from autograder.hosting import k8s, render
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = ROOT / "hub"
@@ -25,9 +26,11 @@ def course():
 
 @pytest.fixture(scope="module")
 def rendered(course, tmp_path_factory) -> dict[str, Any]:
+    """File name -> its one document (values.yaml) or its list of documents."""
     out = tmp_path_factory.mktemp("hub")
     render.write_all(course, out)
-    return {p.name: yaml.safe_load(p.read_text()) for p in out.glob("*.yaml")}
+    docs = {p.name: list(yaml.safe_load_all(p.read_text())) for p in out.glob("*.yaml")}
+    return {name: d[0] if len(d) == 1 else d for name, d in docs.items()}
 
 
 def _merged(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -76,52 +79,16 @@ def test_culler_data_weights_and_exchange(rendered, course):
     storage = values["singleuser"]["storage"]
     mounts = {m["mountPath"]: m for m in storage["extraVolumeMounts"]}
     assert mounts[course.config.weights.cache_dir]["readOnly"] is True
-    assert mounts[render.DATA_MOUNT]["readOnly"] is True
+    assert mounts[k8s.DATA_MOUNT]["readOnly"] is True
     assert course.config.hub.exchange_dir in mounts
     volumes = {v["name"]: v for v in storage["extraVolumes"]}
-    assert volumes[render.DATA_CLAIM]["persistentVolumeClaim"]["readOnly"] is True
+    assert volumes[k8s.DATA_CLAIM]["persistentVolumeClaim"]["readOnly"] is True
 
 
-def test_grading_job_is_locked_down(rendered, course):
-    job = rendered["grading-job.yaml"]
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    sc = container["securityContext"]
-    assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
-    assert sc["readOnlyRootFilesystem"] is True
-    assert sc["allowPrivilegeEscalation"] is False
-    assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    limits = container["resources"]["limits"]
-    assert limits["memory"] == f"{course.config.limits.memory_mb}Mi"
-    assert limits["cpu"] == f"{course.config.hub.cpu_limit:g}"
-    assert limits["nvidia.com/gpu"] == str(course.config.hub.gpu_limit)
-    assert job["spec"]["activeDeadlineSeconds"] >= course.config.limits.notebook_budget_s
-    assert all(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"] not in ("/out", "/tmp"))
-
-
-def test_the_grading_job_grades_any_assignment_of_the_course(rendered, course):
-    """Is the assignment a per-submission placeholder (not the course's first), with every
-    assignment's notebook listed for whoever fills it in?"""
-    job = rendered["grading-job.yaml"]
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"][:4] == ["course", "grade", render.ASSIGNMENT_PLACEHOLDER,
-                                        f"/submission/{render.NOTEBOOK_PLACEHOLDER}"]
-    listed = dict(pair.split("=") for pair in
-                  job["metadata"]["annotations"]["course/notebooks"].split(","))
-    assert listed == {a.assignment_id: a.notebook for a in course.config.assignments}
-    assert len(listed) == 2
-
-
-def test_grading_pods_have_no_egress(rendered):
-    policy = rendered["networkpolicy.yaml"]
-    job_labels = rendered["grading-job.yaml"]["spec"]["template"]["metadata"]["labels"]
-    selector = policy["spec"]["podSelector"]["matchLabels"]
-    assert selector.items() <= job_labels.items()
-    assert "Egress" in policy["spec"]["policyTypes"]
-    assert policy["spec"]["egress"] == []
+def test_render_writes_the_values_the_cluster_and_its_policies(rendered):
+    """Is every file of the production config written, and the per-submission Job gone?"""
+    assert set(rendered) == {"values.yaml", "grading-cluster.yaml", "networkpolicy.yaml"}
+    assert not (HUB / "grading-job.yaml").exists()
 
 
 def test_committed_hub_files_are_fresh(course):
