@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,89 +30,23 @@ sys.path.insert(0, str(REPO / "tests" / "hosting"))
 
 from service_harness import ensure_students, jobs_on_disk, make_exchange, start_service, submit  # noqa: E402
 
-from autograder.course.config import load_course  # noqa: E402
-from autograder.course.samples import reference_submission  # noqa: E402
+from dask_harness import (AID, course, course_copy, env_of, free_port, scheduler,  # noqa: E402
+                          submissions, wait_for_workers, worker, worker_copy)
 
-AID = "param_counting"
-SUBMISSIONS = 20
-BROKEN = {  # answer cell -> the line changed in it, derived from the reference's own line
-    "a_dense_conv_params": "dense_params =",
-    "a_pooling": "pool_params =",
-    "a_embedding": "embedding_params =",
-}
+from autograder.course.config import load_course  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
               pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _course_copy(root: Path, extra_config: str = "") -> Path:
-    """What a grading machine holds: config, param_counting's source, release and keys."""
-    root.mkdir(mode=0o755)
-    for name in ("course_config.py", "nbgrader_config.py"):
-        (root / name).write_text((REPO / name).read_text() + extra_config)
-    for folder in ("source", "release"):
-        shutil.copytree(REPO / folder / AID, root / folder / AID)
-    return root
-
-
-def _worker_copy(world: dict, name: str) -> Path:
-    root = _course_copy(world["base"] / name)
-    shutil.copytree(world["client"] / "answer_keys", root / "answer_keys")
-    return root
-
-
-def _env(root: Path) -> dict[str, str]:
-    return {**os.environ, "COURSE_ROOT": str(root), "COURSE_PROFILE": "reduced",
-            "COURSE_ASSIGNMENTS": AID}
-
-
-def _course(root: Path, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.prefix + "/bin/course", *args], cwd=root, env=_env(root),
-                          capture_output=True, text=True, timeout=timeout_s)
-
-
-def _worker(address: str, root: Path, name: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.prefix + "/bin/dask", "worker", address, "--nthreads", "1", "--name", name,
-         "--no-dashboard", "--preload-nanny", "autograder.grading.dask_worker"],
-        cwd=root, env=_env(root), stdout=log.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True)  # its own process group: nanny, worker and kernels die together
-
-
-def _submissions(folder: Path) -> dict[str, set[str]]:
-    """20 students: the reference with 0..3 answers broken; returns student -> broken cells."""
-    source = REPO / "source" / AID / f"{AID}.ipynb"
-    cells = list(BROKEN)
-    plan = {}
-    for i in range(SUBMISSIONS):
-        broken = {cells[j] for j in range(len(cells)) if (i >> j) & 1}
-        nb = reference_submission(source)
-        for cell in nb.cells:
-            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-            if gid in broken:
-                line = next(ln for ln in cell.source.splitlines() if ln.startswith(BROKEN[gid]))
-                cell.source = cell.source.replace(line, line + " + 1")
-        student = f"s{i:02d}"
-        (folder / student).mkdir(parents=True, mode=0o755)
-        nbformat.write(nb, folder / student / f"{AID}.ipynb")
-        plan[student] = broken
-    return plan
 
 
 @pytest.fixture(scope="module")
 def cluster():
     base = Path(tempfile.mkdtemp(prefix="course-dask-"))
     base.chmod(0o755)
-    client = _course_copy(base / "client")
-    done = _course(client, "calibrate", AID, "--profile", "reduced", "--seeds", "1")
+    client = course_copy(base / "client")
+    done = course(client, "calibrate", AID, "--profile", "reduced", "--seeds", "1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     with (client / "course_config.py").open("a") as cfg:  # after calibrating: the key stays current
         cfg.write(f"""
@@ -123,12 +56,12 @@ COURSE = _dc.replace(
     COURSE, grading=_dc.replace(COURSE.grading, executor="dask", dask_scheduler={address!r}),
     hub=_dc.replace(COURSE.hub, exchange_dir={str(base / "exchange")!r}, instructor="dask-no-instructor"))
 """)
-    roots = [_worker_copy({"base": base, "client": client}, name) for name in ("w1", "w2")]
+    roots = [worker_copy({"base": base, "client": client}, name) for name in ("w1", "w2")]
     world = {"base": base, "client": client, "address": address, "port": port, "roots": roots,
-             "scheduler": _scheduler(port, base / "scheduler.log"),
-             "workers": {r.name: _worker(address, r, r.name, base / f"{r.name}.log") for r in roots}}
+             "scheduler": scheduler(port, base / "scheduler.log"),
+             "workers": {r.name: worker(address, r, r.name, base / f"{r.name}.log") for r in roots}}
     try:
-        _wait_for_workers(address, 2)
+        wait_for_workers(address, 2)
         yield world
     finally:
         for proc in [*world["workers"].values(), world["scheduler"]]:
@@ -136,19 +69,6 @@ COURSE = _dc.replace(
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _scheduler(port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.prefix + "/bin/dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-dashboard"], stdout=log.open("a"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _wait_for_workers(address: str, count: int) -> None:
-    from distributed import Client
-
-    with Client(address, timeout="60s") as c:
-        c.wait_for_workers(count, timeout=180)
 
 
 def _kill_when_grading(worker: subprocess.Popen, results: Path, *, after: int) -> threading.Thread:
@@ -175,22 +95,19 @@ def test_a_batch_survives_a_killed_worker_and_is_graded_exactly_once(cluster):
     from nbgrader.api import Gradebook
 
     client = cluster["client"]
-    plan = _submissions(cluster["base"] / "submissions")
+    plan = submissions(cluster["base"] / "submissions")
     out = cluster["base"] / "out"
     killer = _kill_when_grading(cluster["workers"]["w1"], out, after=4)
-    done = _course(client, "grade", AID, str(cluster["base"] / "submissions"), "--out", str(out),
+    done = course(client, "grade", AID, str(cluster["base"] / "submissions"), "--out", str(out),
                    "--profile", "reduced", timeout_s=1800)
     killer.join(timeout=5)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert cluster["workers"]["w1"].poll() is not None, "the worker was never killed mid-grade"
     points = load_course(client).config.assignment(AID).points
     total = sum(points.values())
-    item_of = {"a_dense_conv_params": "q1_dense_conv_params", "a_pooling": "q1_pooling",
-               "a_embedding": "q2_embedding"}
     results = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
     assert set(results) == set(plan)
-    for student, broken in plan.items():
-        lost = {item_of[c] for c in broken}
+    for student, lost in plan.items():
         got = results[student]
         assert got["score"] == total - sum(points[i] for i in lost), (student, got["score"])
         assert {t["name"] for t in got["tests"] if t["score"] < t["max_score"]} == lost, student
@@ -210,9 +127,9 @@ def test_a_batch_survives_a_killed_worker_and_is_graded_exactly_once(cluster):
 def test_a_worker_without_the_answer_key_refuses_to_start(cluster):
     """Does a worker whose course copy lacks the answer key stop before joining, naming the
     missing key and the command that makes it?"""
-    root = _course_copy(cluster["base"] / "w-bad")
+    root = course_copy(cluster["base"] / "w-bad")
     log = cluster["base"] / "w-bad.log"
-    proc = _worker(cluster["address"], root, "w-bad", log)
+    proc = worker(cluster["address"], root, "w-bad", log)
     try:
         proc.wait(timeout=120)
     finally:
@@ -235,9 +152,9 @@ def test_the_hub_service_grades_through_the_scheduler_and_waits_while_it_is_away
     cluster["scheduler"].wait()
     layout = make_exchange(base / "exchange", load_course(client).config.course_id)
     students = ensure_students("dasksvc", 2)
-    plan = _submissions(base / "service-submissions")
+    plan = submissions(base / "service-submissions", count=4)
     state = base / "service-state"
-    setup = {"root": client, "env": _env(client)}
+    setup = {"root": client, "env": env_of(client)}
     service, _ = start_service(setup, state, base / "service.log")
     try:
         now = time.time()
@@ -250,18 +167,16 @@ def test_the_hub_service_grades_through_the_scheduler_and_waits_while_it_is_away
         _wait(lambda: any("grading cluster" in j["message"] and j["state"] == "queued"
                           for j in jobs_on_disk(store).values()), "a job waiting for the cluster", service)
         assert not any(j["state"] == "failed" for j in jobs_on_disk(store).values())
-        cluster["scheduler"] = _scheduler(cluster["port"], base / "scheduler.log")
-        root = _worker_copy(cluster, "w3")
+        cluster["scheduler"] = scheduler(cluster["port"], base / "scheduler.log")
+        root = worker_copy(cluster, "w3")
         cluster["roots"].append(root)
-        cluster["workers"]["w3"] = _worker(cluster["address"], root, "w3", base / "w3.log")
+        cluster["workers"]["w3"] = worker(cluster["address"], root, "w3", base / "w3.log")
         _wait(lambda: sum(j["state"] == "done" for j in jobs_on_disk(store).values()) == 2,
               "both jobs done", service, timeout_s=600)
         points = load_course(client).config.assignment(AID).points
-        item_of = {"a_dense_conv_params": "q1_dense_conv_params", "a_pooling": "q1_pooling",
-                   "a_embedding": "q2_embedding"}
         by_student = {j["student"]: j for j in jobs_on_disk(store).values()}
         for sample, student in chosen.items():
-            lost = sum(points[item_of[c]] for c in plan[sample])
+            lost = sum(points[i] for i in plan[sample])
             assert by_student[student]["score"] == sum(points.values()) - lost, by_student[student]
             assert by_student[student]["feedback_published"] is True
     finally:
@@ -291,10 +206,10 @@ def test_a_worker_whose_rubric_differs_refuses_the_submission(cluster):
     with (own / "test_counts.py").open("a") as f:
         f.write("\n# changed on this worker only\n")
     one = cluster["base"] / "one"
-    _submissions(cluster["base"] / "all-for-one")
+    submissions(cluster["base"] / "all-for-one", count=1)
     shutil.copytree(cluster["base"] / "all-for-one" / "s00", one / "s00")
     out = cluster["base"] / "out-one"
-    done = _course(cluster["client"], "grade", AID, str(one), "--out", str(out), "--profile", "reduced",
+    done = course(cluster["client"], "grade", AID, str(one), "--out", str(out), "--profile", "reduced",
                    timeout_s=600)
     said = done.stdout + done.stderr
     assert done.returncode == 1, said[-3000:]
