@@ -49,3 +49,11 @@ class GradingError(CourseError):
 
 class HubError(CourseError):
     """The local JupyterHub could not be started, stopped or reached."""
+
+
+class GraderUnavailable(CourseError):
+    """The grading cluster could not be reached, or was lost mid-batch: the submissions it
+    held were not graded (nothing is recorded for them) and a later run grades them."""
+
+    EXIT_STATUS = 75
+    """EX_TEMPFAIL: what ``course grade`` exits with, so a caller (the hub's service) retries."""

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from autograder.commands.ui import console, progress_bar
 from autograder.course.config import active_profile_name, load_course
-from autograder.errors import GradingError
+from autograder.errors import GraderUnavailable, GradingError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,13 +92,16 @@ def run_grade(args: argparse.Namespace) -> int:
     with progress_bar(f"grading {args.assignment}") as bar:
         outcome = run_batch(ctx, jobs, force=args.force, progress=bar)
     show_batch(outcome, ctx)
+    if outcome.unavailable:  # the cluster, not the submissions: the caller should retry
+        return GraderUnavailable.EXIT_STATUS
     return failed_exit_status(len(outcome.failed))
 
 
 def failed_exit_status(failed: int) -> int:
-    """How many submissions failed to grade (0 when every one got its result), capped
-    below the values a shell reserves for signals."""
-    return min(failed, 125)
+    """How many submissions failed to grade (0 when every one got its result), capped at
+    64 ("64 or more"): above it sit :attr:`GraderUnavailable.EXIT_STATUS` (75: the grading
+    cluster was unreachable, try again) and the values a shell reserves for signals."""
+    return min(failed, 64)
 
 
 def show_batch(outcome, ctx) -> None:

@@ -158,6 +158,9 @@ class GradingSettings:
     """``"local"`` (a process pool) or ``"dask"`` (a distributed scheduler)."""
     dask_scheduler: str = ""
     """Address of a remote Dask scheduler; empty starts a local cluster."""
+    gpu: bool = False
+    """Grade on a GPU: with Dask, each submission asks for the worker resource ``GPU=1``
+    (workers started with ``--resources GPU=1``)."""
     sandbox_user_prefix: str = "course-sbx"
     """Unprivileged users ``<prefix>0``, ``<prefix>1``, ...; one per slot."""
     allow_unsandboxed: bool = False

@@ -1,14 +1,30 @@
 """Grading on Dask distributed: a local cluster by default, a remote scheduler by address.
 
-Each worker runs one submission at a time (``threads_per_worker=1``); the worker's
-position gives the job its sandbox slot, so two jobs on one host never share a uid.
+Each worker runs one submission at a time (``--nthreads 1``). A submission goes to a
+worker as data (:mod:`autograder.grading.remote`): its bytes and the identity of the course
+material, never a path; the worker grades against its own copy of the course and returns
+the output folder's files, which the client alone writes. So nothing but the read-only
+course material has to be on the worker's disk, and a worker with a different copy
+refuses the task, naming the files.
+
+Slots: the worker's name only suggests a slot; the job takes whichever slot of its host is
+free (``slots.free_slot``: one flock per slot uid), so two workers on one host never share
+a uid whatever they are called. A worker killed mid-grade loses its task to the scheduler,
+which runs it on another worker; the client writes each submission's files once, when its
+future completes. A course that grades on a GPU (``grading.gpu``) asks for the worker
+resource ``GPU=1`` (``dask worker --resources GPU=1``); other submissions ask for nothing.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import tempfile
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from autograder.errors import GraderUnavailable, SubmissionError
 
 
 def _with_worker_slot(fn: Callable[..., Any], concurrency: int, *args: Any, **kwargs: Any) -> Any:
@@ -25,21 +41,68 @@ class DaskExecutor:
 
         self._cluster = None
         if address:
-            self._client = Client(address)
+            try:
+                self._client = Client(address, timeout="30s")
+            except OSError as exc:  # includes TimeoutError: nothing answers there
+                raise GraderUnavailable(f"no Dask scheduler answers at {address} ({exc})",
+                                        hint="start the scheduler (`dask scheduler`) and a worker, "
+                                             "or set grading.executor = \"local\"") from None
+            self._address = address
         else:
             self._cluster = LocalCluster(n_workers=concurrency, threads_per_worker=1,
                                          processes=True, dashboard_address=None)
             self._client = Client(self._cluster)
         self._concurrency = concurrency
+        self._identity: dict[int, dict[str, str]] = {}
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        dask_future = self._client.submit(_with_worker_slot, fn, self._concurrency, *args,
-                                          pure=False, **kwargs)
+        """Run ``fn(*args, slot=...)`` on a worker (which then shares the client's disk)."""
+        return self._relay(self._client.submit(_with_worker_slot, fn, self._concurrency, *args,
+                                               pure=False, **kwargs), lambda r: r)
+
+    def submit_job(self, ctx: Any, job: Any, grade: Callable[..., Any]) -> cf.Future:
+        """Grade ``job`` on a worker as data (``grade`` is the pipeline's own function); a job
+        that cannot be read or is refused gets its zero here, with ``grade``."""
+        from autograder.grading import remote
+        from autograder.grading.pipeline import grade_submission, take_submission
+
+        if grade is not grade_submission:  # a stand-in grader (tests): the shared-disk way
+            return self.submit(grade, ctx, job)
+        if job.refused:
+            return self._here(grade, ctx, job)
+        with tempfile.TemporaryDirectory(prefix="course-send-") as tmp:
+            try:
+                data = take_submission(job.notebook, Path(tmp) / "submission.ipynb").read_bytes()
+            except SubmissionError:  # the pipeline says why, as for a local job
+                return self._here(grade, ctx, job)
+        if id(ctx) not in self._identity:  # hashed once per batch (the weights are ~100 MB)
+            self._identity[id(ctx)] = remote.identity(ctx)
+        task = remote.make_task(ctx, job, data, self._identity[id(ctx)])
+        resources = {"GPU": 1} if ctx.course.config.grading.gpu else None
+        future = self._client.submit(_with_worker_slot, remote.grade_task, self._concurrency, task,
+                                     pure=False, resources=resources, key=f"grade-{uuid.uuid4().hex}")
+        return self._relay(future, lambda outcome: remote.write_outcome(ctx, outcome))
+
+    @staticmethod
+    def _here(grade: Callable[..., Any], ctx: Any, job: Any) -> cf.Future:
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(grade(ctx, job, slot=0))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    @staticmethod
+    def _relay(dask_future: Any, finish: Callable[[Any], Any]) -> cf.Future:
         future: cf.Future = cf.Future()
 
         def relay(f: Any) -> None:
             try:
-                future.set_result(f.result())
+                future.set_result(finish(f.result()))
+            except cf.CancelledError as exc:  # the scheduler went away with the task
+                future.set_exception(GraderUnavailable(
+                    f"the Dask scheduler dropped this submission ({exc})",
+                    hint="restart the scheduler; a re-run grades what was not graded"))
             except BaseException as exc:  # relay every failure to the caller's future
                 future.set_exception(exc)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from autograder.errors import SubmissionError
+from autograder.errors import GraderUnavailable, SubmissionError
 from autograder.facts import ExecutionResult, GradeResult, ItemResult
 from autograder.grading.pipeline import (
     GradeJob,
@@ -117,6 +117,9 @@ def valid_student_id(name: str) -> bool:
 
 class Executor(Protocol):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future: ...
+    def submit_job(self, ctx: GradingContext, job: GradeJob, grade: Callable[..., GradeResult]) -> cf.Future:
+        """Grade one job with ``grade``; the future's result is its :class:`GradeResult`, whose
+        files are in ``<out>/<student>/`` by then."""
     def shutdown(self) -> None: ...
 
 
@@ -139,6 +142,9 @@ class LocalExecutor:
 
         return self._pool.submit(with_slot)
 
+    def submit_job(self, ctx: GradingContext, job: GradeJob, grade: Callable[..., GradeResult]) -> cf.Future:
+        return self.submit(grade, ctx, job)
+
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -160,6 +166,10 @@ class BatchOutcome:
     """Students whose grading hit a grader bug: their results.json says so (or there is
     none), nothing went into the gradebook, and a re-run retries them."""
     grades_csv: Path | None = None
+    unavailable: list[str] = field(default_factory=list)
+    """Students (also in ``failed``) whose submission the grading cluster dropped or never
+    took: nothing was wrong with it, and ``course grade`` exits with
+    :attr:`GraderUnavailable.EXIT_STATUS` so that its caller retries."""
 
 
 def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
@@ -197,7 +207,7 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
     own = executor is None
     executor = executor or make_executor(ctx)
     try:
-        futures = {executor.submit(grade, ctx, job): job for job in todo}
+        futures = {executor.submit_job(ctx, job, grade): job for job in todo}
         report(progress, 0, len(todo), "")
         for done, future in enumerate(cf.as_completed(futures), 1):
             job = futures[future]
@@ -211,6 +221,8 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             except Exception as exc:  # one broken job never stops the batch
                 outcome.failed[job.student] = "".join(
                     traceback.format_exception_only(type(exc), exc)).strip()
+                if isinstance(exc, GraderUnavailable):
+                    outcome.unavailable.append(job.student)
             report(progress, done, len(todo), job.student)
     finally:
         if own:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from autograder.errors import GraderUnavailable
 from autograder.hosting import exchange
 from autograder.paths import env_prefix
 from autograder.hosting.exchange import Submission, SubmissionRejected
@@ -81,6 +82,15 @@ class GradeOutcome:
 
 class GradingFailed(Exception):
     """The grader could not produce results (not: the submission scored low)."""
+
+
+class GraderAway(GradingFailed):
+    """``course grade`` could not reach its grading cluster (exit status 75): the job goes
+    back to the queue, and is graded once the cluster answers again."""
+
+
+RETRY_AWAY_S = 10.0
+"""How long the queue waits after :class:`GraderAway` before it tries that job again."""
 
 
 class GradeRunner(Protocol):
@@ -140,7 +150,8 @@ class CourseGradeRunner:
             os.chown(self.gradebook, *self.gradebook_owner)  # formgrader writes manual grades
         if process.returncode != 0:
             tail = (output or b"").decode(errors="replace").strip().splitlines()[-5:]
-            raise GradingFailed(f"`course grade` exited with {process.returncode}: " + " | ".join(tail))
+            kind = GraderAway if process.returncode == GraderUnavailable.EXIT_STATUS else GradingFailed
+            raise kind(f"`course grade` exited with {process.returncode}: " + " | ".join(tail))
         return read_outcome(out_dir, student)
 
 
@@ -283,11 +294,18 @@ class GradingQueue:
             self.store.save()
             try:
                 await self._grade(job)
+            except GraderAway as exc:  # nothing wrong with the submission: queue it again
+                job.state, job.detail = QUEUED, str(exc)
+                job.message = "Waiting for the grading cluster; it will be graded when it is back."
+                self.store.save()
+                await asyncio.sleep(RETRY_AWAY_S)
+                self.pending.insert(0, job.job_id)
+                return job
             except (GradingFailed, SubmissionRejected, OSError, ValueError) as exc:
                 job.state, job.detail = FAILED, str(exc)
                 job.message = "The grader could not finish; the instructor can see why and re-grade."
             else:
-                job.state = DONE
+                job.state, job.message, job.detail = DONE, "", ""
             job.finished_at = time.time()
             self.store.save()
         finally:

@@ -12,9 +12,11 @@ import json
 import os
 import pwd
 import secrets
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -102,13 +104,14 @@ def nbgrader_timestamp(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d} UTC"
 
 
-def submit(inbound: Path, student: str, notebook: nbformat.NotebookNode, *, at: float) -> Path:
+def submit(inbound: Path, student: str, notebook: nbformat.NotebookNode, *, at: float,
+           assignment: str = ASSIGNMENT, notebook_name: str = NOTEBOOK) -> Path:
     """Lay a submission out as `nbgrader submit` does: the notebook, timestamp.txt, a
     128-hex secret, all the student's, and the folder opened to 0777 last."""
     stamp = nbgrader_timestamp(at)
-    folder = inbound / f"{student}+{ASSIGNMENT}+{stamp}+{secrets.token_hex(4)}"
+    folder = inbound / f"{student}+{assignment}+{stamp}+{secrets.token_hex(4)}"
     folder.mkdir()
-    nbformat.write(notebook, folder / NOTEBOOK)
+    nbformat.write(notebook, folder / notebook_name)
     (folder / "timestamp.txt").write_text(stamp)
     (folder / "submission_secret.txt").write_text(secrets.token_hex(64))
     entry = pwd.getpwnam(student)
@@ -124,3 +127,32 @@ def jobs_on_disk(store: Path) -> dict[str, dict]:
         return {raw["job_id"]: raw for raw in json.loads(store.read_text())}
     except (OSError, ValueError):
         return {}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(setup: dict, state: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """The service as the hub starts it (its module, as root), standalone; waits for /health."""
+    port = free_port()
+    prefix = "/services/autograder/"
+    env = {**setup["env"], "COURSE_HUB_STATE": str(state),
+           "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}", "JUPYTERHUB_SERVICE_PREFIX": prefix}
+    with log.open("ab") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "autograder.hosting.service"],
+                                   cwd=setup["root"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+    health = f"http://127.0.0.1:{port}{prefix}health"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(health, timeout=2) as response:
+                if response.status == 200:
+                    return process, health
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the service did not answer /health"
+        time.sleep(0.2)

@@ -13,7 +13,8 @@ import pytest
 
 from autograder.hosting import exchange
 from autograder.hosting.gradequeue import (
-    DONE, FAILED, GRADING, QUEUED, REJECTED, GradeOutcome, GradingFailed, GradingQueue, JobStore, read_outcome,
+    DONE, FAILED, GRADING, QUEUED, REJECTED, GradeOutcome, GraderAway, GradingFailed, GradingQueue, JobStore,
+    read_outcome,
 )
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another uid")
@@ -141,6 +142,32 @@ def test_a_grader_crash_fails_the_job_without_leaking_paths_to_the_student(layou
     (job,) = queue.scan()
     asyncio.run(queue.grade_next())
     assert job.state == FAILED and "/secret/path" not in job.message and "/secret/path" in job.detail
+
+
+def test_a_job_the_grading_cluster_could_not_take_waits_and_is_graded_later(layout, monkeypatch):
+    """When `course grade` says its grading cluster is away (exit 75), is the job queued
+    again, first in line and not failed, and graded once the cluster answers?"""
+    from autograder.hosting import gradequeue
+
+    monkeypatch.setattr(gradequeue, "RETRY_AWAY_S", 0.0)
+    grader = FakeGrader()
+    real = grader.__call__
+    away = [True]
+
+    async def flaky(**kwargs):
+        if away.pop() if away else False:
+            grader.calls.append(("away", kwargs["notebook"], kwargs["student"]))
+            raise GraderAway("`course grade` exited with 75: no Dask scheduler answers")
+        return await real(**kwargs)
+
+    queue = _queue(layout, grader)
+    queue.runner = flaky
+    _submit(layout["inbound"], name=STUDENT, owner=STUDENT)
+    (job,) = queue.scan()
+    asyncio.run(queue.grade_next())
+    assert job.state == QUEUED and queue.position(job.job_id) == 1 and "grading cluster" in job.message
+    asyncio.run(queue.grade_next())
+    assert job.state == DONE and job.attempts == 2 and job.message == "" and len(grader.calls) == 2
 
 
 def test_queue_order_positions_and_regrade(layout):

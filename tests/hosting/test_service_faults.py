@@ -17,19 +17,16 @@ import os
 import pwd
 import random
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from autograder.hosting import exchange
-from service_harness import ASSIGNMENT, NOTEBOOK, REPO, jobs_on_disk, make_exchange, submit
+from service_harness import (ASSIGNMENT, NOTEBOOK, REPO, jobs_on_disk, make_exchange, start_service,
+                             submit)
 from service_harness import ensure_students as _ensure_students
 from service_harness import service_course as _service_course
 from autograder.hosting.gradequeue import DONE, GRADING, QUEUED, GradeOutcome, GradingQueue, JobStore, read_outcome
@@ -81,35 +78,6 @@ def service_course():
     world = _service_course(base, written_by="tests/hosting/test_service_faults.py")
     yield {**world, "base": base}
     shutil.rmtree(base, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_service(setup: dict, state: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """The service as the hub starts it (its module, as root), standalone; waits for /health."""
-    port = _free_port()
-    prefix = "/services/autograder/"
-    env = {**setup["env"], "COURSE_HUB_STATE": str(state),
-           "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}", "JUPYTERHUB_SERVICE_PREFIX": prefix}
-    with log.open("ab") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "autograder.hosting.service"],
-                                   cwd=setup["root"], env=env, stdout=sink, stderr=subprocess.STDOUT)
-    health = f"http://127.0.0.1:{port}{prefix}health"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(health, timeout=2) as response:
-                if response.status == 200:
-                    return process, health
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "the service did not answer /health"
-        time.sleep(0.2)
 
 
 def _grade_log(job_dir: Path) -> str:

@@ -1,0 +1,217 @@
+"""Grading on a real Dask cluster on loopback: one scheduler, two workers, each with its own
+copy of the course and no disk shared with the client but the kit itself.
+
+`course grade` (the same command the hub's service runs) sends 20 param_counting
+submissions to the scheduler; one worker is killed (with its nanny, -9) while it grades;
+every submission still ends with exactly one results.json, one gradebook entry and one
+grades.csv row, each with the score its answers earn. A worker whose copy lacks the answer
+key refuses to start, saying which file and what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "hosting"))
+
+from service_harness import ensure_students, jobs_on_disk, make_exchange, start_service, submit  # noqa: E402
+
+from dask_harness import (AID, course, course_copy, env_of, free_port, scheduler,  # noqa: E402
+                          submissions, wait_for_workers, worker, worker_copy)
+
+from autograder.course.config import load_course  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
+              pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    base = Path(tempfile.mkdtemp(prefix="course-dask-"))
+    base.chmod(0o755)
+    client = course_copy(base / "client")
+    done = course(client, "calibrate", AID, "--profile", "reduced", "--seeds", "1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    with (client / "course_config.py").open("a") as cfg:  # after calibrating: the key stays current
+        cfg.write(f"""
+# grading through the loopback scheduler; the service's own exchange, no instructor account
+import dataclasses as _dc
+COURSE = _dc.replace(
+    COURSE, grading=_dc.replace(COURSE.grading, executor="dask", dask_scheduler={address!r}),
+    hub=_dc.replace(COURSE.hub, exchange_dir={str(base / "exchange")!r}, instructor="dask-no-instructor"))
+""")
+    roots = [worker_copy({"base": base, "client": client}, name) for name in ("w1", "w2")]
+    world = {"base": base, "client": client, "address": address, "port": port, "roots": roots,
+             "scheduler": scheduler(port, base / "scheduler.log"),
+             "workers": {r.name: worker(address, r, r.name, base / f"{r.name}.log") for r in roots}}
+    try:
+        wait_for_workers(address, 2)
+        yield world
+    finally:
+        for proc in [*world["workers"].values(), world["scheduler"]]:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _kill_when_grading(worker: subprocess.Popen, results: Path, *, after: int) -> threading.Thread:
+    """Kill ``worker``'s whole process group once ``after`` results exist and it is running a
+    sandboxed kernel (so it dies mid-grade)."""
+    def watch() -> None:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            graded = len(list(results.glob("*/results.json"))) if results.is_dir() else 0
+            busy = subprocess.run(["pgrep", "-g", str(worker.pid), "bwrap"],
+                                  capture_output=True).returncode == 0
+            if graded >= after and busy:
+                os.killpg(worker.pid, signal.SIGKILL)
+                return
+            time.sleep(0.2)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_batch_survives_a_killed_worker_and_is_graded_exactly_once(cluster):
+    """Are 20 submissions sent to the scheduler all graded once, with the scores their answers
+    earn, although one of the two workers is killed mid-grade?"""
+    from nbgrader.api import Gradebook
+
+    client = cluster["client"]
+    plan = submissions(cluster["base"] / "submissions")
+    out = cluster["base"] / "out"
+    killer = _kill_when_grading(cluster["workers"]["w1"], out, after=4)
+    done = course(client, "grade", AID, str(cluster["base"] / "submissions"), "--out", str(out),
+                   "--profile", "reduced", timeout_s=1800)
+    killer.join(timeout=5)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert cluster["workers"]["w1"].poll() is not None, "the worker was never killed mid-grade"
+    points = load_course(client).config.assignment(AID).points
+    total = sum(points.values())
+    results = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/results.json")}
+    assert set(results) == set(plan)
+    for student, lost in plan.items():
+        got = results[student]
+        assert got["score"] == total - sum(points[i] for i in lost), (student, got["score"])
+        assert {t["name"] for t in got["tests"] if t["score"] < t["max_score"]} == lost, student
+        assert got["extra_data"]["sandboxed"] is True
+        assert (out / student / "feedback.html").is_file()
+    rows = list(csv.DictReader((out / "grades.csv").open()))
+    assert sorted(r["student"] for r in rows) == sorted(plan)
+    with Gradebook(f"sqlite:///{client / 'gradebook.db'}") as gb:
+        subs = gb.find_assignment(AID).submissions
+        assert sorted(s.student.id for s in subs) == sorted(plan)
+        assert {s.student.id: s.score for s in subs} == {s: r["score"] for s, r in results.items()}
+    # the workers wrote nothing into their own course copies' output folders: data came back
+    for root in cluster["roots"]:
+        assert not (root / "autograded").exists() and not (root / "gradebook.db").exists()
+
+
+def test_a_worker_without_the_answer_key_refuses_to_start(cluster):
+    """Does a worker whose course copy lacks the answer key stop before joining, naming the
+    missing key and the command that makes it?"""
+    root = course_copy(cluster["base"] / "w-bad")
+    log = cluster["base"] / "w-bad.log"
+    proc = worker(cluster["address"], root, "w-bad", log)
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    said = log.read_text()
+    from autograder.grading.dask_worker import REFUSED_EXIT
+
+    assert proc.returncode == REFUSED_EXIT, said[-2000:]
+    assert "no answer key for param_counting" in said and "course calibrate param_counting" in said, \
+        said[-2000:]
+
+
+def test_the_hub_service_grades_through_the_scheduler_and_waits_while_it_is_away(cluster):
+    """With the scheduler down, does the service keep a submission queued (not failed),
+    saying it waits for the grading cluster, and grade it through the scheduler, with the
+    score its answers earn, once a scheduler and a worker are back?"""
+    base, client = cluster["base"], cluster["client"]
+    os.killpg(cluster["scheduler"].pid, signal.SIGKILL)
+    cluster["scheduler"].wait()
+    layout = make_exchange(base / "exchange", load_course(client).config.course_id)
+    students = ensure_students("dasksvc", 2)
+    plan = submissions(base / "service-submissions", count=4)
+    state = base / "service-state"
+    setup = {"root": client, "env": env_of(client)}
+    service, _ = start_service(setup, state, base / "service.log")
+    try:
+        now = time.time()
+        chosen = {"s00": students[0], "s03": students[1]}  # the reference; two answers broken
+        for n, (sample, student) in enumerate(chosen.items()):
+            nb = nbformat.read(base / "service-submissions" / sample / f"{AID}.ipynb", as_version=4)
+            submit(layout["inbound"], student, nb, at=now - 60 + n, assignment=AID,
+                   notebook_name=f"{AID}.ipynb")
+        store = state / "service" / "jobs.json"
+        _wait(lambda: any("grading cluster" in j["message"] and j["state"] == "queued"
+                          for j in jobs_on_disk(store).values()), "a job waiting for the cluster", service)
+        assert not any(j["state"] == "failed" for j in jobs_on_disk(store).values())
+        cluster["scheduler"] = scheduler(cluster["port"], base / "scheduler.log")
+        root = worker_copy(cluster, "w3")
+        cluster["roots"].append(root)
+        cluster["workers"]["w3"] = worker(cluster["address"], root, "w3", base / "w3.log")
+        _wait(lambda: sum(j["state"] == "done" for j in jobs_on_disk(store).values()) == 2,
+              "both jobs done", service, timeout_s=600)
+        points = load_course(client).config.assignment(AID).points
+        by_student = {j["student"]: j for j in jobs_on_disk(store).values()}
+        for sample, student in chosen.items():
+            lost = sum(points[i] for i in plan[sample])
+            assert by_student[student]["score"] == sum(points.values()) - lost, by_student[student]
+            assert by_student[student]["feedback_published"] is True
+    finally:
+        service.kill()
+        service.wait()
+
+
+def _wait(condition, what: str, service: subprocess.Popen, *, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert service.poll() is None, "the service died"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_a_worker_whose_rubric_differs_refuses_the_submission(cluster):
+    """With only a worker whose rubric is not the client's left, is a submission refused,
+    naming the file that differs, rather than graded against the wrong rubric?"""
+    alive = [r for r in cluster["roots"] if cluster["workers"][r.name].poll() is None]
+    assert alive, "no worker is left"
+    survivor = alive[-1]
+    for other in alive[:-1]:  # only the worker with the changed rubric may take the submission
+        os.killpg(cluster["workers"][other.name].pid, signal.SIGKILL)
+        cluster["workers"][other.name].wait()
+    own = survivor / "autograder" / "rubric" / AID  # a course root's own rubric wins over the kit's
+    shutil.copytree(REPO / "autograder" / "rubric" / AID, own)
+    with (own / "test_counts.py").open("a") as f:
+        f.write("\n# changed on this worker only\n")
+    one = cluster["base"] / "one"
+    submissions(cluster["base"] / "all-for-one", count=1)
+    shutil.copytree(cluster["base"] / "all-for-one" / "s00", one / "s00")
+    out = cluster["base"] / "out-one"
+    done = course(cluster["client"], "grade", AID, str(one), "--out", str(out), "--profile", "reduced",
+                   timeout_s=600)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said[-3000:]
+    assert "differs from the client's in: rubric/test_counts.py" in " ".join(said.split()), said[-3000:]
+    assert not (out / "s00" / "results.json").exists()
