@@ -36,6 +36,10 @@ def _with_worker_slot(fn: Callable[..., Any], concurrency: int, *args: Any, **kw
 
 
 class DaskExecutor:
+    grades_as_data = True
+    """Workers build their own context (the trusted embeddings included) from their own copy:
+    the client prepares nothing for them (``jobs.run_batch``)."""
+
     def __init__(self, *, concurrency: int, address: str = "") -> None:
         from distributed import Client, LocalCluster
 

@@ -191,22 +191,22 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             if force:
                 (ctx.out_dir / job.student / RESULTS_FILE).unlink(missing_ok=True)
             todo.append(job)
-    if todo:
-        ctx = prepare(ctx)
-    ensure_assignment(gradebook_path(ctx), assignment_id=ctx.assignment.assignment_id,
-                      notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
-    # A batch killed between a results.json and its gradebook entry (two files, never written
-    # at once) left that grade only on disk, and the re-run skips it: so record every skipped
-    # grade again from its results.json. Idempotent: the same scores overwrite themselves.
-    for student in outcome.skipped:
-        try:
-            record_in_gradebook(ctx, result_from_file(ctx, ctx.out_dir / student / RESULTS_FILE))
-        except Exception as exc:
-            outcome.failed[student] = "".join(
-                traceback.format_exception_only(type(exc), exc)).strip()
     own = executor is None
     executor = executor or make_executor(ctx)
     try:
+        if todo and not getattr(executor, "grades_as_data", False):  # else each worker prepares its own
+            ctx = prepare(ctx)
+        ensure_assignment(gradebook_path(ctx), assignment_id=ctx.assignment.assignment_id,
+                          notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
+        # A batch killed between a results.json and its gradebook entry (two files, never written
+        # at once) left that grade only on disk, and the re-run skips it: so record every skipped
+        # grade again from its results.json. Idempotent: the same scores overwrite themselves.
+        for student in outcome.skipped:
+            try:
+                record_in_gradebook(ctx, result_from_file(ctx, ctx.out_dir / student / RESULTS_FILE))
+            except Exception as exc:
+                outcome.failed[student] = "".join(
+                    traceback.format_exception_only(type(exc), exc)).strip()
         futures = {executor.submit_job(ctx, job, grade): job for job in todo}
         report(progress, 0, len(todo), "")
         for done, future in enumerate(cf.as_completed(futures), 1):

@@ -38,12 +38,14 @@ from autograder.hosting.k8s import (
     GRADING_WORKER_SCRIPT,
     SCHEDULER_PODS,
     SCHEDULER_PORT,
-    STATE_CLAIM,
     app_labels,
     image_ref,
 )
 
 API_VERSION = "kubernetes.dask.org/v1"
+WORKER_PRELOAD = "autograder.grading.dask_worker"
+"""Checks the worker's course copy before it joins; refuses to start (exit 78) otherwise."""
+WORKER_STATE = "worker-state"
 GPU_RESOURCE = "GPU=1"
 """The Dask resource a GPU worker advertises; a task that asks for ``{"GPU": 1}`` runs only there."""
 COMM_PORT_NAME = "tcp-comm"
@@ -146,7 +148,7 @@ def _worker_container(c: CourseConfig, *, gpu: bool) -> dict[str, Any]:
     # The operator sets DASK_SCHEDULER_ADDRESS and DASK_WORKER_NAME in the container's env;
     # Kubernetes expands $(...) in args from it. tini reaps what the sandbox leaves behind.
     args = ["$(DASK_SCHEDULER_ADDRESS)", "--name", "$(DASK_WORKER_NAME)", "--nthreads", "1",
-            "--no-dashboard"]
+            "--no-dashboard", "--preload-nanny", WORKER_PRELOAD]
     if gpu:
         args += ["--resources", GPU_RESOURCE]
     resources = worker_resources(c, gpu=gpu)
@@ -176,7 +178,9 @@ def _worker_volumes(c: CourseConfig) -> list[dict[str, Any]]:
         {"name": "run", "emptyDir": {"sizeLimit": "64Mi"}},
         claim(DATA_CLAIM, read_only=True),
         claim(GRADER_CLAIM, read_only=True),
-        claim(STATE_CLAIM, read_only=False),
+        # The worker's own .course-state (its trusted embeddings cache): results go back to
+        # the client as data (autograder/grading/remote.py), so nothing here is shared.
+        {"name": WORKER_STATE, "emptyDir": {"sizeLimit": "2Gi"}},
     ]
 
 
@@ -190,7 +194,7 @@ def _worker_mounts(c: CourseConfig) -> list[dict[str, Any]]:
          "readOnly": True},
         *({"name": GRADER_CLAIM, "mountPath": str(path), "subPath": sub, "readOnly": True}
           for sub, path in grader_only_paths(c).items()),
-        {"name": STATE_CLAIM, "mountPath": str(course.state_dir)},
+        {"name": WORKER_STATE, "mountPath": str(course.state_dir)},
     ]
 
 

@@ -24,8 +24,9 @@ GRADER_CLAIM = "course-grader-data"
 """What only the grading workers may read: ``hidden/`` (the grading split), ``answer-keys/``,
 ``rubric/`` and ``source/`` (the solutions). Never named in a user pod or the scheduler."""
 STATE_CLAIM = "course-state"
-"""The course's ``.course-state/``, shared by the grading service and the workers: today's
-grader reads each submission and writes its reports and the trusted embeddings by path."""
+"""The grading service's ``.course-state/`` (its job store and output). Not mounted in the
+workers: a submission reaches them as data and its results come back as data
+(``autograder/grading/remote.py``); each worker keeps its own embeddings cache."""
 EXCHANGE_CLAIM = "nbgrader-exchange"
 """nbgrader's exchange (ReadWriteMany), in every user pod."""
 DATA_MOUNT = "/srv/course/data"

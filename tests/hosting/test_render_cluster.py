@@ -205,7 +205,9 @@ def test_workers_are_privileged_only_for_the_sandbox_and_say_why(pods):
         assert container["securityContext"] == grading_cluster.WORKER_SECURITY
         assert container["command"] == ["tini", "--", str(k8s.GRADING_WORKER_SCRIPT)]
         writable = {m["name"] for m in container["volumeMounts"] if not m.get("readOnly")}
-        assert writable == {"tmp", "run", k8s.STATE_CLAIM}
+        assert writable == {"tmp", "run", grading_cluster.WORKER_STATE}
+        assert grading_cluster.WORKER_PRELOAD in container["args"]  # refuses a copy that cannot grade
+        assert k8s.STATE_CLAIM not in {m["name"] for m in container["volumeMounts"]}  # results come back as data
     readme = (HUB / "README.md").read_text()
     for reason in ("privileged", "user namespaces", "setpriv", "cgroup", "user.max_user_namespaces"):
         assert reason in readme
