@@ -57,6 +57,8 @@ class RemoteOutcome:
 
 
 _HASHES: dict[tuple[str, int, int], str] = {}
+_PROTECTED: set[Path] = set()
+"""Course copies whose secrets this worker process has closed (and opened to the checker)."""
 
 
 def _sha256(path: Path) -> str:
@@ -109,8 +111,13 @@ def worker_context(task: RemoteTask, out_dir: Path) -> GradingContext:
     from autograder.course.config import load_course
     from autograder.grading.pipeline import make_context, with_embeddings
 
+    from autograder.course.permissions import protect_course_files
+
     root = Path(os.environ.get("COURSE_ROOT") or task.course_root)
     course = load_course(root)
+    if root not in _PROTECTED:  # as run_batch does on the client: the checker (nobody, in the
+        protect_course_files(course)  # course-grader group) must read the key and the rubric
+        _PROTECTED.add(root)
     mode = task.weights_mode if course.config.assignment(task.assignment_id).uses_backbone else None
     ctx = make_context(course, task.assignment_id, profile_name=task.profile, out_dir=out_dir,
                        weights_mode=mode)

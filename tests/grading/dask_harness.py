@@ -60,11 +60,12 @@ def course(root: Path, *args: str, timeout_s: float = 900) -> subprocess.Complet
 
 
 def worker(address: str, root: Path, name: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.prefix + "/bin/dask", "worker", address, "--nthreads", "1", "--name", name,
-         "--no-dashboard", "--preload-nanny", "autograder.grading.dask_worker"],
-        cwd=root, env=env_of(root), stdout=log.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True)  # its own process group: nanny, worker and kernels die together
+    with log.open("w") as sink:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.prefix + "/bin/dask", "worker", address, "--nthreads", "1", "--name", name,
+             "--no-dashboard", "--preload-nanny", "autograder.grading.dask_worker"],
+            cwd=root, env=env_of(root), stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group: nanny, worker and kernels die together
 
 
 def submissions(folder: Path, count: int = SUBMISSIONS) -> dict[str, set[str]]:
@@ -90,9 +91,10 @@ def submissions(folder: Path, count: int = SUBMISSIONS) -> dict[str, set[str]]:
 
 
 def scheduler(port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.prefix + "/bin/dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-dashboard"], stdout=log.open("a"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with log.open("a") as sink:
+        return subprocess.Popen([sys.prefix + "/bin/dask", "scheduler", "--host", "127.0.0.1", "--port",
+                                 str(port), "--no-dashboard"], stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def wait_for_workers(address: str, count: int) -> None:
