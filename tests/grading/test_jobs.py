@@ -294,3 +294,43 @@ def test_an_oversized_notebook_is_refused_before_it_is_read(tmp_path):
         f"cnn_transfer.ipynb is over the {MAX_NOTEBOOK_BYTES:,} bytes allowed; clear the outputs "
         "(Edit > Clear All Outputs) and submit again")
     assert not (tmp_path / "copy.ipynb").exists()
+
+
+class _RecordingClient:
+    """Stands in for distributed's Client: records what a job asked the scheduler for."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict] = []
+
+    def submit(self, fn, *args, **kwargs):
+        import concurrent.futures as cf
+
+        self.asked.append({"args": args, **kwargs})
+        future = cf.Future()
+        future.set_exception(RuntimeError("not run"))
+        return future
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_a_dask_job_travels_as_data_and_asks_for_a_gpu_only_when_the_course_does(ctx, tmp_path, gpu):
+    """Does a job sent to Dask carry the notebook's bytes and the material's hashes (no path
+    the worker would have to share), and ask for the worker resource GPU=1 exactly when
+    grading.gpu is set?"""
+    import dataclasses
+
+    from autograder.grading.dask_executor import DaskExecutor
+    from autograder.grading.remote import RemoteTask
+
+    config = ctx.course.config
+    course = dataclasses.replace(ctx.course, config=dataclasses.replace(
+        config, grading=dataclasses.replace(config.grading, gpu=gpu)))
+    ctx = dataclasses.replace(ctx, course=course)
+    notebook = _notebook(tmp_path / "subs" / "ann" / "cnn_transfer.ipynb")
+    executor = DaskExecutor.__new__(DaskExecutor)  # no cluster: only what would be sent
+    executor._client, executor._concurrency, executor._identity = _RecordingClient(), 2, {}
+    executor.submit_job(ctx, GradeJob(student="ann", notebook=notebook), grade_submission)
+    (asked,) = executor._client.asked
+    task = next(a for a in asked["args"] if isinstance(a, RemoteTask))
+    assert task.notebook == notebook.read_bytes() and task.student == "ann"
+    assert set(task.identity) >= {"answer key", "release/cnn_transfer/cnn_transfer.ipynb"}
+    assert asked["resources"] == ({"GPU": 1} if gpu else None)
