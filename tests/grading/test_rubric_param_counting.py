@@ -110,9 +110,24 @@ def judged():
                 bn_trainable("base", "base_bn", False))
         variant("counting_model_left_frozen", bn_trainable("counting_model", "bn", False),
                 bn_trainable("counting_model", "bn", True))
+        # right, but not as the reference wrote it: the same layers as a Sequential model
+        variant("counting_model_as_sequential", lambda v: v.update(counting_model=_as_sequential()))
         return a, key, records
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _as_sequential():
+    """Question 3a's layers, in its order and with its names, built with keras.Sequential
+    instead of the functional API (the question asks for the functional API; the model is
+    the same, and the checker judges the model)."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 3)), layers.Conv2D(16, (3, 3), name="conv"),
+        layers.BatchNormalization(name="bn"), layers.ReLU(), layers.MaxPooling2D((2, 2)),
+        layers.Flatten(), layers.Dense(10, activation="softmax", name="dense")], name="counting_seq")
 
 
 def _failed(items: dict) -> set[str]:
@@ -132,6 +147,7 @@ def test_the_reference_passes_every_item_and_the_key_holds_its_counts(judged):
     ("bn_counted_as_trainable", {"q2_batchnorm"}),
     ("bn_in_training_mode", {"q4_bn_inference", "q4_finetune_counts"}),
     ("counting_model_left_frozen", {"q3_frozen_counts", "q3_counting_model"}),
+    ("counting_model_as_sequential", set()),
 ])
 def test_each_mistake_costs_exactly_its_items(judged, variant, broken):
     """Does the checker, reading only the answers and .keras files, fail the items the change
