@@ -144,13 +144,50 @@ def test_a_worker_without_the_answer_key_refuses_to_start(cluster):
         said[-2000:]
 
 
+def test_a_scheduler_lost_mid_batch_makes_course_grade_say_try_again(cluster):
+    """When the scheduler dies while a worker grades, does `course grade` exit 75 (the hub's
+    service then keeps the job queued), name the lost scheduler, and record nothing for the
+    submissions it held, rather than hang or hand out zeros?"""
+    from autograder.errors import GraderUnavailable
+
+    alive = [r for r in cluster["roots"] if cluster["workers"][r.name].poll() is None]
+    assert alive, "no worker is left"
+    batch = cluster["base"] / "lost-batch"
+    submissions(batch, count=3)
+    out = cluster["base"] / "out-lost"
+    with (cluster["base"] / "lost-grade.log").open("w") as sink:
+        grading = subprocess.Popen([sys.prefix + "/bin/course", "grade", AID, str(batch), "--out", str(out),
+                                    "--profile", "reduced"], cwd=cluster["client"], env=env_of(cluster["client"]),
+                                   stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    busy = cluster["workers"][alive[-1].name]
+    deadline = time.monotonic() + 300
+    while subprocess.run(["pgrep", "-g", str(busy.pid), "bwrap"], capture_output=True).returncode != 0:
+        assert grading.poll() is None and time.monotonic() < deadline, "no worker started grading"
+        time.sleep(0.2)
+    os.killpg(cluster["scheduler"].pid, signal.SIGKILL)
+    cluster["scheduler"].wait()
+    try:
+        code = grading.wait(timeout=180)
+    finally:
+        if grading.poll() is None:
+            os.killpg(grading.pid, signal.SIGKILL)
+    said = " ".join((cluster["base"] / "lost-grade.log").read_text().split())
+    assert code == GraderUnavailable.EXIT_STATUS, said[-3000:]
+    assert "scheduler" in said and "dropped" in said, said[-3000:]
+    graded = {p.parent.name for p in out.glob("*/results.json")}
+    assert len(graded) < 3  # what the scheduler held was not graded, and not given a zero
+    for student in graded:
+        assert json.loads((out / student / "results.json").read_text())["extra_data"]["sandboxed"] is True
+
+
 def test_the_hub_service_grades_through_the_scheduler_and_waits_while_it_is_away(cluster):
     """With the scheduler down, does the service keep a submission queued (not failed),
     saying it waits for the grading cluster, and grade it through the scheduler, with the
     score its answers earn, once a scheduler and a worker are back?"""
     base, client = cluster["base"], cluster["client"]
-    os.killpg(cluster["scheduler"].pid, signal.SIGKILL)
-    cluster["scheduler"].wait()
+    if cluster["scheduler"].poll() is None:  # the test before may have killed it already
+        os.killpg(cluster["scheduler"].pid, signal.SIGKILL)
+        cluster["scheduler"].wait()
     layout = make_exchange(base / "exchange", load_course(client).config.course_id)
     students = ensure_students("dasksvc", 2)
     plan = submissions(base / "service-submissions", count=4)
