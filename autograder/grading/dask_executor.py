@@ -27,6 +27,11 @@ from typing import Any
 from autograder.errors import GraderUnavailable, SubmissionError
 
 
+GPU_RESOURCE = {"GPU": 1}
+"""The Dask worker resource a submission asks for when ``grading.gpu`` is set; GPU workers
+advertise it (``dask worker --resources GPU=1``, hub/grading-cluster.yaml)."""
+
+
 def _with_worker_slot(fn: Callable[..., Any], concurrency: int, *args: Any, **kwargs: Any) -> Any:
     from distributed import get_worker
 
@@ -82,7 +87,7 @@ class DaskExecutor:
         if id(ctx) not in self._identity:  # hashed once per batch (the weights are ~100 MB)
             self._identity[id(ctx)] = remote.identity(ctx)
         task = remote.make_task(ctx, job, data, self._identity[id(ctx)])
-        resources = {"GPU": 1} if ctx.course.config.grading.gpu else None
+        resources = GPU_RESOURCE if ctx.course.config.grading.gpu else None
         future = self._client.submit(_with_worker_slot, remote.grade_task, self._concurrency, task,
                                      pure=False, resources=resources, key=f"grade-{uuid.uuid4().hex}")
         return self._relay(future, lambda outcome: remote.write_outcome(ctx, outcome))

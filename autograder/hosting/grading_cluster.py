@@ -28,6 +28,7 @@ from typing import Any
 
 from autograder.course.config import RUBRIC_DIR, Course
 from autograder.course.settings import CourseConfig
+from autograder.grading import dask_executor
 from autograder.grading.stage import STAGE_ROOT
 from autograder.hosting.k8s import (
     APP_LABELS,
@@ -46,8 +47,9 @@ API_VERSION = "kubernetes.dask.org/v1"
 WORKER_PRELOAD = "autograder.grading.dask_worker"
 """Checks the worker's course copy before it joins; refuses to start (exit 78) otherwise."""
 WORKER_STATE = "worker-state"
-GPU_RESOURCE = "GPU=1"
-"""The Dask resource a GPU worker advertises; a task that asks for ``{"GPU": 1}`` runs only there."""
+GPU_RESOURCE = ",".join(f"{name}={count}" for name, count in dask_executor.GPU_RESOURCE.items())
+"""What a GPU worker advertises (``--resources GPU=1``): exactly what a submission asks for
+when ``grading.gpu`` is set, so it runs only there."""
 COMM_PORT_NAME = "tcp-comm"
 """The name the operator looks the scheduler's comm port up by, in its Service."""
 SCHEDULER_UID = 10001
