@@ -15,6 +15,10 @@ NOT_DEFINED = (
     "{name} was not defined when the notebook finished. Make sure a cell assigns it and "
     "runs without an error."
 )
+PLACEHOLDER_LEFT = (
+    "{name} was not defined: cell {cell} still raises NotImplementedError, the placeholder the "
+    "assignment came with. Replace that line with your code that sets {name}."
+)
 NOT_EXPORTABLE = "{name} could not be read by the grader: {detail}"
 STOPPED_IN_DEFINING_CELL = (
     "{name} was not available because cell {cell} {what}."

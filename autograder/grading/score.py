@@ -8,11 +8,12 @@ cell where the run stopped), with the limit it hit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from autograder.course.settings import Limits, Profile
-from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, GradeResult, ItemResult
+from autograder.facts import CELL_ERROR, CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult, GradeResult, ItemResult
 from autograder.grading import messages
 from autograder.grading.submission import CellNames
 
@@ -128,6 +129,12 @@ def explain_missing(
     if stopped is not None:
         return messages.STOPPED_BEFORE.format(
             name=name, cell=_cell_label(stopped), what=describe(stopped, limits))
+    if not defining:  # a question left as released: its cell mentions the name and raises
+        mentions = re.compile(rf"\b{re.escape(name)}\b")
+        for cell in execution.cells:
+            if cell.status == CELL_ERROR and cell.message.startswith("NotImplementedError") \
+                    and cell.index < len(cells.sources) and mentions.search(cells.sources[cell.index]):
+                return messages.PLACEHOLDER_LEFT.format(name=name, cell=_cell_label(cell))
     return messages.NOT_DEFINED.format(name=name)
 
 

@@ -1,6 +1,7 @@
 """Scoring is pure: records + execution facts -> points and reasons."""
 
 import dataclasses
+from pathlib import Path
 
 from autograder.course.settings import Limits, Profile
 from autograder.facts import CellRun, ExecutionResult
@@ -10,6 +11,7 @@ from autograder.grading.score import explain_missing, score_items, total
 from autograder.grading.submission import CellNames
 
 LIMITS = Limits(cell_timeout_s=240.0, memory_mb=6144, notebook_budget_s=900.0)
+ROOT = Path(__file__).resolve().parents[2]
 POINTS = {"q1_conv_params": 2, "q2_cnn_architecture": 3, "q2_cnn_accuracy": 2}
 
 
@@ -69,6 +71,26 @@ def test_never_assigned_name_gets_the_plain_explanation():
     reason = explain_missing("chosen_model", "", execution=run(CellRun(0, None, "ok", 1.0)),
                              cell_sources=["print(1)"], limits=LIMITS)
     assert reason == messages.NOT_DEFINED.format(name="chosen_model")
+
+
+def test_a_question_left_as_released_says_to_replace_the_placeholder():
+    """Is a name whose answer cell still raises the release's NotImplementedError explained as
+    that placeholder, naming the cell, not as a name 'not defined'?"""
+    import json
+
+    release = ROOT / "release" / "param_counting" / "param_counting.ipynb"
+    sources = ["".join(c["source"]) if c["cell_type"] == "code" else ""
+               for c in json.loads(release.read_text())["cells"]]
+    (index,) = [i for i, src in enumerate(sources) if "print(dense_params, conv_params)" in src]
+    cells = [CellRun(i, None, "ok", 0.1) for i in range(index)]
+    cells.append(CellRun(index, "a_dense_conv_params", "error", 0.1, message="NotImplementedError: "))
+    reason = explain_missing("dense_params", "", execution=run(*cells), cell_sources=sources, limits=LIMITS)
+    assert reason == messages.PLACEHOLDER_LEFT.format(name="dense_params",
+                                                      cell=f"{index + 1} (a_dense_conv_params)")
+    # another error in a cell that uses the name is still "not defined"
+    cells[-1] = CellRun(index, "a_dense_conv_params", "error", 0.1, message="NameError: name 'x'")
+    reason = explain_missing("dense_params", "", execution=run(*cells), cell_sources=sources, limits=LIMITS)
+    assert reason == messages.NOT_DEFINED.format(name="dense_params")
 
 
 def test_an_unexportable_value_keeps_the_export_reason():
