@@ -113,6 +113,31 @@ class Evidence:
         return self._models[name]
 
 
+def load_answer_rules(kit_root: Path, assignment: str) -> Any:
+    """The assignment's released ``course_helpers`` module (else its source copy): its
+    ``*_answer_problem`` functions are the one definition of a well-formed answer, shared by
+    the students' public ``check()`` and the grader. It holds no solution (it is shipped to
+    students) and runs no student code. A rubric caches it (``functools.lru_cache``)."""
+    import importlib.util
+    import sys
+
+    for folder in ("release", "source"):
+        path = kit_root / folder / assignment / "course_helpers.py"
+        try:
+            path.stat()
+        except OSError:
+            continue
+        name = f"_{assignment}_answer_rules"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+    raise RuntimeError(f"course_helpers.py of {assignment} (the shared answer rules) was not found")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}

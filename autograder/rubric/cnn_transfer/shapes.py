@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
-from autograder.grading.evidence import NotAssessable, fail
+from autograder.grading.evidence import NotAssessable, fail, load_answer_rules
 
 ASSIGNMENT = "cnn_transfer"
 KIT_ROOT = Path(__file__).resolve().parents[3]
@@ -16,24 +14,8 @@ KIT_ROOT = Path(__file__).resolve().parents[3]
 
 @functools.lru_cache(maxsize=1)
 def answer_rules() -> Any:
-    """The released ``course_helpers`` module: its ``*_answer_problem`` functions are the one
-    definition of a well-formed answer, shared by the students' public ``check()`` and the
-    grader. It holds no solution (it is shipped to students) and runs no student code."""
-    for folder in ("release", "source"):
-        path = KIT_ROOT / folder / ASSIGNMENT / "course_helpers.py"
-        try:
-            path.stat()
-        except OSError:
-            continue
-        name = "_course_helpers_answer_rules"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-        return module
-    raise RuntimeError("course_helpers.py (the shared answer rules) was not found")
+    """The released ``course_helpers``' answer rules (:func:`evidence.load_answer_rules`)."""
+    return load_answer_rules(KIT_ROOT, ASSIGNMENT)
 
 
 def _student(problem: str) -> str:

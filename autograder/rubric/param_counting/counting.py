@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
-from autograder.grading.evidence import fail
+from autograder.grading.evidence import fail, load_answer_rules
 
 ASSIGNMENT = "param_counting"
 COURSE_ROOT = Path(__file__).resolve().parents[3]
@@ -16,23 +14,8 @@ COURSE_ROOT = Path(__file__).resolve().parents[3]
 
 @functools.lru_cache(maxsize=1)
 def answer_rules() -> Any:
-    """The released ``course_helpers`` module: its ``*_answer_problem`` functions are the one
-    definition of a well-formed answer, shared by the students' ``check()`` and the grader."""
-    for folder in ("release", "source"):
-        path = COURSE_ROOT / folder / ASSIGNMENT / "course_helpers.py"
-        try:
-            path.stat()
-        except OSError:
-            continue
-        name = "_param_counting_answer_rules"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    raise RuntimeError("course_helpers.py (the shared answer rules) was not found")
+    """The released ``course_helpers``' answer rules (:func:`evidence.load_answer_rules`)."""
+    return load_answer_rules(COURSE_ROOT, ASSIGNMENT)
 
 
 def _sentence(problem: str) -> str:
