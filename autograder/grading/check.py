@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from autograder import reach
 from autograder.errors import GradingError
 from autograder.grading import embeddings
-from autograder.grading.evidence import CheckInputs
+from autograder.grading.evidence import WAIT_ENV, CheckInputs
 
 NOBODY_UID = 65534
 CHECK_TIMEOUT_S = 900
@@ -41,6 +41,15 @@ _WITH_TMPFS = ('mount -t tmpfs -o "size=$1,mode=0700,uid={uid},gid={uid},nosuid,
                'course-check-tmp "$2" && cd "$2" && shift 2 && exec "$@"')
 
 
+def rubric_argv(rubric_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "pytest", str(rubric_dir), "-q", "-p", "no:cacheprovider",
+        "-p", "autograder.grading.rubric_plugin", "-c", os.devnull, "--strict-markers",
+        "--rootdir", str(rubric_dir), "--import-mode=importlib", "-o", "console_output_style=classic",
+        "--durations=8", "--durations-min=0.5",  # in the staff-only grader.log
+    ]
+
+
 def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S
                ) -> tuple[dict[str, Any], str]:
     """Run ``rubric_dir``'s tests; returns ``{"items": per-item records, "summaries": layer
@@ -48,17 +57,65 @@ def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHEC
 
     Raises :class:`GradingError` when a rubric test declares a marker value the plugin does
     not know (the message names the file and the test): such a rubric grades nobody."""
-    argv = [
-        sys.executable, "-m", "pytest", str(rubric_dir), "-q", "-p", "no:cacheprovider",
-        "-p", "autograder.grading.rubric_plugin", "-c", os.devnull, "--strict-markers",
-        "--rootdir", str(rubric_dir), "--import-mode=importlib", "-o", "console_output_style=classic",
-        "--durations=8", "--durations-min=0.5",  # in the staff-only grader.log
-    ]
-    records, log = _run_confined(argv, inputs, timeout_s=timeout_s, also_reach=[rubric_dir])
+    records, log = _finish(_start(rubric_argv(rubric_dir), inputs, also_reach=[rubric_dir]),
+                           timeout_s=timeout_s)
+    return _rubric_result(records, log)
+
+
+def _rubric_result(records: dict[str, Any], log: str) -> tuple[dict[str, Any], str]:
     errors = records.get("rubric_errors")
     if errors:
         raise GradingError("; ".join(e["message"] for e in errors), hint=errors[0].get("hint"))
     return records, log
+
+
+class StartedRubric:
+    """A confined rubric run started before the submission's facts exist (issue 12: the
+    checker's imports and the trusted data it loads, seconds of a submission's grading,
+    overlap the notebook's run instead of following it).
+
+    The checker warms up (imports TensorFlow and Keras, reads the answer key and the hidden
+    splits the rubric's tests ask for), then blocks reading a pipe that only the grader holds
+    (pytest's capture takes standard input, so the pipe has its own descriptor, named by
+    :data:`WAIT_ENV`); nothing of the submission exists or is read before :meth:`finish`
+    writes the facts folder there. :meth:`cancel` (a submission that never ran) kills it."""
+
+    def __init__(self, inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = ()
+                 ) -> None:
+        read_end, self._go = os.pipe()
+        try:
+            self._run = _start(rubric_argv(rubric_dir), inputs, also_reach=[rubric_dir, *reach],
+                               extra_env={WAIT_ENV: str(read_end)}, pass_fds=(read_end,))
+        except BaseException:
+            os.close(self._go)
+            raise
+        finally:
+            os.close(read_end)
+
+    def finish(self, facts_dir: Path, *, timeout_s: float = CHECK_TIMEOUT_S
+               ) -> tuple[dict[str, Any], str]:
+        """Judge the facts in ``facts_dir`` (under a folder given as ``reach``, or reachable
+        anyway); like :func:`run_rubric`, with ``timeout_s`` counted from now."""
+        go = (json.dumps({"facts_dir": str(facts_dir)}) + "\n").encode()
+        try:
+            os.write(self._go, go)
+        except BrokenPipeError:  # it died while waiting: its log says why
+            pass
+        finally:
+            os.close(self._go)
+            self._go = -1
+        return _rubric_result(*_finish(self._run, timeout_s=timeout_s))
+
+    def cancel(self) -> None:
+        if self._go >= 0:
+            os.close(self._go)
+            self._go = -1
+        _cancel(self._run)
+
+
+def start_rubric(inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = ()
+                 ) -> StartedRubric:
+    return StartedRubric(inputs, rubric_dir=rubric_dir, reach=reach)
 
 
 def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str],
@@ -105,6 +162,21 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
                   extra_env: dict[str, str] | None = None,
                   before_cleanup: Any = None, also_reach: Sequence[Path] = ()
                   ) -> tuple[dict[str, Any], str]:
+    return _finish(_start(argv, inputs, extra_env=extra_env, also_reach=also_reach),
+                   timeout_s=timeout_s, before_cleanup=before_cleanup)
+
+
+@dataclass
+class _Confined:
+    """A started confined checker: its process and private folder (removed by _finish/_cancel)."""
+
+    proc: subprocess.Popen
+    private: Path
+    report: Path
+
+
+def _start(argv: list[str], inputs: CheckInputs, *, extra_env: dict[str, str] | None = None,
+           also_reach: Sequence[Path] = (), pass_fds: tuple[int, ...] = ()) -> _Confined:
     private = Path(tempfile.mkdtemp(prefix="course-check-"))
     try:
         report = private / "report.json"
@@ -142,15 +214,35 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
                     "setpriv", "--pdeathsig", "SIGKILL", f"--reuid={NOBODY_UID}",
                     f"--regid={NOBODY_UID}",
                     f"--groups={group}", "--inh-caps=-all", *argv]
+        proc = subprocess.Popen(argv, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                pass_fds=pass_fds)
+    except BaseException:
+        shutil.rmtree(private, ignore_errors=True)
+        raise
+    return _Confined(proc=proc, private=private, report=report)
+
+
+def _finish(run: _Confined, *, timeout_s: float, before_cleanup: Any = None
+            ) -> tuple[dict[str, Any], str]:
+    try:
         try:
-            proc = subprocess.run(argv, env=env, cwd=scratch, capture_output=True, text=True,
-                                  timeout=timeout_s)
-            log = (proc.stdout + proc.stderr)[-4000:]
-        except subprocess.TimeoutExpired as exc:
-            log = f"checker timed out after {timeout_s:.0f} s\n{exc.stdout or ''}"[-4000:]
-        records = json.loads(report.read_text()) if report.is_file() else {}
+            out, err = run.proc.communicate(timeout=timeout_s)
+            log = (out + err)[-4000:]
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+            out, _ = run.proc.communicate()
+            log = f"checker timed out after {timeout_s:.0f} s\n{out or ''}"[-4000:]
+        records = json.loads(run.report.read_text()) if run.report.is_file() else {}
         if before_cleanup is not None:
-            before_cleanup(private)
+            before_cleanup(run.private)
         return records, log
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        _cancel(run)
+
+
+def _cancel(run: _Confined) -> None:
+    if run.proc.returncode is None:  # still waiting (or running): not needed any more
+        run.proc.kill()
+        run.proc.communicate()
+    shutil.rmtree(run.private, ignore_errors=True)

@@ -363,6 +363,12 @@ def accuracy(model: Any, inputs: Any, labels: Any) -> float:
     return float(np.mean((probs > 0.5).astype("float32") == labels))
 
 
+WAIT_ENV = "COURSE_CHECK_WAIT"
+"""Set for a checker started before the submission ran, to the descriptor of the grader's pipe:
+it warms up, then reads one JSON line ``{"facts_dir": ...}`` there (see
+:class:`autograder.grading.check.StartedRubric`)."""
+
+
 @dataclass(frozen=True)
 class CheckInputs:
     """What the trusted checking process is given, through environment variables."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +21,13 @@ from autograder.facts import GradeResult
 
 @contextlib.contextmanager
 def _gradebook(db_path: Path) -> Iterator:
-    """nbgrader's Gradebook; it shells out to ``alembic`` when it creates a database, so the
-    venv's bin folder must be on PATH even when ``course`` was started by its full path."""
-    from nbgrader.api import Gradebook
+    """nbgrader's Gradebook, one writer at a time."""
+    from nbgrader import api
 
-    bin_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    if bin_dir not in path.split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + path
+    # A new database is stamped with the head of nbgrader's migrations, which nbgrader finds by
+    # running the ``alembic`` command in a new interpreter (2.5 s, and the venv's bin folder
+    # must be on PATH); the same head, read in this process from the same scripts:
+    api.get_alembic_version = alembic_head
     # One writer at a time across processes: two `course grade` runs starting together on a
     # new gradebook both ran CREATE TABLE, and the second died ("table ... already exists");
     # the service runs one per submission, several at once.
@@ -41,7 +38,7 @@ def _gradebook(db_path: Path) -> Iterator:
             # nbgrader's add_submission trips SQLAlchemy's autoflush warning; the rows are written.
             warnings.filterwarnings("ignore", module="nbgrader.api")
             warnings.filterwarnings("ignore", message=".*not in session.*")
-            with Gradebook(f"sqlite:///{db_path}") as gb:
+            with api.Gradebook(f"sqlite:///{db_path}") as gb:
                 yield gb
 
 
@@ -76,3 +73,14 @@ def record_grades(db_path: Path, result: GradeResult, *, notebook_id: str) -> li
             grade.auto_score = item.score
         gb.db.commit()
     return unknown
+
+
+def alembic_head() -> str:
+    """The head revision of nbgrader's own migration scripts (what ``alembic heads`` prints)."""
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    head = ScriptDirectory(ALEMBIC_DIR).get_current_head()
+    if head is None:
+        raise RuntimeError(f"nbgrader's migrations in {ALEMBIC_DIR} have no head revision")
+    return head

@@ -196,6 +196,10 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
     try:
         if todo and not getattr(executor, "grades_as_data", False):  # else each worker prepares its own
             ctx = prepare(ctx)
+        futures = {executor.submit_job(ctx, job, grade): job for job in todo}
+        # The gradebook is only written once a job ends: register the assignment while the
+        # first notebooks run (opening nbgrader's gradebook costs seconds), in this thread, the
+        # gradebook's one writer.
         ensure_assignment(gradebook_path(ctx), assignment_id=ctx.assignment.assignment_id,
                           notebook_id=Path(ctx.assignment.notebook).stem, points=ctx.assignment.points)
         # A batch killed between a results.json and its gradebook entry (two files, never written
@@ -207,7 +211,6 @@ def run_batch(ctx: GradingContext, jobs: list[GradeJob], *, force: bool = False,
             except Exception as exc:
                 outcome.failed[student] = "".join(
                     traceback.format_exception_only(type(exc), exc)).strip()
-        futures = {executor.submit_job(ctx, job, grade): job for job in todo}
         report(progress, 0, len(todo), "")
         for done, future in enumerate(cf.as_completed(futures), 1):
             job = futures[future]

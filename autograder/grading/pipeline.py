@@ -157,11 +157,13 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
     and a re-run retries. Only a machine that cannot grade at all (no sandbox) raises."""
     student_dir = ctx.out_dir / job.student
     work = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    checker: check.StartedRubric | None = None
     try:
         try:
             if job.refused:
                 raise SubmissionError(job.refused)
             sub = Submission.read(take_submission(job.notebook, work / "submission.ipynb"))
+            checker = start_checker(ctx, work)  # warms up while the notebook runs
             execution = execute_stage(ctx, sub, student=job.student, slot=slot,
                                       job_dir=work / "job")
         except SubmissionError as exc:  # not a notebook we can run: a clear zero, nothing else
@@ -170,7 +172,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
         else:
             try:
                 result = check_and_score(ctx, job, execution, cell_sources=sub.names,
-                                         work=work, student_dir=student_dir)
+                                         work=work, student_dir=student_dir, checker=checker)
             except Exception as exc:  # a grader bug met this submission: say so, keep going
                 result = replace(zero_result(ctx, job, messages.GRADER_ERROR.format(
                     error=type(exc).__name__), kernel_status=execution.kernel_status),
@@ -181,17 +183,27 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
                                      pass_marks=ctx.pass_marks)
         return result
     finally:
+        if checker is not None:
+            checker.cancel()
         shutil.rmtree(work, ignore_errors=True)
 
 
+def start_checker(ctx: GradingContext, work: Path) -> check.StartedRubric:
+    """The confined rubric run for the job whose folder is ``work``, started now: its facts will
+    be under ``work`` (see :func:`facts_for_checker`)."""
+    return check.start_rubric(ctx.check_inputs(work, report_file=work / "report.json"),
+                              rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
+                              reach=[work])
+
+
 def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResult, *,
-                    cell_sources: CellNames, work: Path, student_dir: Path) -> GradeResult:
-    """Stages 3–4 for an executed submission (whose facts the executor laid out): check, score."""
+                    cell_sources: CellNames, work: Path, student_dir: Path,
+                    checker: check.StartedRubric | None = None) -> GradeResult:
+    """Stages 3–4 for an executed submission (whose facts the executor laid out): check, score.
+    ``checker``: the rubric run :func:`start_checker` began for this job (else one starts now)."""
     facts_dir = facts_for_checker(execution, work)
-    checked, log = check.run_rubric(
-        ctx.check_inputs(facts_dir, report_file=work / "report.json"),
-        rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
-    )
+    checker = checker or start_checker(ctx, work)
+    checked, log = checker.finish(facts_dir)
     report.write_atomic(student_dir / "grader.log", log)  # for staff; never released
     if not checked.get("items"):  # the checker died before judging anything: ours to fix
         raise GradingError("the checker wrote no report; see grader.log",

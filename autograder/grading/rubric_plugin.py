@@ -27,6 +27,9 @@ A marker with a value that is not one of these is a rubric error: nothing is run
 from __future__ import annotations
 
 import json
+import os
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from autograder.course.settings import TRAININGS
 from autograder.errors import GradingError
 from autograder.grading import messages
 from autograder.grading.evidence import (
+    WAIT_ENV,
     CheckInputs,
     Evidence,
     Missing,
@@ -68,21 +72,17 @@ def evidence(inputs: CheckInputs) -> Evidence:
 
 @pytest.fixture(scope="session")
 def key(inputs: CheckInputs) -> dict[str, Any]:
-    if inputs.key_file is None or not inputs.key_file.is_file():
-        raise RuntimeError("no answer key; run `course calibrate` first")
-    return json.loads(inputs.key_file.read_text())
+    return _trusted("key", inputs)
 
 
 @pytest.fixture(scope="session")
 def grading_set(inputs: CheckInputs):
-    return load_image_folder(inputs.grading_dir, classes=inputs.classes,
-                             image_size_px=inputs.image_size_px)
+    return _trusted("grading_set", inputs)
 
 
 @pytest.fixture(scope="session")
 def validation_set(inputs: CheckInputs):
-    return load_image_folder(inputs.validation_dir, classes=inputs.classes,
-                             image_size_px=inputs.image_size_px)
+    return _trusted("validation_set", inputs)
 
 
 @pytest.fixture(scope="session")
@@ -108,12 +108,10 @@ def trusted_backbone(inputs: CheckInputs):
 @pytest.fixture(scope="session")
 def trusted_layers(request: pytest.FixtureRequest, inputs: CheckInputs) -> list[dict[str, Any]]:
     """The trusted backbone's layers in order: type, weight shapes, hash of the weights."""
-    from autograder.grading.embeddings import FILES as EMBEDDING_FILES
-    from autograder.grading.trusted import backbone_layers, cached_layers
+    from autograder.grading.trusted import backbone_layers
 
-    if inputs.embeddings_dir is not None and \
-            (inputs.embeddings_dir / EMBEDDING_FILES["backbone_layers"]).is_file():
-        return cached_layers(inputs.embeddings_dir)
+    if _cached_file(inputs, "backbone_layers") is not None:
+        return _trusted("trusted_layers", inputs)
     return backbone_layers(request.getfixturevalue("trusted_backbone"))
 
 
@@ -123,14 +121,11 @@ _computed: dict[str, Any] = {}
 def _embeddings(request: pytest.FixtureRequest, inputs: CheckInputs, split: str, images_fixture: str,
                 *, mid: bool = False):
     """A split's trusted embeddings (or, with ``mid``, activations before the last block)."""
-    from autograder.grading.embeddings import FILES as EMBEDDING_FILES
     from autograder.grading.trusted import embed_both
 
     name = f"{split}_mid" if mid else split
-    if inputs.embeddings_dir is not None and (inputs.embeddings_dir / EMBEDDING_FILES[name]).is_file():
-        import numpy as np
-
-        return np.load(inputs.embeddings_dir / EMBEDDING_FILES[name], allow_pickle=False)
+    if _cached_file(inputs, name) is not None:
+        return _trusted(name, inputs)
     if split not in _computed:
         images = request.getfixturevalue(images_fixture)[0]
         _computed[split] = embed_both(request.getfixturevalue("trusted_backbone"), images)
@@ -156,6 +151,114 @@ def grading_mid(request, inputs):
 @pytest.fixture(scope="session")
 def validation_mid(request, inputs):
     return _embeddings(request, inputs, "validation", "validation_set", mid=True)
+
+
+# ---------------------------------------------------------------------------
+# Trusted inputs (the grader's own files, never the submission's), read once per process.
+# A checker started before the notebook ran reads those its tests need while it waits.
+
+_loaded: dict[str, Any] = {}
+
+
+def _cached_file(inputs: CheckInputs, name: str) -> Path | None:
+    """A file of the batch's embeddings cache (``embeddings.FILES`` names), if there."""
+    from autograder.grading.embeddings import FILES as EMBEDDING_FILES
+
+    if inputs.embeddings_dir is None:
+        return None
+    path = inputs.embeddings_dir / EMBEDDING_FILES[name]
+    return path if path.is_file() else None
+
+
+def _read_key(inputs: CheckInputs) -> dict[str, Any]:
+    if inputs.key_file is None or not inputs.key_file.is_file():
+        raise RuntimeError("no answer key; run `course calibrate` first")
+    return json.loads(inputs.key_file.read_text())
+
+
+def _read_cached(name: str):
+    def read(inputs: CheckInputs):
+        import numpy as np
+
+        path = _cached_file(inputs, name)
+        if path is None:
+            raise FileNotFoundError(name)
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return np.load(path, allow_pickle=False)
+    return read
+
+
+def _image_split(attr: str):
+    def read(inputs: CheckInputs):
+        return load_image_folder(getattr(inputs, attr), classes=inputs.classes,
+                                 image_size_px=inputs.image_size_px)
+    return read
+
+
+_TRUSTED = {
+    "key": _read_key,
+    "grading_set": _image_split("grading_dir"),
+    "validation_set": _image_split("validation_dir"),
+    "trusted_layers": _read_cached("backbone_layers"),
+    "grading": _read_cached("grading"),
+    "validation": _read_cached("validation"),
+    "grading_mid": _read_cached("grading_mid"),
+    "validation_mid": _read_cached("validation_mid"),
+}
+"""Trusted values by name: the answer key, the hidden splits' images and the embeddings cache."""
+_WARM_FOR = {"key": "key", "grading_set": "grading_set", "validation_set": "validation_set",
+             "trusted_layers": "trusted_layers", "grading_embeddings": "grading",
+             "validation_embeddings": "validation", "grading_mid": "grading_mid",
+             "validation_mid": "validation_mid"}
+"""Fixture name -> the trusted value it returns (when read from files)."""
+
+
+def _trusted(name: str, inputs: CheckInputs) -> Any:
+    if name not in _loaded:
+        _loaded[name] = _TRUSTED[name](inputs)
+    return _loaded[name]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """For a checker started early (:data:`WAIT_ENV` names the grader's pipe): warm up, then
+    wait for the facts folder."""
+    fd = os.environ.get(WAIT_ENV)
+    if not fd:
+        return
+    started = time.monotonic()
+    _warm_up(session.items)
+    warm = time.monotonic()
+    with os.fdopen(int(fd), "rb") as pipe:
+        line = pipe.readline(4096)
+    # For grader.log (staff only): how long the warm-up took and how long the facts took after it.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"checker warmed up in {warm - started:.1f} s, then waited "
+                            f"{time.monotonic() - warm:.1f} s for the facts")
+    try:
+        facts_dir = Path(json.loads(line)["facts_dir"])
+    except (ValueError, KeyError, TypeError):
+        pytest.exit("the grader sent no facts folder: nothing to judge", returncode=3)
+    if not facts_dir.is_absolute():
+        pytest.exit(f"the grader sent a relative facts folder {facts_dir}", returncode=3)
+    os.environ.update(replace(CheckInputs.from_env(), facts_dir=facts_dir).to_env())
+
+
+def _warm_up(items: list[pytest.Item]) -> None:
+    """Import Keras (and TensorFlow) and read the trusted values the collected tests ask for.
+    A value that cannot be read is left for its fixture, which meets the same error in the test
+    and reports it there."""
+    import keras  # noqa: F401  (seconds of imports, paid while the notebook runs)
+
+    inputs = CheckInputs.from_env()
+    wanted = {name for item in items for name in getattr(item, "fixturenames", ())}
+    for fixture in sorted(wanted & set(_WARM_FOR)):
+        try:
+            _trusted(_WARM_FOR[fixture], inputs)
+        except Exception:
+            _loaded.pop(_WARM_FOR[fixture], None)
 
 
 BACKBONE_FEATURES = frozenset({"grading_embeddings", "validation_embeddings", "grading_mid",

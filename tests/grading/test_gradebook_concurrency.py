@@ -1,9 +1,11 @@
 """Several graders starting at once on a new gradebook (the hub's service runs one `course
 grade` per submission, two or more at a time) all record their assignment."""
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 SCRIPT = """
 import sys, time
@@ -38,3 +40,30 @@ def test_graders_starting_together_on_a_new_gradebook_all_succeed(tmp_path):
     with Gradebook(f"sqlite:///{db}") as gb:
         assert [c.name for c in gb.find_notebook("cnn_transfer", "cnn_transfer").grade_cells] \
             == ["q1_conv_params", "q2_cnn_accuracy"]
+
+
+def test_a_new_gradebook_carries_the_migration_head_nbgrader_stamps(tmp_path):
+    """The kit stamps a new gradebook with nbgrader's migration head read in process (no
+    ``alembic`` subprocess): is it the revision ``alembic heads`` reports for nbgrader's
+    scripts, so that ``nbgrader db upgrade`` and formgrader accept the file as their own?"""
+    import sqlite3
+
+    from nbgrader.dbutil import _temp_alembic_ini
+
+    from autograder.grading.gradebook import ensure_assignment
+
+    db = tmp_path / "gradebook.db"
+    ensure_assignment(db, assignment_id="cnn_transfer", notebook_id="cnn_transfer",
+                      points={"q1_conv_params": 2})
+    with sqlite3.connect(db) as conn:
+        stamped = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    alembic = str(Path(sys.executable).with_name("alembic"))
+    with _temp_alembic_ini(f"sqlite:///{tmp_path / 'other.db'}") as ini:
+        heads = subprocess.run([alembic, "-c", ini, "heads"], capture_output=True, text=True,
+                               check=True).stdout.split()
+    assert stamped == [(heads[0],)]
+    upgrade = subprocess.run([str(Path(sys.executable).with_name("nbgrader")), "db", "upgrade",
+                              "--db", f"sqlite:///{db}"], capture_output=True, text=True,
+                             cwd=tmp_path, env={**os.environ, "PATH": os.pathsep.join(
+                                 [str(Path(sys.executable).parent), os.environ["PATH"]])})
+    assert upgrade.returncode == 0, upgrade.stderr[-1000:]
