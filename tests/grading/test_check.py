@@ -180,3 +180,57 @@ def test_a_misspelt_marker_stops_the_run_instead_of_being_ignored(open_tmp):
     checked, log = run_rubric(inputs(open_tmp), rubric_dir=rubric, timeout_s=300)
     assert not checked.get("items")
     assert "'visiblity' not found in `markers` configuration option" in log
+
+
+EARLY_RUBRIC = '''
+import os
+from autograder.grading.evidence import fail
+
+def test_reads_the_facts_handed_over_later(evidence, key):
+    assert key["marker"] == "the grader's key"
+    assert evidence.answer("conv1_params") == 416
+'''
+
+
+def _early_inputs(folder: Path) -> CheckInputs:
+    key = folder / "key.json"
+    key.write_text(json.dumps({"marker": "the grader's key"}))
+    key.chmod(0o644)
+    empty = folder / "not-yet"
+    empty.mkdir(mode=0o755)
+    return CheckInputs(facts_dir=empty, key_file=key, grading_dir=folder, validation_dir=folder,
+                       weights_file=None, classes=("handbags", "shoes"), image_size_px=64,
+                       epochs={"cnn": 1}, report_file=folder / "unused.json")
+
+
+def test_a_checker_started_before_the_notebook_judges_the_facts_handed_to_it(open_tmp):
+    """The grader starts the checker while the notebook runs (issue 12): does it judge the facts
+    folder it is handed when the run is over, one that did not exist when it started, and say in
+    the staff log how long it waited?"""
+    from autograder.grading.check import start_rubric
+
+    rubric = _rubric(open_tmp, EARLY_RUBRIC)
+    started = start_rubric(_early_inputs(open_tmp), rubric_dir=rubric, reach=[open_tmp])
+    later = open_tmp / "later"
+    later.mkdir(mode=0o755)
+    try:
+        checked, log = started.finish(inputs(later).facts_dir, timeout_s=300)
+    finally:
+        started.cancel()
+    assert checked["items"] == {"reads_the_facts_handed_over_later": {
+        "outcome": "passed", "message": "Correct."}}, log
+    assert "checker warmed up in" in log and "s for the facts" in log
+
+
+def test_a_checker_no_submission_needs_is_stopped_and_leaves_nothing(open_tmp):
+    """A submission that never ran (refused, unreadable) cancels its waiting checker: is the
+    process gone and its private folder removed?"""
+    from autograder.grading.check import start_rubric
+
+    rubric = _rubric(open_tmp, EARLY_RUBRIC)
+    started = start_rubric(_early_inputs(open_tmp), rubric_dir=rubric, reach=[open_tmp])
+    run = started._run
+    started.cancel()
+    assert run.proc.returncode is not None
+    assert not run.private.exists()
+    started.cancel()  # twice is harmless (the grader's finally after a finish)
