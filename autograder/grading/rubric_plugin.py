@@ -159,6 +159,9 @@ def validation_mid(request, inputs):
 
 _loaded: dict[str, Any] = {}
 
+_timing: list[str] = []
+"""The warm-up's line for grader.log (staff only), printed last: the grader keeps the log's tail."""
+
 
 def _cached_file(inputs: CheckInputs, name: str) -> Path | None:
     """A file of the batch's embeddings cache (``embeddings.FILES`` names), if there."""
@@ -242,10 +245,6 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if not facts_dir.is_absolute():
         pytest.exit(f"the grader sent a relative facts folder {facts_dir}", returncode=3)
     os.environ.update(replace(CheckInputs.from_env(), facts_dir=facts_dir).to_env())
-
-
-_timing: list[str] = []
-"""The warm-up's line for grader.log (staff only), printed last: the grader keeps the log's tail."""
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

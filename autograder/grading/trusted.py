@@ -88,9 +88,5 @@ def pretrained_weights(cache_dir: Path) -> dict[str, list]:
     return layers
 
 
-def cached_layers(cache_dir: Path) -> list[dict[str, Any]]:
-    return json.loads((cache_dir / EMBEDDING_FILES["backbone_layers"]).read_text())
-
-
 if __name__ == "__main__":
     main()
