@@ -105,7 +105,7 @@ def graders_of(work: Path) -> list[str]:
 
 def test_service_killed_mid_batch_grades_every_submission_once_after_restart(service_course):
     """20 submissions (10 students, two each) reach the standalone service; it is killed with
-    SIGKILL at a random moment after its k-th job is done (1 <= k < 20). No grader of the dead
+    SIGKILL at a random moment after its k-th job is done (1 <= k < 20 - concurrency). No grader of the dead
     service may live on (it would race the restarted one on the same job), and after a
     restart every submission is graded exactly once: done, feedback published where
     `nbgrader fetch_feedback` looks, jobs done before the kill not redone, one gradebook
@@ -131,7 +131,11 @@ def test_service_killed_mid_batch_grades_every_submission_once_after_restart(ser
                                        ("shape_stride1_valid", "shape_stride2_valid", "shape_stride2_same")))
             nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
             submitted.append(submit(setup["inbound"], student, nb, at=now - 600 + 10 * n + attempt))
-    kill_after = rng.randint(1, len(submitted) - 1)
+    # At most `concurrency` jobs are grading when the k-th is done, and a job not yet started
+    # cannot finish within `extra` (one grade takes several seconds): leaving one more than
+    # that undone means the kill always lands mid-batch, however fast grading gets.
+    slots = setup["course"].config.grading.concurrency
+    kill_after = rng.randint(1, len(submitted) - 1 - slots)
     extra = rng.uniform(0, 2)
     print(f"killing the service {extra:.2f} s after job {kill_after} of {len(submitted)} is done")
 
