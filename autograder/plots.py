@@ -11,6 +11,22 @@ import io
 from typing import Any
 
 
+_preloading: list[Any] = []
+
+
+def preload() -> None:
+    """Import matplotlib and lay out one figure on a thread of its own, once per process: the
+    grader calls this while a notebook runs, so the reports after it do not wait the 0.3 s."""
+    import threading
+
+    def load() -> None:
+        figure(1, 1).add_subplot().set_title("warm")
+
+    if not _preloading:
+        _preloading.append(threading.Thread(target=load, name="preload-plots", daemon=True))
+        _preloading[0].start()
+
+
 def figure(width: float, height: float) -> Any:
     """A matplotlib Figure of ``width`` x ``height`` inches, laid out with constrained layout."""
     import matplotlib

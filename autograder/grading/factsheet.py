@@ -23,6 +23,7 @@ from autograder.grading.evidence import (
     find_backbone,
     layer_rows,
     load_image_folder,
+    model_outputs,
     optimizer_iterations,
     trainable_pattern,
     weight_counts,
@@ -107,9 +108,8 @@ def _model_facts(ev: Evidence, name: str, model: Any, sheet: dict[str, Any], gra
         # The fine-tuned model against the trusted pipeline: its own last block and head
         # on trusted activations must give what it gives on the images.
         tail = finetune_tail(model, open_layers=sum(facts["backbone_trainable"]))
-        p_full = np.asarray(model.predict(grading[0], batch_size=32, verbose=0)).reshape(-1)
-        p_tail = np.asarray(tail.predict(embedded["grading_mid"], batch_size=32,
-                                         verbose=0)).reshape(-1)
+        p_full = model_outputs(model, grading[0])
+        p_tail = model_outputs(tail, embedded["grading_mid"])
         facts["tail_max_diff"] = float(np.max(np.abs(p_full - p_tail)))
         sheet["validation_accuracy_via_tail"] = accuracy(tail, embedded["validation_mid"],
                                                          validation[1])

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autograder import plots
 from autograder.course.config import Course, assignment_points
 from autograder.course.permissions import share_with_grader
 from autograder.course.settings import Assignment
@@ -164,6 +165,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
                 raise SubmissionError(job.refused)
             sub = Submission.read(take_submission(job.notebook, work / "submission.ipynb"))
             checker = start_checker(ctx, work)  # warms up while the notebook runs
+            plots.preload()  # so do the reports' imports
             execution = execute_stage(ctx, sub, student=job.student, slot=slot,
                                       job_dir=work / "job")
         except SubmissionError as exc:  # not a notebook we can run: a clear zero, nothing else

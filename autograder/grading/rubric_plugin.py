@@ -377,3 +377,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         report["rubric_errors"] = _rubric_errors
     tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
     tmp.replace(report_file)
+    _leave_quickly(int(exitstatus))
+
+
+def _leave_quickly(status: int) -> None:
+    """Once the report is written, end the checker without the interpreter's teardown of
+    TensorFlow (about 0.4 s of every grade): an exit handler registered after TensorFlow's own
+    runs first, once pytest has printed its summary and given up the terminal, and leaves with
+    pytest's status."""
+    import atexit
+    import sys
+
+    def leave() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+
+    atexit.register(leave)

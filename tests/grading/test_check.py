@@ -234,3 +234,26 @@ def test_a_checker_no_submission_needs_is_stopped_and_leaves_nothing(open_tmp):
     assert run.proc.returncode is not None
     assert not run.private.exists()
     started.cancel()  # twice is harmless (the grader's finally after a finish)
+
+
+@pytest.mark.parametrize("line, why", [
+    (b"facts please\n", "the grader sent no facts folder"),
+    (b'{"folder": "/tmp"}\n', "the grader sent no facts folder"),
+    (b'{"facts_dir": "later"}\n', "the grader sent a relative facts folder later"),
+])
+def test_a_checker_handed_no_usable_facts_folder_judges_nothing(open_tmp, line, why):
+    """If the line on the checker's pipe is not a facts folder it can use, does the checker judge
+    nothing (rather than the folder it was started with) and say why in the staff log?"""
+    import os
+
+    from autograder.grading.check import start_rubric
+
+    rubric = _rubric(open_tmp, EARLY_RUBRIC)
+    started = start_rubric(_early_inputs(open_tmp), rubric_dir=rubric, reach=[open_tmp])
+    os.write(started._go, line)  # only the grader holds the pipe: this is a grader bug's line
+    try:
+        checked, log = started.finish(open_tmp / "never-read", timeout_s=300)
+    finally:
+        started.cancel()
+    assert not checked.get("items"), checked
+    assert why in log

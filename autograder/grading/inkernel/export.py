@@ -81,6 +81,23 @@ def _answers(cfg, ns, errors):
     return answers
 
 
+def _slim_optimizer(model):
+    # The optimizer's slot variables (Adam keeps two per trained weight: a .keras file three
+    # times the weights, seconds to write) are no evidence; its step counter is, and a fresh
+    # optimizer of the same kind and settings holding that counter saves as the same groups.
+    # The kernel ends after the export, so nothing needs the slots again. Anything unusual
+    # keeps the original optimizer.
+    old = getattr(model, "optimizer", None)
+    if old is None:
+        return
+    try:
+        fresh = type(old).from_config(old.get_config())
+        fresh.iterations.assign(old.iterations)
+        model.optimizer = fresh
+    except Exception:
+        pass
+
+
 def _models(cfg, ns, errors):
     t, keras = cfg["templates"], sys.modules.get("keras")
     for name in cfg["models"]:
@@ -90,6 +107,7 @@ def _models(cfg, ns, errors):
         if keras is None or not isinstance(obj, keras.Model):
             errors[name] = t["not_keras"].format(type_name=_tname(obj))
             continue
+        _slim_optimizer(obj)
         try:
             obj.save(os.path.join(cfg["export_dir"], "models", name + ".keras"))
         except Exception as exc:

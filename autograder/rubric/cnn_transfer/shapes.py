@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from autograder.grading.evidence import NotAssessable, fail, load_answer_rules
+from autograder.grading.evidence import NotAssessable, fail, load_answer_rules, model_outputs
 
 ASSIGNMENT = "cnn_transfer"
 KIT_ROOT = Path(__file__).resolve().parents[3]
@@ -85,8 +85,7 @@ _predictions: dict[tuple[str, str], Any] = {}
 def probabilities(evidence: Any, name: str, inputs: Any, *, split: str, what: str = "images",
                   rows: Any = None) -> Any:
     """One probability per input from model ``name`` (cached per split), or a clear failure.
-    With ``rows`` (indices into ``inputs``), only those inputs, in a direct call: for a handful
-    of images that skips ``predict``'s tracing, seconds of a ResNet50."""
+    With ``rows`` (indices into ``inputs``), only those inputs."""
     import numpy as np
 
     cache_key = (name, split if rows is None else f"{split}:{','.join(map(str, rows))}")
@@ -104,12 +103,11 @@ def probabilities(evidence: Any, name: str, inputs: Any, *, split: str, what: st
              f"{tuple(inputs.shape[1:])}.")
     try:
         if rows is None:
-            probs = model.predict(inputs, batch_size=32, verbose=0)
+            probs = model_outputs(model, inputs)
             count = len(inputs)
         else:
-            probs = model(inputs[np.asarray(rows)], training=False)
+            probs = model_outputs(model, inputs[np.asarray(rows)])
             count = len(rows)
-        probs = np.asarray(probs, dtype="float64").reshape(-1)
     except Exception as exc:  # a model that loads but cannot run on its inputs
         fail(f"{name} could not make predictions on {what} of shape {tuple(inputs.shape[1:])} "
              f"({type(exc).__name__}); check its input shape and layers.")

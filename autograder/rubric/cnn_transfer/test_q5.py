@@ -9,6 +9,7 @@ from autograder.grading.evidence import (
     finetune_tail,
     find_backbone,
     layer_signature,
+    model_outputs,
     trainable_pattern,
     weight_counts,
 )
@@ -80,7 +81,7 @@ def _via_trusted_features(evidence, key, mid, *, split: str) -> np.ndarray:
     open_layers = sum(key["models"]["ft_model"]["backbone_trainable"])
     try:
         tail = finetune_tail(model, open_layers=open_layers)
-        probs = np.asarray(tail.predict(mid, batch_size=32, verbose=0), dtype="float64").reshape(-1)
+        probs = model_outputs(tail, mid)
     except Exception:
         fail(f"ft_model should be the ResNet50 backbone of Question 4a followed by the head layers "
              f"(Flatten → Dense → Dropout → Dense(1, sigmoid)); its last {open_layers} backbone "
