@@ -1,8 +1,9 @@
 """Hub latency: from `nbgrader submit` to feedback a student can fetch, against the notebook's own runtime.
 
-Goals (issue "Hosted on JupyterHub"): submit -> feedback available <= the notebook's
-runtime in the grader (results.json ``execution_time``) + 30 s, and the service picks a
-submission up within 5 s of `nbgrader submit`. Both used to be asserted inside the browser
+Goals: submit -> feedback available <= the notebook's runtime in the grader (results.json
+``execution_time``) + 10 s at the 95th percentile of 20 rounds (issue 12, grading overhead;
+it was + 30 s in every round for the hosting issue), and the service picks a submission up
+within 5 s of `nbgrader submit`. Both used to be asserted inside the browser
 test (tests/hosting/test_browser.py), where a shared machine's load made them flaky; they
 are measured and recorded here instead, and the exit status says whether every round met
 them.
@@ -15,13 +16,14 @@ feedback file exactly where `nbgrader fetch_feedback` would look for it. Prints 
 line per round and a Markdown table for bench/RESULTS.md.
 
     sudo COURSE_PROFILE=reduced COURSE_WEIGHTS_MODE=stand-in .venv/bin/course hub up
-    sudo .venv/bin/python bench/hub_latency.py --rounds 3 --json bench/hub-latency.json
+    sudo .venv/bin/python bench/hub_latency.py --rounds 20 --json bench/out/hub-latency.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -37,8 +39,8 @@ from autograder.course.samples import reference_submission
 from autograder.hosting import accounts, exchange
 from autograder.hosting.hubconfig import hub_paths
 
-GOAL_MARGIN_S = 30.0
-"""Feedback within the notebook's own runtime plus this."""
+GOAL_MARGIN_S = 10.0
+"""Feedback within the notebook's own runtime plus this, at the 95th percentile of the rounds."""
 PICKUP_GOAL_S = 5.0
 """The service sees a submission within this long of `nbgrader submit` starting (it polls every second)."""
 
@@ -119,20 +121,33 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["goal_met"] = meets_goals(r)
     print("\n| round | notebook | runtime (s) | pick-up (s) | submit -> feedback (s) | overhead (s) "
-          "| goal: overhead <= 30 s, pick-up <= 5 s |")
+          f"| overhead <= {GOAL_MARGIN_S:g} s, pick-up <= {PICKUP_GOAL_S:g} s |")
     print("|---|---|---|---|---|---|---|")
     for i, r in enumerate(rows, 1):
         print(f"| {i} | {r['notebook']} | {r['notebook_runtime_s']} | {r['pickup_s']} | {r['submit_to_feedback_s']} "
               f"| {r['overhead_s']} | {'yes' if r['goal_met'] else 'NO'} |")
     ok = [r for r in rows if r["overhead_s"] is not None]
+    p95 = percentile([r["overhead_s"] for r in ok], 95) if len(ok) == len(rows) and ok else None
     if ok:
-        print(f"\nmedian overhead {statistics.median(r['overhead_s'] for r in ok):.1f} s over {len(ok)} round(s)")
+        print(f"\nmedian overhead {statistics.median(r['overhead_s'] for r in ok):.1f} s, "
+              f"95th percentile {p95 if p95 is not None else 'n/a (a round got no feedback)'} s "
+              f"(goal <= {GOAL_MARGIN_S:g} s: {'met' if p95 is not None and p95 <= GOAL_MARGIN_S else 'missed'}), "
+              f"{len(ok)} of {len(rows)} round(s) with feedback")
     if args.json is not None:
-        record = {"goals": {"overhead_s": GOAL_MARGIN_S, "pickup_s": PICKUP_GOAL_S},
+        record = {"goals": {"overhead_s_p95": GOAL_MARGIN_S, "pickup_s": PICKUP_GOAL_S},
+                  "overhead_p95_s": p95,
                   "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                   "load_average": os.getloadavg(), "rounds": rows}
         args.json.write_text(json.dumps(record, indent=1) + "\n")
-    return 0 if rows and all(r["goal_met"] for r in rows) else 1
+    pickups_ok = all(isinstance(r["pickup_s"], float) and r["pickup_s"] <= PICKUP_GOAL_S for r in rows)
+    return 0 if rows and p95 is not None and p95 <= GOAL_MARGIN_S and pickups_ok else 1
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least ``pct`` % of the values at
+    or below it (of 20 rounds, the 95th percentile is the 19th smallest)."""
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(pct / 100 * len(ranked)) - 1)]
 
 
 def meets_goals(row: dict[str, float | str | None]) -> bool:
