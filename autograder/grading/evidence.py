@@ -26,6 +26,13 @@ HISTORIES_FILE = "histories.json"
 MODELS_DIR = "models"
 
 
+GRADER_BUGS = (NameError,)
+"""Exceptions no submission can cause: a misspelt name in the rubric's or the grader's own code.
+Where a check turns a model's errors into the student's failure (``except Exception``), these
+are raised on instead, so the item shows as a crashed check for staff to fix, never as a
+mistake of the student's."""
+
+
 class RubricFail(AssertionError):
     """A rubric item failed; ``message`` is shown to the student as is."""
 
@@ -104,9 +111,11 @@ class Evidence:
             import keras
 
             try:
-                # compile=False: the optimizer state (half of a fine-tuned model's 190 MB) is
-                # never needed; compile settings are read from the file's JSON instead.
+                # compile=False: the optimizer is never needed (its step counter and the compile
+                # settings are read from the file as plain data instead).
                 self._models[name] = keras.models.load_model(path, safe_mode=True, compile=False)
+            except GRADER_BUGS:
+                raise
             except Exception as exc:  # a hostile or broken file: explain, never crash the batch
                 raise RubricFail(messages.MODEL_LOAD_FAILED.format(
                     name=name, error=_short(exc))) from None

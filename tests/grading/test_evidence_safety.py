@@ -35,3 +35,39 @@ def test_a_lambda_layer_is_refused_and_never_runs(tmp_path):
     assert info.value.message.startswith(messages.MODEL_LOAD_FAILED.split("(")[0].format(
         name="cnn_model"))
     assert not ran.exists()
+
+
+@pytest.mark.parametrize("error, student_failure", [(NameError, False), (ValueError, True)])
+def test_a_grader_bug_while_a_model_runs_is_a_crashed_check_not_the_students_mistake(
+        error, student_failure):
+    """A misspelt name in the rubric's own code, raised while a model ran, once reached the
+    student as "ft_model should be ...": does a NameError now leave the item a crashed check
+    (which staff see), while a model that itself cannot run still fails with the reason the
+    student can act on?"""
+    import keras
+    import numpy as np
+
+    from autograder.rubric.cnn_transfer.shapes import probabilities
+
+    class Breaks(keras.layers.Layer):
+        def compute_output_spec(self, x):
+            return keras.KerasTensor(x.shape, x.dtype)
+
+        def call(self, x):
+            raise error("raised while the model ran")
+
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, Breaks()(keras.layers.Dense(1, activation="sigmoid")(inputs)))
+
+    class OneModel:  # what probabilities asks of the evidence
+        def model(self, name):
+            return model
+
+    run = lambda: probabilities(OneModel(), "cnn_model", np.zeros((3, 4), "float32"),  # noqa: E731
+                                split=f"grader-bug-{error.__name__}")
+    if student_failure:
+        with pytest.raises(RubricFail, match=r"^cnn_model could not make predictions"):
+            run()
+    else:
+        with pytest.raises(NameError):
+            run()

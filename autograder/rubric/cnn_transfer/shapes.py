@@ -6,7 +6,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from autograder.grading.evidence import NotAssessable, fail, load_answer_rules, model_outputs
+from autograder.grading.evidence import (
+    GRADER_BUGS,
+    NotAssessable,
+    fail,
+    load_answer_rules,
+    model_outputs,
+)
 
 ASSIGNMENT = "cnn_transfer"
 KIT_ROOT = Path(__file__).resolve().parents[3]
@@ -108,6 +114,8 @@ def probabilities(evidence: Any, name: str, inputs: Any, *, split: str, what: st
         else:
             probs = model_outputs(model, inputs[np.asarray(rows)])
             count = len(rows)
+    except GRADER_BUGS:
+        raise
     except Exception as exc:  # a model that loads but cannot run on its inputs
         fail(f"{name} could not make predictions on {what} of shape {tuple(inputs.shape[1:])} "
              f"({type(exc).__name__}); check its input shape and layers.")
