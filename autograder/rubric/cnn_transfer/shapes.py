@@ -107,19 +107,15 @@ def probabilities(evidence: Any, name: str, inputs: Any, *, split: str, what: st
     if in_shape != tuple(inputs.shape[1:]):
         fail(f"{name} takes inputs of shape {in_shape}, but its {what} have shape "
              f"{tuple(inputs.shape[1:])}.")
+    chosen = inputs if rows is None else inputs[np.asarray(rows)]
     try:
-        if rows is None:
-            probs = model_outputs(model, inputs)
-            count = len(inputs)
-        else:
-            probs = model_outputs(model, inputs[np.asarray(rows)])
-            count = len(rows)
+        probs = model_outputs(model, chosen)
     except GRADER_BUGS:
         raise
     except Exception as exc:  # a model that loads but cannot run on its inputs
         fail(f"{name} could not make predictions on {what} of shape {tuple(inputs.shape[1:])} "
              f"({type(exc).__name__}); check its input shape and layers.")
-    require_probabilities(probs, name, count)
+    require_probabilities(probs, name, len(chosen))
     _predictions[cache_key] = probs
     return probs
 
