@@ -120,10 +120,11 @@ class StartedRubric:
 
 WAITING_NICENESS = 19
 """The niceness a checker started early warms up at (when the grader runs as root): its imports
-and first runs then take the CPU the notebook leaves idle, instead of slowing the notebook down
-by as much as they save later (issue 12: on two cores, a full-profile warm-up at the notebook's
-priority stretched the cells by 4.4 s). :meth:`StartedRubric.finish` gives it back priority 0
-before it judges, so judging never waits behind another submission's notebook."""
+and trusted data (seconds of CPU) then take the CPU the notebook leaves idle instead of slowing
+the notebook's cells down (issue 12: on two cores, a warm-up that also ran a ResNet50, at the
+notebook's priority, stretched the cells by 4.4 s; niced, by nothing measurable).
+:meth:`StartedRubric.finish` gives it back priority 0 before it judges, so judging never waits
+behind another submission's notebook."""
 
 
 def _set_group_niceness(pid: int, niceness: int) -> None:

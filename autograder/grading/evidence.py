@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -69,7 +71,8 @@ class Evidence:
     """One submission's exported facts, loaded lazily."""
 
     facts_dir: Path
-    _models: dict[str, Any] = field(default_factory=dict)
+    _loads: dict[str, Future] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @cached_property
     def answers(self) -> dict[str, Any]:
@@ -102,24 +105,59 @@ class Evidence:
         return path
 
     def loaded_models(self) -> dict[str, Any]:
-        return dict(self._models)
+        with self._lock:
+            loads = dict(self._loads)
+        return {name: load.result() for name, load in loads.items()
+                if load.done() and load.exception() is None}
 
     def model(self, name: str) -> Any:
-        """The named model, loaded with ``safe_mode=True``; cached per process."""
-        if name not in self._models:
-            path = self.model_file(name)
-            import keras
+        """The named model, loaded with ``safe_mode=True``; cached per process (a model
+        :meth:`preload` is loading is waited for). Raises :class:`Missing` for a model that was
+        not exported and :class:`RubricFail` for one that does not load."""
+        return self._load(name).result()
 
-            try:
-                # compile=False: the optimizer is never needed (its step counter and the compile
-                # settings are read from the file as plain data instead).
-                self._models[name] = keras.models.load_model(path, safe_mode=True, compile=False)
-            except GRADER_BUGS:
-                raise
-            except Exception as exc:  # a hostile or broken file: explain, never crash the batch
-                raise RubricFail(messages.MODEL_LOAD_FAILED.format(
-                    name=name, error=_short(exc))) from None
-        return self._models[name]
+    def preload(self) -> None:
+        """Start loading every exported model on a background thread, the largest first, while
+        the rubric's first tests run on the smaller ones (issue 12: loading ResNet50-sized
+        models was a second of the check stage each). A test that asks for a model before its
+        turn loads it itself; nothing is loaded twice. Keras keeps its loading state per thread,
+        so each load is in safe mode wherever it runs."""
+        folder = self.facts_dir / MODELS_DIR
+        try:
+            files = sorted((f for f in folder.iterdir() if f.suffix == ".keras" and f.is_file()),
+                           key=lambda f: (-f.stat().st_size, f.name))
+        except OSError:
+            return
+        names = [f.stem for f in files]
+        threading.Thread(target=lambda: [self._load(n) for n in names], name="preload-models",
+                         daemon=True).start()
+
+    def _load(self, name: str) -> Future:
+        """The load of ``name``: started by the first thread that asks, run in that thread."""
+        with self._lock:
+            load = self._loads.get(name)
+            if load is not None:
+                return load
+            load = self._loads[name] = Future()
+        try:
+            load.set_result(self._read_model(name))
+        except BaseException as exc:  # kept for every test that asks, in its own thread
+            load.set_exception(exc)
+        return load
+
+    def _read_model(self, name: str) -> Any:
+        path = self.model_file(name)
+        import keras
+
+        try:
+            # compile=False: the optimizer is never needed (its step counter and the compile
+            # settings are read from the file as plain data instead).
+            return keras.models.load_model(path, safe_mode=True, compile=False)
+        except GRADER_BUGS:
+            raise
+        except Exception as exc:  # a hostile or broken file: explain, never crash the batch
+            raise RubricFail(messages.MODEL_LOAD_FAILED.format(
+                name=name, error=_short(exc))) from None
 
 
 def load_answer_rules(kit_root: Path, assignment: str) -> Any:

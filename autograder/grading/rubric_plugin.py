@@ -66,6 +66,7 @@ def inputs() -> CheckInputs:
 @pytest.fixture(scope="session")
 def evidence(inputs: CheckInputs) -> Evidence:
     ev = Evidence(inputs.facts_dir)
+    ev.preload()
     _evidence.append(ev)
     return ev
 
@@ -265,26 +266,6 @@ def _warm_up(items: list[pytest.Item]) -> None:
             _trusted(_WARM_FOR[fixture], inputs)
         except Exception:
             _loaded.pop(_WARM_FOR[fixture], None)
-    modules = dict.fromkeys(getattr(item, "module", None) for item in items)
-    for module in modules:
-        hook = getattr(module, WARM_UP_HOOK, None)
-        if not callable(hook):
-            continue
-        try:
-            hook(inputs, lambda name: _trusted(name, inputs))
-        except Exception as exc:  # it only saves time: grading goes on without it
-            _timing.append(f"{module.__name__}.{WARM_UP_HOOK} failed ({type(exc).__name__}: "
-                           f"{exc}); its tests run without it")
-
-
-WARM_UP_HOOK = "warm_up"
-"""A rubric test module may define ``warm_up(inputs, trusted)``: a checker started before the
-notebook ran calls it once, after reading the trusted values and before the facts exist
-(``trusted(name)`` gives one of them: ``"key"``, ``"grading_set"``, ...). It is for work whose
-first run costs more than the next ones, such as TensorFlow's first call of a network at a given
-batch shape; it must not judge anything, and it is given nothing of the submission. An exception
-there is written to the staff log and grading goes on; a checker not started early never calls
-it."""
 
 
 BACKBONE_FEATURES = frozenset({"grading_embeddings", "validation_embeddings", "grading_mid",

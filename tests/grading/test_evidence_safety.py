@@ -13,9 +13,11 @@ from autograder.grading.evidence import MODELS_DIR, Evidence, RubricFail
 MARK = "lambda-ran"
 
 
-def test_a_lambda_layer_is_refused_and_never_runs(tmp_path):
+@pytest.mark.parametrize("preloaded", [False, True], ids=["on-demand", "preloaded"])
+def test_a_lambda_layer_is_refused_and_never_runs(tmp_path, preloaded):
     """Is a model with a Lambda layer refused at load time, naming the model, with its code
-    never executed in the checker?"""
+    never executed in the checker, also when the preload thread loads it (Keras keeps its safe
+    mode per thread)? The refusal reaches every test that asks for the model."""
     import keras
 
     ran = tmp_path / MARK
@@ -30,11 +32,65 @@ def test_a_lambda_layer_is_refused_and_never_runs(tmp_path):
     (tmp_path / MODELS_DIR).mkdir()
     model.save(tmp_path / MODELS_DIR / "cnn_model.keras")
     ran.unlink(missing_ok=True)
-    with pytest.raises(RubricFail) as info:
-        Evidence(Path(tmp_path)).model("cnn_model")
-    assert info.value.message.startswith(messages.MODEL_LOAD_FAILED.split("(")[0].format(
-        name="cnn_model"))
+    evidence = Evidence(Path(tmp_path))
+    if preloaded:
+        evidence.preload()
+        _wait_until_loaded(evidence, "cnn_model")
+    for _ in range(2):
+        with pytest.raises(RubricFail) as info:
+            evidence.model("cnn_model")
+        assert info.value.message.startswith(messages.MODEL_LOAD_FAILED.split("(")[0].format(
+            name="cnn_model"))
     assert not ran.exists()
+
+
+def _wait_until_loaded(evidence: Evidence, name: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with evidence._lock:
+            load = evidence._loads.get(name)
+        if load is not None and load.done():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the preload thread never finished {name}")
+
+
+def test_preloading_loads_each_exported_model_once_largest_first(tmp_path, monkeypatch):
+    """The checker preloads the exported models while the first tests run: does it take the
+    largest file first, load each model once whichever thread asks first, and give every test
+    the same model object? A model that was not exported is still Missing."""
+    import threading
+
+    import keras
+
+    from autograder.grading.evidence import Missing
+
+    (tmp_path / MODELS_DIR).mkdir()
+    for name, units in [("small_model", 1), ("large_model", 4096)]:
+        inputs = keras.Input(shape=(64,))
+        keras.Model(inputs, keras.layers.Dense(units)(inputs)).save(
+            tmp_path / MODELS_DIR / f"{name}.keras")
+    loaded: list[tuple[str, str]] = []
+    read = Evidence._read_model
+
+    def counting(self, name):
+        loaded.append((name, threading.current_thread().name))
+        return read(self, name)
+
+    monkeypatch.setattr(Evidence, "_read_model", counting)
+    evidence = Evidence(Path(tmp_path))
+    evidence.preload()
+    _wait_until_loaded(evidence, "large_model")
+    _wait_until_loaded(evidence, "small_model")
+    first = evidence.model("large_model")
+    assert evidence.model("large_model") is first
+    assert evidence.model("small_model").count_params() == 65
+    assert loaded == [("large_model", "preload-models"), ("small_model", "preload-models")]
+    assert sorted(evidence.loaded_models()) == ["large_model", "small_model"]
+    with pytest.raises(Missing):
+        evidence.model("tl_model")
 
 
 @pytest.mark.parametrize("error, student_failure", [(NameError, False), (ValueError, True)])

@@ -89,9 +89,10 @@ _predictions: dict[tuple[str, str], Any] = {}
 
 
 def probabilities(evidence: Any, name: str, inputs: Any, *, split: str, what: str = "images",
-                  rows: Any = None) -> Any:
+                  rows: Any = None, batch_size: int = 32) -> Any:
     """One probability per input from model ``name`` (cached per split), or a clear failure.
-    With ``rows`` (indices into ``inputs``), only those inputs."""
+    With ``rows`` (indices into ``inputs``), only those inputs; ``batch_size`` inputs per
+    call of the model."""
     import numpy as np
 
     cache_key = (name, split if rows is None else f"{split}:{','.join(map(str, rows))}")
@@ -109,7 +110,7 @@ def probabilities(evidence: Any, name: str, inputs: Any, *, split: str, what: st
              f"{tuple(inputs.shape[1:])}.")
     chosen = inputs if rows is None else inputs[np.asarray(rows)]
     try:
-        probs = model_outputs(model, chosen)
+        probs = model_outputs(model, chosen, batch_size=batch_size)
     except GRADER_BUGS:
         raise
     except Exception as exc:  # a model that loads but cannot run on its inputs
