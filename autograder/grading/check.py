@@ -268,7 +268,10 @@ def _start(argv: list[str], inputs: CheckInputs, *, extra_env: dict[str, str] | 
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 pass_fds=pass_fds, start_new_session=bool(niceness))
         if niceness:  # before it can start a second thread (Popen returns after its exec)
-            os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
+            try:
+                os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
+            except ProcessLookupError:  # it died at once: finish() reads why from its log
+                pass
             _set_group_niceness(proc.pid, niceness)
     except BaseException:
         shutil.rmtree(private, ignore_errors=True)
