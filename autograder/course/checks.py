@@ -82,6 +82,9 @@ def _check_assignment(out: _Problems, course: Course, where: str, a: Assignment,
                 "use a fraction such as 0.15")
     if not a.calibration_seeds:
         out.bad(f"{where}.calibration_seeds", "empty", "give at least one seed")
+    if a.gpu not in (None, True, False):
+        out.bad(f"{where}.gpu", f"{a.gpu!r} is not True, False or None",
+                "use None to follow grading.gpu")
     _check_materials(out, where, a)
 
 

@@ -146,6 +146,12 @@ class Assignment:
     step_counted: dict[str, str] = field(default_factory=dict)
     """Model name -> the training (one of ``trainings``) whose optimizer steps the reference must
     take exactly: epochs x ceil(train images / batch size), recorded in the key's ``training``."""
+    gpu: bool | None = None
+    """Grade this assignment on a GPU (see :attr:`GradingSettings.gpu`); ``None`` follows the
+    course's ``grading.gpu``, ``False`` keeps a CPU-only assignment off the GPUs of a GPU course."""
+
+    def grades_on_gpu(self, grading: GradingSettings) -> bool:
+        return grading.gpu if self.gpu is None else bool(self.gpu)
 
 
 @dataclass(frozen=True)
@@ -159,8 +165,10 @@ class GradingSettings:
     dask_scheduler: str = ""
     """Address of a remote Dask scheduler; empty starts a local cluster."""
     gpu: bool = False
-    """Grade on a GPU: with Dask, each submission asks for the worker resource ``GPU=1``
-    (workers started with ``--resources GPU=1``)."""
+    """Grade on a GPU (each assignment may say otherwise: ``Assignment.gpu``): the sandbox gets
+    the host's NVIDIA device nodes (``/dev/nvidia*``; none at all otherwise), and with Dask each
+    submission asks for the worker resource ``GPU=1`` (workers started with
+    ``--resources GPU=1``)."""
     sandbox_user_prefix: str = "course-sbx"
     """Unprivileged users ``<prefix>0``, ``<prefix>1``, ...; one per slot."""
     allow_unsandboxed: bool = False

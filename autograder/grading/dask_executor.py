@@ -11,8 +11,9 @@ Slots: the worker's name only suggests a slot; the job takes whichever slot of i
 free (``slots.free_slot``: one flock per slot uid), so two workers on one host never share
 a uid whatever they are called. A worker killed mid-grade loses its task to the scheduler,
 which runs it on another worker; the client writes each submission's files once, when its
-future completes. A course that grades on a GPU (``grading.gpu``) asks for the worker
-resource ``GPU=1`` (``dask worker --resources GPU=1``); other submissions ask for nothing.
+future completes. An assignment that grades on a GPU (``Assignment.gpu``, else
+``grading.gpu``) asks for the worker resource ``GPU=1`` (``dask worker --resources GPU=1``);
+other submissions ask for nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from autograder.errors import GraderUnavailable, SubmissionError
 
 
 GPU_RESOURCE = {"GPU": 1}
-"""The Dask worker resource a submission asks for when ``grading.gpu`` is set; GPU workers
+"""The Dask worker resource a submission asks for when its assignment grades on a GPU; GPU workers
 advertise it (``dask worker --resources GPU=1``, hub/grading-cluster.yaml)."""
 
 
@@ -87,7 +88,8 @@ class DaskExecutor:
         if id(ctx) not in self._identity:  # hashed once per batch (the weights are ~100 MB)
             self._identity[id(ctx)] = remote.identity(ctx)
         task = remote.make_task(ctx, job, data, self._identity[id(ctx)])
-        resources = GPU_RESOURCE if ctx.course.config.grading.gpu else None
+        gpu = ctx.assignment.grades_on_gpu(ctx.course.config.grading)
+        resources = GPU_RESOURCE if gpu else None
         future = self._client.submit(_with_worker_slot, remote.grade_task, self._concurrency, task,
                                      pure=False, resources=resources, key=f"grade-{uuid.uuid4().hex}")
         return self._relay(future, lambda outcome: remote.write_outcome(ctx, outcome))

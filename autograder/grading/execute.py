@@ -83,6 +83,8 @@ class ExecutionSpec:
     release_grade_ids: frozenset[str] = frozenset()
     """The release notebook's grade_ids, read once: a submission's cell counts as a graded
     cell only under one of these."""
+    gpu: bool = False
+    """The sandbox gets the host's GPU device nodes (``Assignment.grades_on_gpu``)."""
 
     @classmethod
     def from_course(cls, course: Course, assignment: Assignment, *, profile: str,
@@ -97,7 +99,8 @@ class ExecutionSpec:
             sandbox_user_prefix=grading.sandbox_user_prefix,
             allow_unsandboxed=grading.allow_unsandboxed, profile=profile,
             weights_mode=weights_mode, weights_file=weights_file,
-            release_grade_ids=frozenset(release_grade_ids(release_dir / assignment.notebook)))
+            release_grade_ids=frozenset(release_grade_ids(release_dir / assignment.notebook)),
+            gpu=assignment.grades_on_gpu(grading))
 
 
 @dataclass
@@ -119,6 +122,8 @@ class _Job:
     user: SandboxUser | None
     cgroup: Cgroup | None
     sandboxed: bool
+    devices: tuple[tuple[Path, str], ...] = ()
+    """Device nodes the sandbox passes through (the GPU's, when the assignment grades on one)."""
 
 
 def execute_submission(submission: Submission, spec: ExecutionSpec, *, student: str, slot: int,
@@ -170,6 +175,7 @@ def _execute_once(submission: Submission, spec: ExecutionSpec, *, student: str, 
         sandbox.refuse_incomplete(missing)
     sandboxed = not missing
     user = find_sandbox_user(spec.sandbox_user_prefix, slot) if sandboxed else None
+    devices = tuple(sandbox.gpu_devices()) if spec.gpu and sandboxed else ()
 
     layout = stage.JobLayout.for_job(Path(job_dir).resolve(),
                                      name=f"{slot}-{uuid.uuid4().hex[:12]}")
@@ -177,7 +183,7 @@ def _execute_once(submission: Submission, spec: ExecutionSpec, *, student: str, 
     cgroup: Cgroup | None = None
     try:
         cgroup = _create_cgroup(student, limits, sandboxed=sandboxed)
-        job = _Job(layout, user, cgroup, sandboxed)
+        job = _Job(layout, user, cgroup, sandboxed, devices)
         run, facts = _run_job(job, submission, spec, grade_ids)
     finally:
         if cgroup is not None:
@@ -295,7 +301,8 @@ def _kernel_manager(job: _Job, *, env: dict[str, str], ro_binds: list[tuple[Path
         if job.sandboxed and user is not None:
             return sandbox.build_sandbox_argv(argv, user=user, layout=layout, ro_binds=ro_binds,
                                               env=env, cgroup=cgroup,
-                                              file_size_mb=limits.file_size_mb)
+                                              file_size_mb=limits.file_size_mb,
+                                              devices=job.devices)
         prefix = cgroup.join_prefix() if cgroup is not None else []
         return [*prefix, "prlimit", f"--fsize={limits.file_size_mb * 2**20}", "--core=0",
                 "--", *argv]

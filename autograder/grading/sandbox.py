@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
@@ -100,12 +101,15 @@ def build_sandbox_argv(
     env: Mapping[str, str],
     cgroup: Cgroup | None,
     file_size_mb: int,
+    devices: Sequence[tuple[Path, str]] = (),
 ) -> list[str]:
     """The full command that starts ``kernel_argv`` as ``user`` inside bubblewrap.
 
     ``ro_binds`` are (host path, path inside) pairs mounted read-only, e.g. the release's
     ``course_helpers.py`` into the work folder; nothing else of the host is visible
-    except ``/usr``, the venv and the job's own scratch and socket folders.
+    except ``/usr``, the venv and the job's own scratch and socket folders. ``devices``
+    (host node, path inside) are device nodes to open, the GPU's (:func:`gpu_devices`) for a
+    course that grades on one; the sandbox's ``/dev`` has only the basic nodes otherwise.
     """
     argv: list[str] = []
     if cgroup is not None:
@@ -137,12 +141,41 @@ def build_sandbox_argv(
         argv += ["--ro-bind", str(venv), str(venv)]
     for host, inside in ro_binds:
         argv += ["--ro-bind", str(host), inside]
+    for host, inside in devices:
+        argv += ["--dev-bind", str(host), inside]
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", INSIDE_WORK,
              "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
     argv += ["--", *kernel_argv]
     return argv
+
+
+GPU_DEVICE_DIR = Path("/dev")
+"""Where the host's NVIDIA driver puts its device nodes."""
+
+
+def gpu_devices(dev: Path | None = None) -> list[tuple[Path, str]]:
+    """The NVIDIA device nodes a CUDA program opens (``nvidia0``..., ``nvidiactl``,
+    ``nvidia-uvm``, ``nvidia-uvm-tools``, ``nvidia-modeset``, ``nvidia-caps/*``) as (host node,
+    path inside the sandbox) pairs; character devices only, links not followed.
+
+    Raises :class:`SandboxUnavailable` when there is none: the course asked to grade on a GPU,
+    and a kernel without one would train on the CPU, slower than its limits were set for."""
+    dev = dev or GPU_DEVICE_DIR
+    found: list[tuple[Path, str]] = []
+    for node in [*sorted(dev.glob("nvidia*")), *sorted((dev / "nvidia-caps").glob("*"))]:
+        try:
+            if stat.S_ISCHR(node.lstat().st_mode):
+                found.append((node, f"/dev/{node.relative_to(dev)}"))
+        except OSError:
+            continue
+    if not found:
+        raise SandboxUnavailable(
+            f"grading on a GPU was asked for, but {dev} has no NVIDIA device nodes",
+            hint="grade on a machine where nvidia-smi works, or set gpu=False for the assignment "
+                 "(assignments[...].gpu) or the course (grading.gpu) in course_config.py")
+    return found
 
 
 def _system_binds() -> list[str]:

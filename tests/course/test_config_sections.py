@@ -105,6 +105,7 @@ def test_default_profile_must_name_a_profile():
     ("notebook", "missing.ipynb"),
     ("accuracy_margin", 1.0),
     ("calibration_seeds", ()),
+    ("gpu", "yes"),
 ])
 def test_a_bad_assignment_value_names_the_assignment_and_field(field, value):
     assert field in {f.name for f in fields(Assignment)}

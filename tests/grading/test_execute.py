@@ -4,6 +4,7 @@ the limit and the message a student would expect, and does the grader stay in ch
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -395,3 +396,63 @@ def test_a_probe_that_fails_once_never_runs_the_kernel_unsandboxed(run_zoo, monk
     with pytest.raises(SandboxUnavailable, match="timed out"):
         run_zoo(zoo.HELLO)
     assert len(calls) == 1
+
+
+GPU_PROBE = [
+    "import os\nconv1_params = sorted(n for n in os.listdir('/dev') if n.startswith('nvidia'))",
+    "conv2_params = sorted(os.listdir('/dev/nvidia-caps'))\n"
+    "with open('/dev/nvidia0', 'w') as f:\n    f.write('x')",
+]
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu-assignment", "gpu-assignment"])
+def test_the_gpu_device_nodes_reach_the_sandbox_only_for_a_gpu_assignment(
+        tmp_path, base_course, release_dir, sandbox_ready, monkeypatch, gpu):
+    """A course that grades on a GPU (issue 12) needs the driver's device nodes in the sandbox,
+    and any other course none of them: does a GPU assignment's kernel see and open exactly the
+    host's NVIDIA nodes (character devices made here with mknod, as the driver's are, on a
+    machine without a GPU), and a CPU assignment's kernel none, on the same host?"""
+    import dataclasses
+    import stat as stat_module
+
+    from e2e_support import course_with, open_dir
+
+    from autograder.grading.execute import ExecutionSpec, execute_submission
+
+    dev = open_dir("course-test-dev-")
+    (dev / "nvidia-caps").mkdir(mode=0o755)
+    for name in ("nvidia0", "nvidiactl", "nvidia-caps/nvidia-cap1"):
+        os.mknod(dev / name, 0o666 | stat_module.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+        os.chmod(dev / name, 0o666)
+    (dev / "nvidia-not-a-device").write_text("a plain file is never passed through")
+    monkeypatch.setattr(sandbox, "GPU_DEVICE_DIR", dev)
+    course = course_with(base_course)
+    assignment = dataclasses.replace(course.config.assignments[0], gpu=gpu)
+    spec = ExecutionSpec.from_course(course, assignment, profile="reduced",
+                                     weights_mode="stand-in", release_dir=release_dir)
+    nb = zoo.build(GPU_PROBE)
+    path = tmp_path / "gpu.ipynb"
+    nbformat.write(nb, path)
+    try:
+        result = execute_submission(Submission.of(path, nb), spec, student="gpu", slot=0,
+                                    job_dir=tmp_path / "job")
+    finally:
+        import shutil
+        shutil.rmtree(dev, ignore_errors=True)
+    if gpu:
+        assert statuses(result) == [CELL_OK, CELL_OK], result.cells
+        assert result.answers == {"conv1_params": ["nvidia-caps", "nvidia0", "nvidiactl"],
+                                  "conv2_params": ["nvidia-cap1"]}
+    else:
+        assert statuses(result) == [CELL_OK, CELL_ERROR], result.cells
+        assert result.answers == {"conv1_params": []}
+
+
+def test_a_gpu_assignment_on_a_machine_without_a_gpu_is_refused_by_name(tmp_path):
+    """Grading on a GPU where the host has no NVIDIA nodes must stop with a reason that says
+    where to switch it off, not quietly train on the CPU under limits set for a GPU."""
+    with pytest.raises(SandboxUnavailable) as info:
+        sandbox.gpu_devices(tmp_path)
+    assert info.value.message == (f"grading on a GPU was asked for, but {tmp_path} has no "
+                                  f"NVIDIA device nodes")
+    assert "assignments[...].gpu" in info.value.hint and "grading.gpu" in info.value.hint

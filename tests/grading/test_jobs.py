@@ -311,11 +311,15 @@ class _RecordingClient:
         return future
 
 
-@pytest.mark.parametrize("gpu", [False, True])
-def test_a_dask_job_travels_as_data_and_asks_for_a_gpu_only_when_the_course_does(ctx, tmp_path, gpu):
+@pytest.mark.parametrize(("course_gpu", "assignment_gpu", "gpu"), [
+    (False, None, False), (True, None, True),  # the assignment follows the course
+    (True, False, False), (False, True, True),  # or says otherwise
+])
+def test_a_dask_job_travels_as_data_and_asks_for_a_gpu_only_when_its_assignment_does(
+        ctx, tmp_path, course_gpu, assignment_gpu, gpu):
     """Does a job sent to Dask carry the notebook's bytes and the material's hashes (no path
-    the worker would have to share), and ask for the worker resource GPU=1 exactly when
-    grading.gpu is set?"""
+    the worker would have to share), and ask for the worker resource GPU=1 exactly when its
+    assignment grades on a GPU: ``Assignment.gpu``, else the course's ``grading.gpu``?"""
     import dataclasses
 
     from autograder.grading.dask_executor import DaskExecutor
@@ -323,8 +327,9 @@ def test_a_dask_job_travels_as_data_and_asks_for_a_gpu_only_when_the_course_does
 
     config = ctx.course.config
     course = dataclasses.replace(ctx.course, config=dataclasses.replace(
-        config, grading=dataclasses.replace(config.grading, gpu=gpu)))
-    ctx = dataclasses.replace(ctx, course=course)
+        config, grading=dataclasses.replace(config.grading, gpu=course_gpu)))
+    ctx = dataclasses.replace(ctx, course=course, assignment=dataclasses.replace(
+        ctx.assignment, gpu=assignment_gpu))
     notebook = _notebook(tmp_path / "subs" / "ann" / "cnn_transfer.ipynb")
     executor = DaskExecutor.__new__(DaskExecutor)  # no cluster: only what would be sent
     executor._client, executor._concurrency, executor._identity = _RecordingClient(), 2, {}

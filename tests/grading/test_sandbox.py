@@ -56,6 +56,19 @@ def test_argv_shows_no_course_files(tmp_path):
     assert argv[argv.index("--remount-ro") + 1] in ("/", "/dev")
 
 
+def test_argv_passes_device_nodes_through_only_when_given(tmp_path):
+    """Are the GPU's nodes bound as devices (``--dev-bind``, openable), each at its /dev path,
+    before /dev is made read-only, and is there no device bind at all by default?"""
+    assert "--dev-bind" not in _argv(tmp_path)
+    nodes = [(Path("/dev/nvidia0"), "/dev/nvidia0"),
+             (Path("/dev/nvidia-caps/nvidia-cap1"), "/dev/nvidia-caps/nvidia-cap1")]
+    argv = _argv(tmp_path, devices=nodes)
+    binds = [argv[i:i + 3] for i, a in enumerate(argv) if a == "--dev-bind"]
+    assert binds == [["--dev-bind", "/dev/nvidia0", "/dev/nvidia0"],
+                     ["--dev-bind", "/dev/nvidia-caps/nvidia-cap1", "/dev/nvidia-caps/nvidia-cap1"]]
+    assert argv.index("--dev-bind") < argv.index("/dev", argv.index("--remount-ro"))
+
+
 def test_argv_joins_the_cgroup_first(tmp_path):
     """Does the process join the job cgroup before prlimit/setpriv/bwrap start?"""
 
