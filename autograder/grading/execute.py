@@ -236,7 +236,8 @@ def _run_job(job: _Job, submission: Submission, spec: ExecutionSpec,
         extra={"COURSE_PROFILE": spec.profile, "COURSE_WEIGHTS_MODE": spec.weights_mode,
                "COURSE_DATA_DIR": inside["data"], "PYTHONHASHSEED": str(spec.seed),
                "COURSE_SEED": str(spec.seed),
-               **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {})})
+               **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {}),
+               **(sandbox.gpu_environment() if job.devices else {})})
     ro_binds = stage.readonly_binds(layout, spec.release_dir, weights_file) if job.sandboxed else []
     run = asyncio.run(_run_notebook(submission.notebook, job, spec, env=env, ro_binds=ro_binds,
                                     grade_ids=grade_ids, export_dir=inside["export"]))

@@ -178,6 +178,31 @@ def gpu_devices(dev: Path | None = None) -> list[tuple[Path, str]]:
     return found
 
 
+GPU_ENVIRONMENT = ("LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
+"""What a GPU assignment's kernel keeps of the grader's environment (everything else is cleared)."""
+
+
+def gpu_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The grader's GPU settings that a GPU assignment's kernel needs too.
+
+    ``LD_LIBRARY_PATH``: hosts that mount the driver's libraries in a folder of their own
+    (GKE's ``/usr/local/nvidia/lib64``) find ``libcuda.so.1`` only through it; only its
+    absolute folders under ``/usr`` that exist are kept, the only host tree the sandbox shows
+    (besides the venv). ``CUDA_VISIBLE_DEVICES``: a worker given one card of several. Neither
+    widens what the kernel can open: that is the device nodes alone (:func:`gpu_devices`)."""
+    environ = os.environ if environ is None else environ
+    env: dict[str, str] = {}
+    folders = [os.path.normpath(f) for f in environ.get("LD_LIBRARY_PATH", "").split(":")
+               if f.startswith("/")]
+    folders = [f for f in folders if Path(f).is_relative_to("/usr") and Path(f).is_dir()]
+    if folders:
+        env["LD_LIBRARY_PATH"] = ":".join(dict.fromkeys(folders))
+    for key in GPU_ENVIRONMENT[1:]:
+        if environ.get(key):
+            env[key] = environ[key]
+    return env
+
+
 def _system_binds() -> list[str]:
     """bwrap arguments for the host's system files: ``/usr``, the top-level ``/bin``,
     ``/lib``... (a symlink where the host has one), ``ld.so.cache``, ``localtime``."""

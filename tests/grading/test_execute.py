@@ -399,7 +399,9 @@ def test_a_probe_that_fails_once_never_runs_the_kernel_unsandboxed(run_zoo, monk
 
 
 GPU_PROBE = [
-    "import os\nconv1_params = sorted(n for n in os.listdir('/dev') if n.startswith('nvidia'))",
+    "import os\nconv1_params = sorted(n for n in os.listdir('/dev') if n.startswith('nvidia'))\n"
+    "conv1_params += [f'{k}={os.environ[k]}' for k in ('LD_LIBRARY_PATH', 'CUDA_VISIBLE_DEVICES')"
+    " if k in os.environ]",
     "conv2_params = sorted(os.listdir('/dev/nvidia-caps'))\n"
     "with open('/dev/nvidia0', 'w') as f:\n    f.write('x')",
 ]
@@ -426,6 +428,10 @@ def test_the_gpu_device_nodes_reach_the_sandbox_only_for_a_gpu_assignment(
         os.chmod(dev / name, 0o666)
     (dev / "nvidia-not-a-device").write_text("a plain file is never passed through")
     monkeypatch.setattr(sandbox, "GPU_DEVICE_DIR", dev)
+    # GKE-style hosts find libcuda.so.1 only through LD_LIBRARY_PATH; a folder the sandbox does
+    # not show (outside /usr) or that does not exist is not passed on.
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"/usr/lib:{dev}:/usr/no-such-driver-folder:relative")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     course = course_with(base_course)
     assignment = dataclasses.replace(course.config.assignments[0], gpu=gpu)
     spec = ExecutionSpec.from_course(course, assignment, profile="reduced",
@@ -441,7 +447,9 @@ def test_the_gpu_device_nodes_reach_the_sandbox_only_for_a_gpu_assignment(
         shutil.rmtree(dev, ignore_errors=True)
     if gpu:
         assert statuses(result) == [CELL_OK, CELL_OK], result.cells
-        assert result.answers == {"conv1_params": ["nvidia-caps", "nvidia0", "nvidiactl"],
+        assert result.answers == {"conv1_params": ["nvidia-caps", "nvidia0", "nvidiactl",
+                                                   "LD_LIBRARY_PATH=/usr/lib",
+                                                   "CUDA_VISIBLE_DEVICES=0"],
                                   "conv2_params": ["nvidia-cap1"]}
     else:
         assert statuses(result) == [CELL_OK, CELL_ERROR], result.cells

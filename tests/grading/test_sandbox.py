@@ -69,6 +69,22 @@ def test_argv_passes_device_nodes_through_only_when_given(tmp_path):
     assert argv.index("--dev-bind") < argv.index("/dev", argv.index("--remount-ro"))
 
 
+def test_a_gpu_kernel_keeps_only_the_gpu_settings_it_can_use(tmp_path):
+    """A GPU assignment's kernel starts with a cleared environment: does it get back the
+    grader's driver library folders (those under /usr, which the sandbox shows, normalised,
+    once each) and its card selection, and nothing else of the grader's environment?"""
+    environ = {
+        "LD_LIBRARY_PATH": f"/usr/lib:/usr/lib/../lib:{tmp_path}:/usr/no-such-folder::relative",
+        "CUDA_VISIBLE_DEVICES": "1",
+        "COURSE_GRADER_SECRET": "never in a kernel",
+        "PATH": "/root/bin",
+    }
+    assert sandbox.gpu_environment(environ) == {"LD_LIBRARY_PATH": "/usr/lib",
+                                                "CUDA_VISIBLE_DEVICES": "1"}
+    assert sandbox.gpu_environment({"LD_LIBRARY_PATH": str(tmp_path)}) == {}
+    assert sandbox.gpu_environment({}) == {}
+
+
 def test_argv_joins_the_cgroup_first(tmp_path):
     """Does the process join the job cgroup before prlimit/setpriv/bwrap start?"""
 
