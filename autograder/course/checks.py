@@ -197,6 +197,24 @@ def check_grading(course: Course) -> list[str]:
     out.positive("grading.concurrency", g.concurrency)
     if g.executor not in ("local", "dask"):
         out.bad("grading.executor", f"{g.executor!r} is unknown", 'use "local" or "dask"')
+    tls = g.dask_scheduler.startswith("tls://")
+    if g.dask_tls_dir and not tls:
+        out.bad("grading.dask_tls_dir", f"is set, but grading.dask_scheduler "
+                f"{g.dask_scheduler!r} is not a tls:// address",
+                "write the scheduler's address as tls://host:port (an empty one starts a local "
+                "cluster, which makes its own certificates), or empty dask_tls_dir")
+    if tls and not g.dask_tls_dir:
+        out.bad("grading.dask_scheduler", f"{g.dask_scheduler!r} speaks TLS, but "
+                "grading.dask_tls_dir is empty",
+                "make a set with `course dask certs DIR` and name DIR in grading.dask_tls_dir")
+    if g.dask_tls_dir:
+        from autograder.errors import ConfigError
+        from autograder.grading import dask_tls
+
+        try:
+            dask_tls.require_files(dask_tls.tls_dir(course.root, g.dask_tls_dir))
+        except ConfigError as exc:
+            out.bad("grading.dask_tls_dir", exc.message.split(": ", 1)[-1], exc.hint)
     if not _UNIX_NAME.match(g.sandbox_user_prefix + "0"):
         out.bad("grading.sandbox_user_prefix", f"{g.sandbox_user_prefix!r} is not a Unix user name",
                 "use lower-case letters, digits and -")

@@ -163,7 +163,15 @@ class GradingSettings:
     executor: str = "local"
     """``"local"`` (a process pool) or ``"dask"`` (a distributed scheduler)."""
     dask_scheduler: str = ""
-    """Address of a remote Dask scheduler; empty starts a local cluster."""
+    """Address of a remote Dask scheduler; empty starts a local cluster (over TLS with
+    throwaway certificates, so no other local user can reach it)."""
+    dask_tls_dir: str = ""
+    """Folder (relative to the course root, or absolute) of the grading cluster's TLS set:
+    ``ca.pem``, ``node.pem``, ``node-key.pem`` (``course dask certs DIR``). Set, the client
+    presents it and requires it of the scheduler, whose address must then be ``tls://``; the
+    scheduler and workers are started with the same files (``--tls-ca-file``, ``--tls-cert``,
+    ``--tls-key``), so no process without them can submit work, join as a worker or read the
+    traffic. Empty: plain ``tcp://`` (a cluster fenced by the network alone)."""
     gpu: bool = False
     """Grade on a GPU (each assignment may say otherwise: ``Assignment.gpu``): the sandbox gets
     the host's NVIDIA device nodes (``/dev/nvidia*``; none at all otherwise), and with Dask each

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from autograder.errors import GraderUnavailable, SubmissionError
+from autograder.errors import ConfigError, GraderUnavailable, SubmissionError
+from autograder.grading import dask_tls
 
 
 GPU_RESOURCE = {"GPU": 1}
@@ -46,21 +47,33 @@ class DaskExecutor:
     """Workers build their own context (the trusted embeddings included) from their own copy:
     the client prepares nothing for them (``jobs.run_batch``)."""
 
-    def __init__(self, *, concurrency: int, address: str = "") -> None:
+    def __init__(self, *, concurrency: int, address: str = "", security: Any = None) -> None:
+        """``security``: the client's TLS (:func:`dask_tls.client_security`) for a scheduler
+        that requires it; the address must then be ``tls://``."""
         from distributed import Client, LocalCluster
 
         self._cluster = None
         if address:
+            if security is not None and not address.startswith(dask_tls.SCHEME):
+                raise ConfigError(
+                    f"grading.dask_scheduler {address!r} is not a tls:// address, but "
+                    "grading.dask_tls_dir is set",
+                    hint="start the scheduler with --tls-ca-file, --tls-cert and --tls-key and "
+                         f"write its address as {dask_tls.SCHEME}host:port")
             try:
-                self._client = Client(address, timeout="30s")
+                self._client = Client(address, timeout="30s", security=security)
             except OSError as exc:  # includes TimeoutError: nothing answers there
+                tls = ("; a scheduler that requires TLS refuses a client without the course's "
+                       "certificate (grading.dask_tls_dir)") if security is None else ""
                 raise GraderUnavailable(f"no Dask scheduler answers at {address} ({exc})",
                                         hint="start the scheduler (`dask scheduler`) and a worker, "
-                                             "or set grading.executor = \"local\"") from None
+                                             f"or set grading.executor = \"local\"{tls}") from None
             self._address = address
         else:
+            # Throwaway certificates: the loopback port is open to every local user otherwise,
+            # and its workers run as root.
             self._cluster = LocalCluster(n_workers=concurrency, threads_per_worker=1,
-                                         processes=True, dashboard_address=None)
+                                         processes=True, dashboard_address=None, security=True)
             self._client = Client(self._cluster)
         self._concurrency = concurrency
         self._identity: dict[int, dict[str, str]] = {}

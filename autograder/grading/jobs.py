@@ -152,9 +152,12 @@ class LocalExecutor:
 def make_executor(ctx: GradingContext) -> Executor:
     g = ctx.course.config.grading
     if g.executor == "dask":
+        from autograder.grading import dask_tls
         from autograder.grading.dask_executor import DaskExecutor
 
-        return DaskExecutor(concurrency=g.concurrency, address=g.dask_scheduler)
+        tls = dask_tls.tls_dir(ctx.course.root, g.dask_tls_dir)
+        return DaskExecutor(concurrency=g.concurrency, address=g.dask_scheduler,
+                            security=dask_tls.client_security(tls))
     return LocalExecutor(g.concurrency)
 
 

@@ -17,8 +17,14 @@ time (``--nthreads 1``) in the kit's own sandbox. Who sees what:
 The scheduler runs as an unprivileged uid with every capability dropped, as the per-submission
 Job this replaces did. The workers cannot: see :data:`WORKER_SECURITY`.
 
+Dask peers speak mutual TLS: the scheduler, every worker and the grading service present the
+course's certificate from the Secret :data:`~autograder.hosting.k8s.DASK_TLS_SECRET` and refuse
+any peer without one (``autograder/grading/dask_tls.py`` says why), so a pod that slips past
+the network policies can neither submit work nor join as a worker.
+
 Deliberately not rendered: the grading service's own Deployment (hub/README.md lists what it
-needs), node selectors and tolerations (cloud-specific), TLS between Dask peers.
+needs), the TLS Secret (``course dask certs`` makes its files; they are not for a repository),
+node selectors and tolerations (cloud-specific).
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from typing import Any
 
 from autograder.course.config import RUBRIC_DIR, Course
 from autograder.course.settings import CourseConfig
-from autograder.grading import dask_executor
+from autograder.grading import dask_executor, dask_tls
 from autograder.grading.stage import STAGE_ROOT
 from autograder.hosting.k8s import (
     APP_LABELS,
     CLUSTER_NAME,
     COURSE_ROOT_IN_IMAGE,
+    DASK_TLS_MOUNT,
+    DASK_TLS_SECRET,
     DATA_CLAIM,
     GRADER_CLAIM,
     GRADING_WORKER_SCRIPT,
@@ -41,6 +49,7 @@ from autograder.hosting.k8s import (
     SCHEDULER_PORT,
     app_labels,
     image_ref,
+    scheduler_address,
 )
 
 API_VERSION = "kubernetes.dask.org/v1"
@@ -60,6 +69,20 @@ GRADER_OVERHEAD_MB = 2048
 Dask worker and nanny, the grader and the confined checker loading the exported models. The
 pod's limit must sit above the kernel's, or Kubernetes kills the whole worker before the kit's
 limit fires and tells the student which cell hit it."""
+
+TLS_VOLUME = "dask-tls"
+TLS_ARGS = dask_tls.cli_args(DASK_TLS_MOUNT)
+"""``--tls-ca-file``, ``--tls-cert``, ``--tls-key`` of the Secret as mounted."""
+
+
+def _tls_volume() -> dict[str, Any]:
+    # 0440 and the scheduler's fsGroup: its uid reads the key; the workers are root.
+    return {"name": TLS_VOLUME, "secret": {"secretName": DASK_TLS_SECRET, "defaultMode": 0o440}}
+
+
+def _tls_mount() -> dict[str, Any]:
+    return {"name": TLS_VOLUME, "mountPath": str(DASK_TLS_MOUNT), "readOnly": True}
+
 
 LOCKED_DOWN = {
     "runAsNonRoot": True, "runAsUser": SCHEDULER_UID, "runAsGroup": SCHEDULER_UID,
@@ -147,10 +170,11 @@ def _worker_group(c: CourseConfig, *, gpu: bool) -> dict[str, Any]:
 
 
 def _worker_container(c: CourseConfig, *, gpu: bool) -> dict[str, Any]:
-    # The operator sets DASK_SCHEDULER_ADDRESS and DASK_WORKER_NAME in the container's env;
-    # Kubernetes expands $(...) in args from it. tini reaps what the sandbox leaves behind.
-    args = ["$(DASK_SCHEDULER_ADDRESS)", "--name", "$(DASK_WORKER_NAME)", "--nthreads", "1",
-            "--no-dashboard", "--preload-nanny", WORKER_PRELOAD]
+    # The operator sets DASK_WORKER_NAME in the container's env (Kubernetes expands $(...) in
+    # args from it) and DASK_SCHEDULER_ADDRESS, which says tcp://: the workers are given the
+    # tls:// address instead. tini reaps what the sandbox leaves behind.
+    args = [scheduler_address(), "--name", "$(DASK_WORKER_NAME)", "--nthreads", "1",
+            "--no-dashboard", "--preload-nanny", WORKER_PRELOAD, *TLS_ARGS]
     if gpu:
         args += ["--resources", GPU_RESOURCE]
     resources = worker_resources(c, gpu=gpu)
@@ -183,6 +207,7 @@ def _worker_volumes(c: CourseConfig) -> list[dict[str, Any]]:
         # The worker's own .course-state (its trusted embeddings cache): results go back to
         # the client as data (autograder/grading/remote.py), so nothing here is shared.
         {"name": WORKER_STATE, "emptyDir": {"sizeLimit": "2Gi"}},
+        _tls_volume(),
     ]
 
 
@@ -197,6 +222,7 @@ def _worker_mounts(c: CourseConfig) -> list[dict[str, Any]]:
         *({"name": GRADER_CLAIM, "mountPath": str(path), "subPath": sub, "readOnly": True}
           for sub, path in grader_only_paths(c).items()),
         {"name": WORKER_STATE, "mountPath": str(course.state_dir)},
+        _tls_mount(),
     ]
 
 
@@ -205,13 +231,13 @@ def _scheduler(c: CourseConfig) -> dict[str, Any]:
         "name": "scheduler",
         "image": image_ref(c.hub),
         "command": ["tini", "--", "dask", "scheduler"],
-        "args": ["--port", str(SCHEDULER_PORT), "--no-dashboard"],
+        "args": ["--port", str(SCHEDULER_PORT), "--no-dashboard", "--protocol", "tls", *TLS_ARGS],
         "ports": [{"name": COMM_PORT_NAME, "containerPort": SCHEDULER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"tcpSocket": {"port": COMM_PORT_NAME}, "periodSeconds": 10},
         "env": [{"name": "HOME", "value": "/tmp"}],
         "resources": {"limits": dict(SCHEDULER_RESOURCES), "requests": dict(SCHEDULER_RESOURCES)},
         "securityContext": dict(LOCKED_DOWN),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, _tls_mount()],
     }
     return {
         "metadata": {"labels": app_labels("grading-scheduler")},
@@ -219,10 +245,10 @@ def _scheduler(c: CourseConfig) -> dict[str, Any]:
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": SCHEDULER_UID,
-                                "runAsGroup": SCHEDULER_UID,
+                                "runAsGroup": SCHEDULER_UID, "fsGroup": SCHEDULER_UID,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}, _tls_volume()],
         },
         "service": {
             "type": "ClusterIP",

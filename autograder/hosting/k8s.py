@@ -57,9 +57,18 @@ def image_ref(hub: HubSettings) -> str:
     return f"{hub.image_name}:{hub.image_tag}"
 
 
+DASK_TLS_SECRET = "course-dask-tls"
+"""The Secret holding the grading cluster's TLS set (``course dask certs``: ``ca.pem``,
+``node.pem``, ``node-key.pem``), made by the course team and never rendered. Mounted in the
+scheduler, the workers and the grading service; never in a user pod."""
+DASK_TLS_MOUNT = PurePosixPath("/etc/course/dask-tls")
+"""Where those pods mount it (``grading.dask_tls_dir`` of the grading service)."""
+
+
 def scheduler_address() -> str:
-    """What ``grading.dask_scheduler`` is set to in the grading service's namespace."""
-    return f"tcp://{CLUSTER_NAME}-scheduler:{SCHEDULER_PORT}"
+    """What ``grading.dask_scheduler`` is set to in the grading service's namespace, and what the
+    workers connect to (the operator's own ``DASK_SCHEDULER_ADDRESS`` says ``tcp://``)."""
+    return f"tls://{CLUSTER_NAME}-scheduler:{SCHEDULER_PORT}"
 
 
 def pod_selector(component: str) -> dict[str, str]:

@@ -47,6 +47,8 @@ BAD_SECTION_VALUES = [
     ("hub", "port", 80),
     ("hub", "proxy_api_port", 70000),
     ("hub", "hub_port", 1024),
+    ("grading", "dask_tls_dir", "no-such-tls-folder"),
+    ("grading", "dask_scheduler", "tls://scheduler.example.org:8786"),
     ("hub", "service_port", "8080"),
     ("hub", "students", ("Student One",)),
     ("hub", "demo_password", "short"),

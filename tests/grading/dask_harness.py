@@ -59,11 +59,18 @@ def course(root: Path, *args: str, timeout_s: float = 900) -> subprocess.Complet
                           capture_output=True, text=True, timeout=timeout_s)
 
 
-def worker(address: str, root: Path, name: str, log: Path) -> subprocess.Popen:
+def tls_args(tls: Path | None) -> list[str]:
+    """The TLS options of ``dask scheduler``/``dask worker`` for the set in ``tls`` (none without)."""
+    from autograder.grading import dask_tls
+
+    return dask_tls.cli_args(tls) if tls is not None else []
+
+
+def worker(address: str, root: Path, name: str, log: Path, *, tls: Path | None = None) -> subprocess.Popen:
     with log.open("w") as sink:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.prefix + "/bin/dask", "worker", address, "--nthreads", "1", "--name", name,
-             "--no-dashboard", "--preload-nanny", "autograder.grading.dask_worker"],
+             "--no-dashboard", "--preload-nanny", "autograder.grading.dask_worker", *tls_args(tls)],
             cwd=root, env=env_of(root), stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group: nanny, worker and kernels die together
 
@@ -90,15 +97,18 @@ def submissions(folder: Path, count: int = SUBMISSIONS) -> dict[str, set[str]]:
     return plan
 
 
-def scheduler(port: int, log: Path) -> subprocess.Popen:
+def scheduler(port: int, log: Path, *, tls: Path | None = None) -> subprocess.Popen:
+    protocol = ["--protocol", "tls"] if tls is not None else []
     with log.open("a") as sink:
         return subprocess.Popen([sys.prefix + "/bin/dask", "scheduler", "--host", "127.0.0.1", "--port",
-                                 str(port), "--no-dashboard"], stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                 str(port), "--no-dashboard", *protocol, *tls_args(tls)],
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_for_workers(address: str, count: int) -> None:
+def wait_for_workers(address: str, count: int, *, tls: Path | None = None) -> None:
     from distributed import Client
 
-    with Client(address, timeout="60s") as c:
+    from autograder.grading import dask_tls
+
+    with Client(address, timeout="60s", security=dask_tls.client_security(tls)) as c:
         c.wait_for_workers(count, timeout=180)

@@ -47,22 +47,28 @@ def cluster():
     client = course_copy(base / "client")
     done = course(client, "calibrate", AID, "--profile", "reduced", "--seeds", "1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # The production shape: mutual TLS with the course's own CA (`course dask certs`).
+    tls = base / "tls"
+    made = course(client, "dask", "certs", str(tls))
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
+    address = f"tls://127.0.0.1:{port}"
     with (client / "course_config.py").open("a") as cfg:  # after calibrating: the key stays current
         cfg.write(f"""
 # grading through the loopback scheduler; the service's own exchange, no instructor account
 import dataclasses as _dc
 COURSE = _dc.replace(
-    COURSE, grading=_dc.replace(COURSE.grading, executor="dask", dask_scheduler={address!r}),
+    COURSE, grading=_dc.replace(COURSE.grading, executor="dask", dask_scheduler={address!r},
+                                dask_tls_dir={str(tls)!r}),
     hub=_dc.replace(COURSE.hub, exchange_dir={str(base / "exchange")!r}, instructor="dask-no-instructor"))
 """)
     roots = [worker_copy({"base": base, "client": client}, name) for name in ("w1", "w2")]
     world = {"base": base, "client": client, "address": address, "port": port, "roots": roots,
-             "scheduler": scheduler(port, base / "scheduler.log"),
-             "workers": {r.name: worker(address, r, r.name, base / f"{r.name}.log") for r in roots}}
+             "tls": tls, "scheduler": scheduler(port, base / "scheduler.log", tls=tls),
+             "workers": {r.name: worker(address, r, r.name, base / f"{r.name}.log", tls=tls)
+                         for r in roots}}
     try:
-        wait_for_workers(address, 2)
+        wait_for_workers(address, 2, tls=tls)
         yield world
     finally:
         for proc in [*world["workers"].values(), world["scheduler"]]:
@@ -130,7 +136,7 @@ def test_a_worker_without_the_answer_key_refuses_to_start(cluster):
     missing key and the command that makes it?"""
     root = course_copy(cluster["base"] / "w-bad")
     log = cluster["base"] / "w-bad.log"
-    proc = worker(cluster["address"], root, "w-bad", log)
+    proc = worker(cluster["address"], root, "w-bad", log, tls=cluster["tls"])
     try:
         proc.wait(timeout=120)
     finally:
@@ -142,6 +148,82 @@ def test_a_worker_without_the_answer_key_refuses_to_start(cluster):
     assert proc.returncode == REFUSED_EXIT, said[-2000:]
     assert "no answer key for param_counting" in said and "course calibrate param_counting" in said, \
         said[-2000:]
+
+
+def _refused(address: str, security) -> str:
+    """How a client with ``security`` fails to reach ``address`` (an assertion if it gets in)."""
+    from distributed import Client
+
+    try:
+        with Client(address, timeout="8s", security=security):
+            pass
+    except (OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    raise AssertionError(f"a client with {security!r} reached the scheduler at {address}")
+
+
+def _raw_tls(port: int, cert_dir: Path | None) -> str:
+    """Speak TLS to the scheduler as a rogue would: trusting any server, presenting the
+    certificate in ``cert_dir`` (none when None). What came of it."""
+    import socket
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the rogue does not care who the server is
+    if cert_dir is not None:
+        ctx.load_cert_chain(cert_dir / "node.pem", cert_dir / "node-key.pem")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with ctx.wrap_socket(raw) as conn:
+                conn.settimeout(3)  # a refused peer hears so at once; an accepted one waits
+                return "served" if conn.recv(1) else "closed"
+        except TimeoutError:
+            return "open"
+        except (ssl.SSLError, ConnectionError) as exc:
+            return f"refused: {exc}"
+
+
+def test_only_holders_of_the_course_certificate_reach_the_scheduler(cluster):
+    """Dask runs whatever a client sends on workers that are root next to the hidden split,
+    and takes any process that says it is a worker, whose results become grades. Does the
+    scheduler refuse a client without a certificate, over plain TCP, or with one from another
+    CA, and keep a worker with another CA's certificate out, while the course's own client
+    still gets in?"""
+    from distributed import Client
+
+    from autograder.grading import dask_tls
+
+    address, port, base = cluster["address"], cluster["port"], cluster["base"]
+    other = base / "other-ca"
+    dask_tls.make_certs(other)
+    own = dask_tls.client_security(cluster["tls"])
+    with Client(address, timeout="30s", security=own) as c:
+        before = set(c.scheduler_info()["workers"])
+    assert before, "no worker is connected"
+    # The scheduler itself refuses a peer without a certificate of the course's CA.
+    for cert_dir in (None, other):
+        said = _raw_tls(port, cert_dir)
+        assert said == "closed" or said.startswith("refused: "), (cert_dir, said)
+    assert _raw_tls(port, cluster["tls"]) in ("open", "served")  # the control: the course's own
+    _refused(f"tcp://127.0.0.1:{port}", None)  # plain TCP to the TLS port
+    _refused(address, dask_tls.client_security(other))  # a certificate the course's CA did not sign
+    log = base / "rogue.log"
+    with log.open("w") as sink:  # the child keeps its own copy of the descriptor
+        rogue = subprocess.Popen([sys.prefix + "/bin/dask", "worker", address, "--nthreads", "1",
+                                  "--name", "rogue", "--no-dashboard", *dask_tls.cli_args(other)],
+                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "certificate" not in log.read_text():
+            time.sleep(0.5)
+        with Client(address, timeout="30s", security=own) as c:
+            after = c.scheduler_info()["workers"]
+    finally:
+        os.killpg(rogue.pid, signal.SIGKILL)
+        rogue.wait()
+    assert set(after) == before and not any(w.get("name") == "rogue" for w in after.values())
+    assert "certificate" in log.read_text(), log.read_text()[-2000:]
 
 
 def test_a_scheduler_lost_mid_batch_makes_course_grade_say_try_again(cluster):
@@ -205,10 +287,11 @@ def test_the_hub_service_grades_through_the_scheduler_and_waits_while_it_is_away
         _wait(lambda: any("grading cluster" in j["message"] and j["state"] == "queued"
                           for j in jobs_on_disk(store).values()), "a job waiting for the cluster", service)
         assert not any(j["state"] == "failed" for j in jobs_on_disk(store).values())
-        cluster["scheduler"] = scheduler(cluster["port"], base / "scheduler.log")
+        cluster["scheduler"] = scheduler(cluster["port"], base / "scheduler.log", tls=cluster["tls"])
         root = worker_copy(cluster, "w3")
         cluster["roots"].append(root)
-        cluster["workers"]["w3"] = worker(cluster["address"], root, "w3", base / "w3.log")
+        cluster["workers"]["w3"] = worker(cluster["address"], root, "w3", base / "w3.log",
+                                          tls=cluster["tls"])
         _wait(lambda: sum(j["state"] == "done" for j in jobs_on_disk(store).values()) == 2,
               "both jobs done", service, timeout_s=600)
         points = load_course(client).config.assignment(AID).points

@@ -195,7 +195,39 @@ def test_the_scheduler_runs_with_no_privilege(pods):
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert {v["name"] for v in pod["volumes"]} == {"tmp"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert set(volumes) == {"tmp", grading_cluster.TLS_VOLUME}  # scratch, and its certificate
+    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
+
+
+def test_every_dask_peer_speaks_tls_with_the_course_certificate(pods, course):
+    """A pod that reaches the scheduler despite the network policies could otherwise submit work
+    that runs as root on the workers, or join as a worker and hand back grades. Do the scheduler
+    and both worker groups present and require the course's certificate (the Secret, mounted
+    read-only), does the scheduler listen with TLS alone and do the workers dial tls://, and
+    is the Secret named nowhere else (no user pod)?"""
+    tls_args = ["--tls-ca-file", f"{k8s.DASK_TLS_MOUNT}/ca.pem", "--tls-cert",
+                f"{k8s.DASK_TLS_MOUNT}/node.pem", "--tls-key", f"{k8s.DASK_TLS_MOUNT}/node-key.pem"]
+    for kind, pod in pods.items():
+        (container,) = pod["containers"]
+        args = container["args"]
+        assert any(args[i:i + len(tls_args)] == tls_args for i in range(len(args))), kind
+        (volume,) = [v for v in pod["volumes"] if v.get("secret")]
+        assert volume["secret"]["secretName"] == k8s.DASK_TLS_SECRET, kind
+        assert volume["secret"]["defaultMode"] == 0o440, kind
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount == {"name": volume["name"], "mountPath": str(k8s.DASK_TLS_MOUNT),
+                         "readOnly": True}, kind
+        if kind == "scheduler":
+            assert args[args.index("--protocol") + 1] == "tls"
+            # 0440: readable by the scheduler's uid through its fsGroup, by no other uid.
+            assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+        else:
+            assert args[0] == k8s.scheduler_address() and args[0].startswith("tls://"), kind
+    texts = render.render_texts(course)
+    assert "tcp://" not in texts["grading-cluster.yaml"]
+    assert [name for name, text in texts.items() if k8s.DASK_TLS_SECRET in text] == \
+        ["grading-cluster.yaml"]
 
 
 def test_workers_are_privileged_only_for_the_sandbox_and_say_why(pods):
@@ -248,7 +280,7 @@ def test_the_policies_select_the_pods_the_operator_makes(cluster):
     assert cluster["DaskWorkerGroup"]["spec"]["cluster"] == name
     assert k8s.WORKER_PODS == {"dask.org/cluster-name": name, "dask.org/component": "worker"}
     assert k8s.SCHEDULER_PODS == {"dask.org/cluster-name": name, "dask.org/component": "scheduler"}
-    assert k8s.scheduler_address() == f"tcp://{name}-scheduler:{k8s.SCHEDULER_PORT}"
+    assert k8s.scheduler_address() == f"tls://{name}-scheduler:{k8s.SCHEDULER_PORT}"
     assert k8s.scheduler_address() in (HUB / "README.md").read_text()
     # The operator names worker pods <group>-worker-<10 hex>: still a DNS label.
     for group in (f"{name}-default", cluster["DaskWorkerGroup"]["metadata"]["name"]):
