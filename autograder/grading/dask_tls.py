@@ -21,6 +21,7 @@ Dask does not check host names (only the CA), so one certificate serves every ro
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,6 @@ def make_certs(folder: Path, *, hosts: tuple[str, ...] = (), days: int = 365) ->
                                        encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    import ipaddress
-
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     for host in dict.fromkeys(("localhost", *hosts)):
         try:

@@ -207,6 +207,13 @@ def test_only_holders_of_the_course_certificate_reach_the_scheduler(cluster):
         assert said == "closed" or said.startswith("refused: "), (cert_dir, said)
     assert _raw_tls(port, cluster["tls"]) in ("open", "served")  # the control: the course's own
     _refused(f"tcp://127.0.0.1:{port}", None)  # plain TCP to the TLS port
+    from autograder.errors import GraderUnavailable
+    from autograder.grading.dask_executor import DaskExecutor
+
+    with pytest.raises(GraderUnavailable) as info:  # what `course grade` says then
+        DaskExecutor(concurrency=1, address=f"tcp://127.0.0.1:{port}")
+    assert "refuses a client without the course's certificate (grading.dask_tls_dir)" in \
+        info.value.hint
     _refused(address, dask_tls.client_security(other))  # a certificate the course's CA did not sign
     log = base / "rogue.log"
     with log.open("w") as sink:  # the child keeps its own copy of the descriptor

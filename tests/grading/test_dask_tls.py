@@ -82,9 +82,21 @@ def test_the_config_check_accepts_a_complete_tls_setup_and_names_each_half_missi
 def test_a_client_with_the_tls_set_refuses_a_plain_tcp_scheduler_before_connecting(tmp_path):
     """The client would send notebooks in clear text: it must stop before any connection."""
     dask_tls.make_certs(tmp_path)
-    with pytest.raises(ConfigError, match="not a tls:// address"):
+    with pytest.raises(ConfigError) as info:
         DaskExecutor(concurrency=1, address="tcp://127.0.0.1:1",
                      security=dask_tls.client_security(tmp_path))
+    assert info.value.message == ("grading.dask_scheduler 'tcp://127.0.0.1:1' is not a tls:// "
+                                  "address, but grading.dask_tls_dir is set")
+    assert "course dask certs DIR" in info.value.hint
+
+
+def test_a_tls_scheduler_without_the_tls_set_says_which_setting_is_missing():
+    """Without certificates a tls:// address cannot work: is that one clear error naming the
+    empty setting, not Dask's own TypeError about an SSL context?"""
+    with pytest.raises(ConfigError) as info:
+        DaskExecutor(concurrency=1, address="tls://127.0.0.1:1")
+    assert info.value.message == ("grading.dask_scheduler 'tls://127.0.0.1:1' speaks TLS, but "
+                                  "grading.dask_tls_dir is empty")
 
 
 def test_a_local_cluster_speaks_tls_that_no_other_local_process_can_join():
