@@ -197,20 +197,13 @@ def check_grading(course: Course) -> list[str]:
     out.positive("grading.concurrency", g.concurrency)
     if g.executor not in ("local", "dask"):
         out.bad("grading.executor", f"{g.executor!r} is unknown", 'use "local" or "dask"')
-    tls = g.dask_scheduler.startswith("tls://")
-    if g.dask_tls_dir and not tls:
-        out.bad("grading.dask_tls_dir", f"is set, but grading.dask_scheduler "
-                f"{g.dask_scheduler!r} is not a tls:// address",
-                "write the scheduler's address as tls://host:port (an empty one starts a local "
-                "cluster, which makes its own certificates), or empty dask_tls_dir")
-    if tls and not g.dask_tls_dir:
-        out.bad("grading.dask_scheduler", f"{g.dask_scheduler!r} speaks TLS, but "
-                "grading.dask_tls_dir is empty",
-                "make a set with `course dask certs DIR` and name DIR in grading.dask_tls_dir")
-    if g.dask_tls_dir:
-        from autograder.errors import ConfigError
-        from autograder.grading import dask_tls
+    from autograder.errors import ConfigError
+    from autograder.grading import dask_tls
 
+    problem = dask_tls.scheme_problem(g.dask_scheduler, bool(g.dask_tls_dir))
+    if problem:
+        out.bad(*problem)
+    if g.dask_tls_dir:
         try:
             dask_tls.require_files(dask_tls.tls_dir(course.root, g.dask_tls_dir))
         except ConfigError as exc:

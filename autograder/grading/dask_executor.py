@@ -54,15 +54,10 @@ class DaskExecutor:
 
         self._cluster = None
         if address:
-            if (security is not None) != address.startswith(dask_tls.SCHEME):
-                raise ConfigError(
-                    f"grading.dask_scheduler {address!r} is not a tls:// address, but "
-                    "grading.dask_tls_dir is set" if security is not None else
-                    f"grading.dask_scheduler {address!r} speaks TLS, but grading.dask_tls_dir "
-                    "is empty",
-                    hint="make a set with `course dask certs DIR`, start the scheduler and the "
-                         "workers with its files (--tls-ca-file, --tls-cert, --tls-key), and set "
-                         f"grading.dask_tls_dir = DIR and the address {dask_tls.SCHEME}host:port")
+            problem = dask_tls.scheme_problem(address, security is not None)
+            if problem:  # before any connection: no notebook leaves in clear text
+                field, what, fix = problem
+                raise ConfigError(f"{field}: {what}", hint=fix)
             try:
                 self._client = Client(address, timeout="30s", security=security)
             except OSError as exc:  # includes TimeoutError: nothing answers there

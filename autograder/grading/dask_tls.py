@@ -43,6 +43,23 @@ def tls_dir(root: Path, setting: str) -> Path | None:
     return folder if folder.is_absolute() else root / folder
 
 
+def scheme_problem(address: str, tls_set: bool) -> tuple[str, str, str] | None:
+    """When ``grading.dask_scheduler`` and ``grading.dask_tls_dir`` disagree: the field at fault,
+    what is wrong, and the fix. (A set with an empty address, a local cluster that makes its own
+    certificates, is a mistake too: the set would go unused.)"""
+    tls = address.startswith(SCHEME)
+    if tls_set and not tls:
+        return ("grading.dask_tls_dir", f"is set, but grading.dask_scheduler {address!r} is not a "
+                "tls:// address", "write the scheduler's address as tls://host:port, or empty "
+                "grading.dask_tls_dir")
+    if tls and not tls_set:
+        return ("grading.dask_scheduler", f"{address!r} speaks TLS, but grading.dask_tls_dir is "
+                "empty", "make a set with `course dask certs DIR`, start the scheduler and the "
+                "workers with its files (--tls-ca-file, --tls-cert, --tls-key), and name DIR in "
+                "grading.dask_tls_dir")
+    return None
+
+
 def require_files(folder: Path) -> dict[str, Path]:
     """The three files, or :class:`ConfigError` naming each one missing."""
     files = {name: folder / name for name in TLS_FILES}

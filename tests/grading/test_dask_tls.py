@@ -85,9 +85,9 @@ def test_a_client_with_the_tls_set_refuses_a_plain_tcp_scheduler_before_connecti
     with pytest.raises(ConfigError) as info:
         DaskExecutor(concurrency=1, address="tcp://127.0.0.1:1",
                      security=dask_tls.client_security(tmp_path))
-    assert info.value.message == ("grading.dask_scheduler 'tcp://127.0.0.1:1' is not a tls:// "
-                                  "address, but grading.dask_tls_dir is set")
-    assert "course dask certs DIR" in info.value.hint
+    assert info.value.message == ("grading.dask_tls_dir: is set, but grading.dask_scheduler "
+                                  "'tcp://127.0.0.1:1' is not a tls:// address")
+    assert "tls://host:port" in info.value.hint
 
 
 def test_a_tls_scheduler_without_the_tls_set_says_which_setting_is_missing():
@@ -95,8 +95,9 @@ def test_a_tls_scheduler_without_the_tls_set_says_which_setting_is_missing():
     empty setting, not Dask's own TypeError about an SSL context?"""
     with pytest.raises(ConfigError) as info:
         DaskExecutor(concurrency=1, address="tls://127.0.0.1:1")
-    assert info.value.message == ("grading.dask_scheduler 'tls://127.0.0.1:1' speaks TLS, but "
+    assert info.value.message == ("grading.dask_scheduler: 'tls://127.0.0.1:1' speaks TLS, but "
                                   "grading.dask_tls_dir is empty")
+    assert "course dask certs DIR" in info.value.hint
 
 
 def test_a_local_cluster_speaks_tls_that_no_other_local_process_can_join():
