@@ -178,10 +178,6 @@ def gpu_devices(dev: Path | None = None) -> list[tuple[Path, str]]:
     return found
 
 
-GPU_ENVIRONMENT = ("LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
-"""What a GPU assignment's kernel keeps of the grader's environment (everything else is cleared)."""
-
-
 def gpu_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The grader's GPU settings that a GPU assignment's kernel needs too.
 
@@ -197,9 +193,8 @@ def gpu_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     folders = [f for f in folders if Path(f).is_relative_to("/usr") and Path(f).is_dir()]
     if folders:
         env["LD_LIBRARY_PATH"] = ":".join(dict.fromkeys(folders))
-    for key in GPU_ENVIRONMENT[1:]:
-        if environ.get(key):
-            env[key] = environ[key]
+    if environ.get("CUDA_VISIBLE_DEVICES"):
+        env["CUDA_VISIBLE_DEVICES"] = environ["CUDA_VISIBLE_DEVICES"]
     return env
 
 
