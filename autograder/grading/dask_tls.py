@@ -144,7 +144,8 @@ def make_certs(folder: Path, *, hosts: tuple[str, ...] = (), days: int = 365) ->
     for file_name, data in files.items():
         path = folder / file_name
         tmp = path.with_name(path.name + ".new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+        tmp.unlink(missing_ok=True)  # a leftover would keep its own mode: the key goes in fresh
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                      0o600 if file_name == KEY_FILE else 0o644)
         with os.fdopen(fd, "wb") as sink:
             sink.write(data)

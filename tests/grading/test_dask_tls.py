@@ -44,7 +44,10 @@ def test_course_dask_certs_makes_a_set_the_ca_signed_with_a_private_key(tmp_path
     names = node.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "course-grading-scheduler" in names.get_values_for_type(x509.DNSName)
     assert {str(a) for a in names.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.0.0.7"}
+    (folder / "node-key.pem.new").write_text("left by an interrupted run")
+    (folder / "node-key.pem.new").chmod(0o644)
     dask_tls.make_certs(folder)
+    assert stat.S_IMODE((folder / "node-key.pem").stat().st_mode) == 0o600
     with pytest.raises(Exception):  # a new CA: the old certificate is not its
         node.verify_directly_issued_by(_cert(folder / "ca.pem"))
     _cert(folder / "node.pem").verify_directly_issued_by(_cert(folder / "ca.pem"))
