@@ -87,8 +87,11 @@ def run_grade(args: argparse.Namespace) -> int:
         course = dataclasses.replace(course, config=dataclasses.replace(
             course.config, grading=dataclasses.replace(course.config.grading,
                                                        concurrency=args.concurrency)))
+    grading = course.config.grading
+    remote = grading.executor == "dask" and bool(grading.dask_scheduler)  # holds no secret then
     ctx = make_context(course, args.assignment, profile_name=args.profile or active_profile_name(course.config),
-                       out_dir=out, weights_mode=args.weights_mode, gradebook=args.gradebook)
+                       out_dir=out, weights_mode=args.weights_mode, gradebook=args.gradebook,
+                       grader_material=not remote)
     with progress_bar(f"grading {args.assignment}") as bar:
         outcome = run_batch(ctx, jobs, force=args.force, progress=bar)
     show_batch(outcome, ctx)

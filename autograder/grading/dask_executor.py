@@ -29,6 +29,10 @@ from autograder.errors import ConfigError, GraderUnavailable, SubmissionError
 from autograder.grading import dask_tls
 
 
+WORKER_WAIT_S = 60
+"""How long a batch waits for a first worker (a cluster scaled to none starts one) before it
+says the cluster is unavailable (``course grade`` exits 75; the hub's service retries)."""
+
 GPU_RESOURCE = {"GPU": 1}
 """The Dask worker resource a submission asks for when its assignment grades on a GPU; GPU workers
 advertise it (``dask worker --resources GPU=1``, hub/grading-cluster.yaml)."""
@@ -53,6 +57,7 @@ class DaskExecutor:
         from distributed import Client, LocalCluster
 
         self._cluster = None
+        self._address = address
         if address:
             problem = dask_tls.scheme_problem(address, security is not None)
             if problem:  # before any connection: no notebook leaves in clear text
@@ -66,7 +71,6 @@ class DaskExecutor:
                 raise GraderUnavailable(f"no Dask scheduler answers at {address} ({exc})",
                                         hint="start the scheduler (`dask scheduler`) and a worker, "
                                              f"or set grading.executor = \"local\"{tls}") from None
-            self._address = address
         else:
             # Throwaway certificates: the loopback port is open to every local user otherwise,
             # and its workers run as root.
@@ -74,7 +78,7 @@ class DaskExecutor:
                                          processes=True, dashboard_address=None, security=True)
             self._client = Client(self._cluster)
         self._concurrency = concurrency
-        self._identity: dict[int, dict[str, str]] = {}
+        self._identity: dict[int, dict[str, str] | Exception] = {}
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         """Run ``fn(*args, slot=...)`` on a worker (which then shares the client's disk)."""
@@ -86,6 +90,7 @@ class DaskExecutor:
         that cannot be read or is refused gets its zero here, with ``grade``."""
         from autograder.grading import remote
         from autograder.grading.pipeline import grade_submission, take_submission
+        from autograder.grading.remote import WorkerDataError
 
         if grade is not grade_submission:  # a stand-in grader (tests): the shared-disk way
             return self.submit(grade, ctx, job)
@@ -96,14 +101,55 @@ class DaskExecutor:
                 data = take_submission(job.notebook, Path(tmp) / "submission.ipynb").read_bytes()
             except SubmissionError:  # the pipeline says why, as for a local job
                 return self._here(grade, ctx, job)
-        if id(ctx) not in self._identity:  # hashed once per batch (the weights are ~100 MB)
-            self._identity[id(ctx)] = remote.identity(ctx)
-        task = remote.make_task(ctx, job, data, self._identity[id(ctx)])
+        try:
+            ident = self._batch_identity(ctx)
+        except (WorkerDataError, GraderUnavailable) as exc:  # this job's outcome, not the batch's end
+            failed: cf.Future = cf.Future()
+            failed.set_exception(exc)
+            return failed
+        task = remote.make_task(ctx, job, data, ident)
         gpu = ctx.assignment.grades_on_gpu(ctx.course.config.grading)
         resources = GPU_RESOURCE if gpu else None
         future = self._client.submit(_with_worker_slot, remote.grade_task, self._concurrency, task,
                                      pure=False, resources=resources, key=f"grade-{uuid.uuid4().hex}")
         return self._relay(future, lambda outcome: remote.write_outcome(ctx, outcome))
+
+    def _batch_identity(self, ctx: Any) -> dict[str, str]:
+        """What every task of this batch must be graded against, as the workers agree on it
+        (:func:`remote.agreed_identity`), asked once per batch; a refusal is kept, so every
+        job of the batch gets the same reason."""
+        from autograder.grading import remote
+
+        if id(ctx) not in self._identity:
+            try:
+                self._identity[id(ctx)] = remote.agreed_identity(ctx, self._ask_workers(ctx))
+            except (remote.WorkerDataError, GraderUnavailable) as exc:
+                self._identity[id(ctx)] = exc
+        known = self._identity[id(ctx)]
+        if isinstance(known, Exception):
+            raise known
+        return known
+
+    def _ask_workers(self, ctx: Any) -> dict[str, Any]:
+        """Every worker's :func:`remote.worker_identity` (or its error), by worker name."""
+        from autograder.grading import remote
+
+        where = self._address or "the local cluster"
+        try:
+            self._client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            answers = self._client.run(remote.worker_identity, ctx.assignment.assignment_id,
+                                       ctx.profile_name, ctx.weights_mode, str(ctx.course.root),
+                                       on_error="return")
+            workers = self._client.scheduler_info().get("workers", {})
+        except (OSError, TimeoutError) as exc:  # no worker joined, or the scheduler went away
+            raise GraderUnavailable(
+                f"no grading worker answered through the Dask scheduler at {where} ({exc})",
+                hint="start a worker (`dask worker`, hub/grading-cluster.yaml); a re-run grades "
+                     "what was not graded") from None
+        if not answers:
+            raise GraderUnavailable(f"no grading worker is left at {where}",
+                                    hint="start a worker; a re-run grades what was not graded")
+        return {str(workers.get(addr, {}).get("name", addr)): answer for addr, answer in answers.items()}
 
     @staticmethod
     def _here(grade: Callable[..., Any], ctx: Any, job: Any) -> cf.Future:

@@ -339,8 +339,13 @@ def zero_result(ctx: GradingContext, job: GradeJob, reason: str, *,
 
 def make_context(course: Course, assignment_id: str, *, profile_name: str, out_dir: Path,
                  weights_mode: str | None = None, need_key: bool = True,
-                 gradebook: Path | None = None) -> GradingContext:
-    """Resolve, once per batch, everything the jobs share; errors name the command that fixes them."""
+                 gradebook: Path | None = None, grader_material: bool = True) -> GradingContext:
+    """Resolve, once per batch, everything the jobs share; errors name the command that fixes them.
+
+    ``grader_material=False``: the client of a remote grading cluster, which holds only what
+    students see (the release, the public data, the weights): it neither reads nor asks for
+    the answer key, the hidden split or the source notebook; the workers check their own
+    (:mod:`autograder.grading.remote`)."""
     from autograder.course.datasets import grading_split_dir, student_splits_dir
     from autograder.course.standin import grader_weights
     from autograder.errors import ConfigError, DatasetError
@@ -358,7 +363,7 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
     grading_dir = grading_split_dir(course)
     validation_dir = student_splits_dir(course) / "validation"
     for folder, fix in ((grading_dir, "course data build"), (validation_dir, "course data build")):
-        if assignment.uses_images and not folder.is_dir():
+        if assignment.uses_images and grader_material and not folder.is_dir():
             raise DatasetError(f"{folder} does not exist", hint=f"run `{fix}` first")
     key = answer_key.key_path(course.root, course.config.grading.answer_key_dir, assignment_id,
                    profile_name, mode)
@@ -370,8 +375,8 @@ def make_context(course: Course, assignment_id: str, *, profile_name: str, out_d
                           item_labels=item_labels(course.release_dir(assignment_id)
                                                   / assignment.notebook),
                           template_dir=course.root / TEMPLATE_DIR,
-                          pass_marks=answer_key.pass_marks(key))
-    if need_key and not ctx.key_is_current():
+                          pass_marks=answer_key.pass_marks(key) if grader_material else {})
+    if need_key and grader_material and not ctx.key_is_current():
         what = "no answer key" if not key.is_file() else "a stale answer key (the source notebook, " \
             "profile, margin, dataset or weights changed since it was calibrated)"
         weights = f" --weights-mode {mode}" if assignment.uses_backbone else ""

@@ -9,6 +9,13 @@ the :class:`RemoteOutcome`: the result and every file of the student's output fo
 (results.json, feedback.html, grader.log, kept models) as bytes. The client alone writes
 the output folder, ``grades.csv`` and the gradebook (:func:`write_outcome`).
 
+The client holds none of the grader's secrets (the hub's grading service mounts only what
+students see: the release, the public data and the weights). So the identity of a batch is
+agreed by the workers (:func:`agreed_identity`): before the first task every worker hashes
+its own copy (:func:`worker_identity`); they must all agree, and agree with the client on
+the public files; a batch over copies that differ is refused, naming the files and the
+workers. A worker that joins later and differs refuses each task it is sent.
+
 Nothing here assumes a shared filesystem; a worker whose copy differs refuses the task
 with :class:`WorkerDataError`, naming the files, and grades nothing.
 """
@@ -21,6 +28,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from autograder.errors import GradingError
 from autograder.facts import GradeResult
@@ -90,12 +98,76 @@ def material(ctx: GradingContext) -> dict[str, Path]:
     return files
 
 
-def identity(ctx: GradingContext) -> dict[str, str]:
-    """sha256 of each file of :func:`material`; a missing file is named, not hashed."""
+def is_secret(name: str) -> bool:
+    """A file of :func:`material` only graders hold (students never see it)."""
+    return name == "answer key" or name.startswith("rubric/")
+
+
+def identity(ctx: GradingContext, *, public_only: bool = False) -> dict[str, str]:
+    """sha256 of each file of :func:`material` (only those students see too, with
+    ``public_only``); a missing file is named, not hashed."""
     out = {}
     for name, path in material(ctx).items():
+        if public_only and is_secret(name):
+            continue
         out[name] = _sha256(path) if path.is_file() else "missing"
     return out
+
+
+def worker_identity(assignment_id: str, profile: str, weights_mode: str, course_root: str,
+                    ) -> dict[str, str]:
+    """On every worker (``Client.run``, before a batch): the identity of its own copy for the
+    batch's setting. A copy that cannot grade it (a stale answer key, a missing release)
+    raises the course's own error, which names the fix."""
+    from autograder.course.config import load_course
+    from autograder.grading.pipeline import make_context
+
+    root = Path(os.environ.get("COURSE_ROOT") or course_root)
+    course = load_course(root)
+    mode = weights_mode if course.config.assignment(assignment_id).uses_backbone else None
+    ctx = make_context(course, assignment_id, profile_name=profile, out_dir=root / "unused",
+                       weights_mode=mode)
+    return identity(ctx)
+
+
+def agreed_identity(ctx: GradingContext, answers: dict[str, Any]) -> dict[str, str]:
+    """The identity every worker's copy has (``answers``: worker → its :func:`worker_identity`
+    or the error it raised), checked against the client's own public files; raises
+    :class:`WorkerDataError` naming each worker that cannot grade, each file on which the
+    workers' copies differ and each public file that differs from the client's."""
+    from autograder.grading.score import printable
+
+    def who(names: list[str]) -> str:
+        return ", ".join(printable(n) for n in sorted(names))
+
+    failed = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
+    copies = {w: a for w, a in answers.items() if not isinstance(a, BaseException)}
+    problems = [f"worker {who([w])} cannot grade it: {getattr(exc, 'message', None) or exc}"
+                for w, exc in sorted(failed.items())]
+    agreed: dict[str, str] = {}
+    differ: set[str] = set()
+    for name in sorted({name for ident in copies.values() for name in ident}):
+        holders: dict[str, list[str]] = {}
+        for w, ident in copies.items():
+            holders.setdefault(ident.get(name, "missing"), []).append(w)
+        if len(holders) > 1:
+            groups = sorted(holders.values(), key=lambda ws: (-len(ws), sorted(ws)))
+            problems.append(f"{name} differs between the workers' copies ("
+                            + "; ".join(f"one copy on {who(ws)}" for ws in groups) + ")")
+            differ.add(name)
+        else:
+            agreed[name] = next(iter(holders))
+    if copies:  # what students were given is what the workers grade against
+        for name, digest in identity(ctx, public_only=True).items():
+            if name not in differ and agreed.get(name) != digest:
+                problems.append(f"{name} differs between the workers and this client")
+    if problems:
+        raise WorkerDataError(
+            f"the grading workers cannot grade {ctx.assignment.assignment_id} "
+            f"({ctx.setting()}) alike: " + "; ".join(problems),
+            hint="copy the course's release, rubric, answer keys, datasets and weights to every "
+                 "worker again (the release, data and weights this client has), then restart them")
+    return agreed
 
 
 def make_task(ctx: GradingContext, job: GradeJob, notebook: bytes, ident: dict[str, str]) -> RemoteTask:
@@ -126,7 +198,8 @@ def worker_context(task: RemoteTask, out_dir: Path) -> GradingContext:
                     if ours.get(name) != task.identity.get(name))
     if differ:
         raise WorkerDataError(
-            f"the worker's course copy at {root} differs from the client's in: {', '.join(differ)}",
+            f"the worker's course copy at {root} differs from the batch's (as the workers agreed "
+            f"on it before the batch) in: {', '.join(differ)}",
             hint="copy the course's release, rubric, answer keys, datasets and weights to the worker "
                  "again (the same files the client grades with), then restart it")
     return with_embeddings(ctx)

@@ -33,19 +33,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def course_copy(root: Path, extra_config: str = "") -> Path:
-    """What a grading machine holds: config, param_counting's source, release and keys."""
+def course_copy(root: Path, extra_config: str = "", *, secrets: bool = True) -> Path:
+    """What a grading machine holds: config, param_counting's source and release (keys come
+    from calibrating, or :func:`worker_copy`); without ``secrets``, what the hub's grading
+    service holds in production: no source notebook (and no answer key)."""
     root.mkdir(mode=0o755)
     for name in ("course_config.py", "nbgrader_config.py"):
         (root / name).write_text((REPO / name).read_text() + extra_config)
-    for folder in ("source", "release"):
+    for folder in ("source", "release") if secrets else ("release",):
         shutil.copytree(REPO / folder / AID, root / folder / AID)
     return root
 
 
 def worker_copy(world: dict, name: str) -> Path:
+    """A worker's own copy, with the answer keys staff calibrated (``world["staff"]``, else
+    the client's)."""
     root = course_copy(world["base"] / name)
-    shutil.copytree(world["client"] / "answer_keys", root / "answer_keys")
+    shutil.copytree((world["staff"] if "staff" in world else world["client"]) / "answer_keys", root / "answer_keys")
     return root
 
 

@@ -5,7 +5,9 @@ copy of the course and no disk shared with the client but the kit itself.
 submissions to the scheduler; one worker is killed (with its nanny, -9) while it grades;
 every submission still ends with exactly one results.json, one gradebook entry and one
 grades.csv row, each with the score its answers earn. A worker whose copy lacks the answer
-key refuses to start, saying which file and what to do.
+key refuses to start, saying which file and what to do. The client holds what the hub's
+service holds in production, no source notebook and no answer key; the workers agree on
+the secret files, and a batch over workers whose rubrics differ is refused.
 """
 
 from __future__ import annotations
@@ -44,16 +46,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.sandbox,
 def cluster():
     base = Path(tempfile.mkdtemp(prefix="course-dask-"))
     base.chmod(0o755)
-    client = course_copy(base / "client")
-    done = course(client, "calibrate", AID, "--profile", "reduced", "--seeds", "1")
+    # Staff calibrate on their own copy; the client (`course grade`, the hub's service) holds
+    # only what students see, as in production: no source notebook, no answer key.
+    staff = course_copy(base / "staff")
+    done = course(staff, "calibrate", AID, "--profile", "reduced", "--seeds", "1")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    client = course_copy(base / "client", secrets=False)
     # The production shape: mutual TLS with the course's own CA (`course dask certs`).
     tls = base / "tls"
-    made = course(client, "dask", "certs", str(tls))
+    made = course(staff, "dask", "certs", str(tls))
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     port = free_port()
     address = f"tls://127.0.0.1:{port}"
-    with (client / "course_config.py").open("a") as cfg:  # after calibrating: the key stays current
+    with (client / "course_config.py").open("a") as cfg:
         cfg.write(f"""
 # grading through the loopback scheduler; the service's own exchange, no instructor account
 import dataclasses as _dc
@@ -62,8 +67,9 @@ COURSE = _dc.replace(
                                 dask_tls_dir={str(tls)!r}),
     hub=_dc.replace(COURSE.hub, exchange_dir={str(base / "exchange")!r}, instructor="dask-no-instructor"))
 """)
-    roots = [worker_copy({"base": base, "client": client}, name) for name in ("w1", "w2")]
-    world = {"base": base, "client": client, "address": address, "port": port, "roots": roots,
+    roots = [worker_copy({"base": base, "staff": staff}, name) for name in ("w1", "w2")]
+    assert not (client / "source").exists() and not (client / "answer_keys").exists()
+    world = {"base": base, "staff": staff, "client": client, "address": address, "port": port, "roots": roots,
              "tls": tls, "scheduler": scheduler(port, base / "scheduler.log", tls=tls),
              "workers": {r.name: worker(address, r, r.name, base / f"{r.name}.log", tls=tls)
                          for r in roots}}
@@ -320,16 +326,21 @@ def _wait(condition, what: str, service: subprocess.Popen, *, timeout_s: float =
         time.sleep(0.5)
 
 
-def test_a_worker_whose_rubric_differs_refuses_the_submission(cluster):
-    """With only a worker whose rubric is not the client's left, is a submission refused,
-    naming the file that differs, rather than graded against the wrong rubric?"""
+def test_workers_whose_rubrics_differ_refuse_the_batch_naming_the_file(cluster):
+    """The client holds no rubric to compare with. When one worker's rubric is not the
+    others', is the batch refused before anything is graded, naming the file and the
+    workers on each side, rather than graded half against each rubric?"""
     alive = [r for r in cluster["roots"] if cluster["workers"][r.name].poll() is None]
-    assert alive, "no worker is left"
-    survivor = alive[-1]
-    for other in alive[:-1]:  # only the worker with the changed rubric may take the submission
-        os.killpg(cluster["workers"][other.name].pid, signal.SIGKILL)
-        cluster["workers"][other.name].wait()
-    own = survivor / "autograder" / "rubric" / AID  # a course root's own rubric wins over the kit's
+    assert cluster["scheduler"].poll() is None, "the scheduler is down"
+    while len(alive) < 2:  # the tests before may have killed some
+        root = worker_copy(cluster, f"w{len(cluster['roots']) + 1}")
+        cluster["roots"].append(root)
+        cluster["workers"][root.name] = worker(cluster["address"], root, root.name,
+                                               cluster["base"] / f"{root.name}.log", tls=cluster["tls"])
+        alive.append(root)
+    wait_for_workers(cluster["address"], len(alive), tls=cluster["tls"])
+    changed = alive[-1]
+    own = changed / "autograder" / "rubric" / AID  # a course root's own rubric wins over the kit's
     shutil.copytree(REPO / "autograder" / "rubric" / AID, own)
     with (own / "test_counts.py").open("a") as f:
         f.write("\n# changed on this worker only\n")
@@ -339,7 +350,9 @@ def test_a_worker_whose_rubric_differs_refuses_the_submission(cluster):
     out = cluster["base"] / "out-one"
     done = course(cluster["client"], "grade", AID, str(one), "--out", str(out), "--profile", "reduced",
                    timeout_s=600)
-    said = done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 1, said[-3000:]
-    assert "differs from the client's in: rubric/test_counts.py" in " ".join(said.split()), said[-3000:]
+    others = ", ".join(sorted(r.name for r in alive[:-1]))
+    assert (f"rubric/test_counts.py differs between the workers' copies (one copy on {others}; "
+            f"one copy on {changed.name})") in said, said[-3000:]
     assert not (out / "s00" / "results.json").exists()

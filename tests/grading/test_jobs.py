@@ -299,8 +299,20 @@ def test_an_oversized_notebook_is_refused_before_it_is_read(tmp_path):
 class _RecordingClient:
     """Stands in for distributed's Client: records what a job asked the scheduler for."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: dict | None = None) -> None:
         self.asked: list[dict] = []
+        self.answers = answers or {}
+        """worker address -> what ``Client.run`` of :func:`remote.worker_identity` returns"""
+
+    def wait_for_workers(self, n, timeout=None) -> None:
+        if len(self.answers) < n:
+            raise TimeoutError(f"only {len(self.answers)} workers")
+
+    def run(self, fn, *args, on_error="raise", **kwargs):
+        return dict(self.answers)
+
+    def scheduler_info(self):
+        return {"workers": {addr: {"name": f"w{i}"} for i, addr in enumerate(sorted(self.answers), 1)}}
 
     def submit(self, fn, *args, **kwargs):
         import concurrent.futures as cf
@@ -322,8 +334,7 @@ def test_a_dask_job_travels_as_data_and_asks_for_a_gpu_only_when_its_assignment_
     assignment grades on a GPU: ``Assignment.gpu``, else the course's ``grading.gpu``?"""
     import dataclasses
 
-    from autograder.grading.dask_executor import DaskExecutor
-    from autograder.grading.remote import RemoteTask
+    from autograder.grading.remote import RemoteTask, identity
 
     config = ctx.course.config
     course = dataclasses.replace(ctx.course, config=dataclasses.replace(
@@ -331,11 +342,96 @@ def test_a_dask_job_travels_as_data_and_asks_for_a_gpu_only_when_its_assignment_
     ctx = dataclasses.replace(ctx, course=course, assignment=dataclasses.replace(
         ctx.assignment, gpu=assignment_gpu))
     notebook = _notebook(tmp_path / "subs" / "ann" / "cnn_transfer.ipynb")
-    executor = DaskExecutor.__new__(DaskExecutor)  # no cluster: only what would be sent
-    executor._client, executor._concurrency, executor._identity = _RecordingClient(), 2, {}
+    executor = _executor({"tcp://10.0.0.5:40000": identity(ctx)})  # the workers' copy
     executor.submit_job(ctx, GradeJob(student="ann", notebook=notebook), grade_submission)
     (asked,) = executor._client.asked
     task = next(a for a in asked["args"] if isinstance(a, RemoteTask))
     assert task.notebook == notebook.read_bytes() and task.student == "ann"
     assert set(task.identity) >= {"answer key", "release/cnn_transfer/cnn_transfer.ipynb"}
     assert asked["resources"] == ({"GPU": 1} if gpu else None)
+
+
+def _executor(answers: dict):
+    from autograder.grading.dask_executor import DaskExecutor
+
+    executor = DaskExecutor.__new__(DaskExecutor)  # no cluster: only what would be sent
+    executor._client, executor._concurrency, executor._identity = _RecordingClient(answers), 2, {}
+    executor._address = "tls://scheduler:8786"
+    return executor
+
+
+def _material(ctx: GradingContext) -> GradingContext:
+    """``ctx`` over a course copy that holds every file a grade depends on."""
+    import dataclasses
+
+    release = ctx.course.release_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook
+    release.parent.mkdir(parents=True)
+    release.write_text('{"cells": []}')
+    ctx.key_file.write_text('{"answers": {}}')
+    weights = ctx.course.root / "weights.h5"
+    weights.write_bytes(b"weights")
+    return dataclasses.replace(ctx, weights_file=weights)
+
+
+def test_the_workers_agree_on_the_secret_files_and_the_client_checks_what_students_see(ctx, tmp_path):
+    """The client of a remote cluster holds no answer key and no rubric: does it send the
+    hashes the workers agree on (secret files included), and refuse, naming the file and
+    the workers, when their copies differ, when a public file differs from the client's
+    (what students were given) or when a worker cannot grade the setting at all?"""
+    import dataclasses
+
+    from autograder.errors import ConfigError
+    from autograder.grading.remote import WorkerDataError, agreed_identity, identity, is_secret
+
+    ctx = _material(ctx)
+    theirs = identity(ctx)
+    secret = sorted(name for name in theirs if is_secret(name))
+    assert "answer key" in secret and any(n.startswith("rubric/") for n in secret)
+    release = f"release/{ctx.assignment.assignment_id}/{ctx.assignment.notebook}"
+    assert {release, "weights"} <= set(identity(ctx, public_only=True)) and not (
+        set(secret) & set(identity(ctx, public_only=True)))
+    # The client without secrets: its own key is gone; the workers' identity still names it.
+    client = dataclasses.replace(ctx, key_file=tmp_path / "nowhere" / "key.json")
+    assert agreed_identity(client, {"w1": theirs, "w2": dict(theirs)}) == theirs
+
+    rubric = next(n for n in secret if n.startswith("rubric/"))
+    with pytest.raises(WorkerDataError) as info:
+        agreed_identity(client, {"w1": theirs, "w2": theirs, "w3": {**theirs, rubric: "0" * 64}})
+    assert f"{rubric} differs between the workers' copies (one copy on w1, w2; one copy on w3)" \
+        in info.value.message
+
+    with pytest.raises(WorkerDataError) as info:  # the workers grade a release students never got
+        agreed_identity(client, {"w1": {**theirs, release: "1" * 64}})
+    assert f"{release} differs between the workers and this client" in info.value.message
+
+    stale = ConfigError("a stale answer key for cnn_transfer", hint="run `course calibrate cnn_transfer`")
+    with pytest.raises(WorkerDataError) as info:
+        agreed_identity(client, {"w1": theirs, "w2": stale})
+    assert "worker w2 cannot grade it: a stale answer key for cnn_transfer" in info.value.message
+    assert "w1" not in info.value.message  # the worker that can grade is not blamed
+
+
+def test_a_batch_over_differing_workers_is_refused_whole_and_a_cluster_without_workers_is_unavailable(
+        ctx, tmp_path):
+    """Does every job of a batch get the same refusal (the workers are asked once), with
+    nothing sent to the scheduler, and does a cluster with no worker make the batch
+    unavailable (exit 75: the hub's service retries) rather than fail the students?"""
+    from autograder.errors import GraderUnavailable
+    from autograder.grading.remote import WorkerDataError, identity
+
+    ctx = _material(ctx)
+    theirs = identity(ctx)
+    executor = _executor({"tcp://a:1": theirs, "tcp://b:2": {**theirs, "answer key": "2" * 64}})
+    asked = []
+    executor._client.run = lambda *a, **k: asked.append(a) or dict(executor._client.answers)
+    for student in ("ann", "bob"):
+        future = executor.submit_job(ctx, GradeJob(student=student, notebook=_notebook(
+            tmp_path / "subs" / student / "cnn_transfer.ipynb")), grade_submission)
+        with pytest.raises(WorkerDataError, match="answer key differs between the workers' copies"):
+            future.result()
+    assert len(asked) == 1 and executor._client.asked == []
+
+    empty = _executor({})
+    with pytest.raises(GraderUnavailable, match="no grading worker answered"):
+        empty.submit_job(ctx, GradeJob(student="ann", notebook=tmp_path / "subs" / "ann" /
+                                       "cnn_transfer.ipynb"), grade_submission).result()
