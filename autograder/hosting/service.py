@@ -233,17 +233,36 @@ def build_queue() -> tuple[GradingQueue, str, str, int]:
     return queue, c.hub.instructor, str(state), c.grading.concurrency
 
 
+def listen_address(service_url: str) -> tuple[str, int]:
+    """Where the service listens: the host and port of ``JUPYTERHUB_SERVICE_URL``, as
+    JupyterHub's own services do. The local hub gives ``http://127.0.0.1:<port>``; a
+    Deployment behind a Kubernetes Service sets ``http://0.0.0.0:<port>`` (loopback there
+    would be unreachable from the hub's proxy)."""
+    from urllib.parse import urlsplit
+
+    from autograder.errors import ConfigError
+
+    parts = urlsplit(service_url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise ConfigError(f"JUPYTERHUB_SERVICE_URL={service_url!r} names no host and port to listen on",
+                          hint="set it to http://<address>:<port>, e.g. http://0.0.0.0:18082 in a pod")
+    return parts.hostname, port
+
+
 async def serve() -> None:
     queue, instructor, state, workers = build_queue()
     Path(state, "service.pid").write_text(str(os.getpid()))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/autograder/")
-    url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:18082")
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    host, port = listen_address(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:18082"))
     config = load_course().config
     app = make_app(queue, prefix=prefix, instructor=instructor,
                    assignments=tuple(a.assignment_id for a in config.assignments),
                    limits={k: float(v) for k, v in dataclasses.asdict(config.limits).items()})
-    app.listen(port, address="127.0.0.1")
+    app.listen(port, address=host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

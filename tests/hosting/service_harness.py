@@ -135,12 +135,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(setup: dict, state: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """The service as the hub starts it (its module, as root), standalone; waits for /health."""
+def start_service(setup: dict, state: Path, log: Path, *, listen: str = "127.0.0.1"
+                  ) -> tuple[subprocess.Popen, str]:
+    """The service as the hub starts it (its module, as root), standalone, listening on
+    ``listen`` (its ``JUPYTERHUB_SERVICE_URL``'s host); waits for /health on loopback."""
     port = free_port()
     prefix = "/services/autograder/"
     env = {**setup["env"], "COURSE_HUB_STATE": str(state),
-           "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}", "JUPYTERHUB_SERVICE_PREFIX": prefix}
+           "JUPYTERHUB_SERVICE_URL": f"http://{listen}:{port}", "JUPYTERHUB_SERVICE_PREFIX": prefix}
     with log.open("ab") as sink:
         process = subprocess.Popen([sys.executable, "-m", "autograder.hosting.service"],
                                    cwd=setup["root"], env=env, stdout=sink, stderr=subprocess.STDOUT)

@@ -340,3 +340,40 @@ def test_a_submission_picked_up_by_a_service_killed_before_saving_is_queued_at_o
     asyncio.run(restarted.grade_next())
     assert job.state == DONE and len(grader.calls) == 1
     assert queue().scan() == []  # and never again
+
+
+def _own_address() -> str:
+    """This machine's first IPv4 address that is not loopback (what a pod's Service reaches)."""
+    import subprocess as sp
+
+    listed = sp.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    for line in listed.splitlines():
+        address = line.split()[3].split("/")[0]
+        if not address.startswith("127."):
+            return address
+    raise AssertionError(f"no IPv4 address but loopback here:\n{listed}")
+
+
+def test_the_service_listens_where_its_url_says_so_a_pod_is_reachable(service_course):
+    """Behind a Kubernetes Service the service's URL is http://0.0.0.0:<port>: does it answer on
+    the machine's own address then (the hub's proxy reaches it there), and with the local
+    hub's http://127.0.0.1:<port> on loopback only, as before?"""
+    import urllib.error
+    import urllib.request
+
+    outside = _own_address()
+    for listen, reachable in (("0.0.0.0", True), ("127.0.0.1", False)):
+        state = service_course["base"] / f"listen-{listen}"
+        service, health = start_service(service_course, state, service_course["base"] / "listen.log",
+                                        listen=listen)
+        try:
+            there = health.replace("127.0.0.1", outside, 1)
+            if reachable:
+                with urllib.request.urlopen(there, timeout=5) as response:
+                    assert response.status == 200
+            else:
+                with pytest.raises(urllib.error.URLError):
+                    urllib.request.urlopen(there, timeout=5)
+        finally:
+            service.kill()
+            service.wait()

@@ -49,3 +49,17 @@ class InstructorPages(AsyncHTTPTestCase):
             view = self.fetch(href)
             assert view.code == 200 and f"{aid}: the class" in view.body.decode()
         assert self.fetch("/services/autograder/class?assignment=nope").code == 404
+
+
+def test_a_service_url_without_a_host_and_port_is_one_clear_error():
+    """The service listens where JUPYTERHUB_SERVICE_URL says; does a URL it cannot listen on
+    (no port, no scheme, no host, a port that is not a number) name the variable and the fix,
+    rather than fail deep in Tornado?"""
+    from autograder.errors import ConfigError
+
+    assert service.listen_address("http://0.0.0.0:18082") == ("0.0.0.0", 18082)
+    assert service.listen_address("http://127.0.0.1:18082/") == ("127.0.0.1", 18082)
+    for bad in ("http://127.0.0.1", "127.0.0.1:18082", "http://:18082", "http://hub:port"):
+        with pytest.raises(ConfigError) as info:
+            service.listen_address(bad)
+        assert "JUPYTERHUB_SERVICE_URL" in info.value.message and "0.0.0.0" in info.value.hint
