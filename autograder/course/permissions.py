@@ -15,6 +15,11 @@ be readable by them is closed here, idempotently, every time grading or the hub 
   user can even list what is in it.
 
 Everything else (release/, the kit's code, the venv, the student data) stays public.
+
+A folder on a read-only filesystem is left as it is mounted: a production grading worker gets
+the grader's material from a read-only volume (hub/grading-cluster.yaml), whose modes were set
+when it was seeded. :func:`unreadable_by_checker` names what the checker could not read there,
+and the worker refuses to start with that list (``dask_worker.check_course_copy``).
 Rejected: moving the venv out of the repository (a second copy of every dependency
 to keep in step) and per-file ACLs (not on every filesystem).
 """
@@ -67,26 +72,67 @@ def passage_paths(course: Course) -> list[Path]:
 
 
 def protect_course_files(course: Course) -> None:
-    """Close the secrets to other users (root only; a no-op for anyone else)."""
+    """Close the secrets to other users (root only; a no-op for anyone else). What lies on a
+    read-only filesystem is left as it was mounted (see the module's docstring)."""
     if os.geteuid() != 0:
         return
     gid = ensure_grader_group()
     for path in private_paths(course):
         close_private(path)
     for top in grader_paths(course):
-        if top.is_symlink() or not top.exists():
+        if top.is_symlink() or not top.exists() or read_only(top):
             continue
         share_with_grader(top, gid=gid)
     for folder in passage_paths(course):
-        if folder.is_dir() and not folder.is_symlink():
+        if folder.is_dir() and not folder.is_symlink() and not read_only(folder):
             os.chown(folder, 0, gid)
             folder.chmod(GROUP_DIR_MODE)
+
+
+def read_only(path: Path) -> bool:
+    """Is ``path`` on a filesystem mounted read-only?"""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def unreadable_by_checker(course: Course, *, limit: int = 5) -> list[Path]:
+    """The first ``limit`` files and folders of the checker's material (:func:`grader_paths`)
+    that lie on a read-only filesystem, where this kit cannot share them with the checker, and
+    that the checker (``nobody`` in ``course-grader``) could not read (or traverse) as they are."""
+    from autograder.grading.check import NOBODY_UID
+
+    try:
+        gid = grp.getgrnam(GRADER_GROUP).gr_gid
+    except KeyError:
+        gid = None
+    found: list[Path] = []
+    for top in grader_paths(course):
+        if top.is_symlink() or not top.exists() or not read_only(top):
+            continue
+        for path in [top, *sorted(top.rglob("*"))]:
+            if path.is_symlink():
+                continue
+            st = path.stat()
+            need = 0o5 if path.is_dir() else 0o4  # read, and traverse a folder
+            if st.st_uid == NOBODY_UID:
+                bits = st.st_mode >> 6
+            elif gid is not None and st.st_gid == gid:
+                bits = st.st_mode >> 3
+            else:
+                bits = st.st_mode
+            if bits & need != need:
+                found.append(path)
+                if len(found) >= limit:
+                    return found
+    return found
 
 
 def close_private(path: Path) -> None:
     """``path`` owned by root and closed to everyone else (what is inside stays as it is:
     nobody else can reach it any more)."""
-    if path.is_symlink() or not path.exists():
+    if path.is_symlink() or not path.exists() or read_only(path):
         return
     os.chown(path, 0, 0)
     path.chmod(PRIVATE_MODE if path.is_dir() else 0o600)

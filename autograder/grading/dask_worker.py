@@ -49,6 +49,15 @@ def check_course_copy(root: Path, *, assignments: list[str] | None = None) -> li
     except CourseError as exc:
         raise WorkerRefused(f"this worker's course copy at {root} cannot grade: {exc.message} "
                             f"(fix: {exc.hint})") from None
+    if os.geteuid() == 0:  # the checker then runs as nobody: it must read a read-only copy as it is
+        from autograder.course.permissions import GRADER_GROUP, unreadable_by_checker
+
+        closed = unreadable_by_checker(course)
+        if closed:
+            raise WorkerRefused(
+                f"this worker's course copy at {root} is read-only and the checker (nobody, in "
+                f"{GRADER_GROUP}) cannot read: {', '.join(map(str, closed))} (fix: seed the "
+                f"volume with `chmod -R a+rX` over it, hub/README.md step 5)") from None
     return ids
 
 

@@ -96,3 +96,31 @@ def test_the_state_folder_is_closed_to_others_and_passable_by_the_checker(course
     assert not can_read(files["embeddings"]) and not can_read(files["demo_solution"])
     assert can_read(files["embeddings"], groups=gid)
     assert not can_read(files["demo_solution"], groups=gid)
+
+
+def test_a_read_only_copy_is_left_as_mounted_and_what_the_checker_cannot_read_is_named(course_root):
+    """A grading worker's material is on a read-only volume: does protection leave it as it was
+    seeded (it raised EROFS there, failing every submission), and does the worker's check name
+    exactly the files the checker (nobody, in course-grader) could not read as they are?"""
+    from autograder.course.permissions import read_only, unreadable_by_checker
+
+    root, files = course_root
+    files["key"].chmod(0o600)  # seeded without `chmod -R a+rX`
+    closed_dir = files["grading_image"].parent
+    closed_dir.chmod(0o700)
+    modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")]}
+    subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(root)], check=True)
+        assert read_only(files["key"])
+        course = load_course(root)
+        protect_course_files(course)  # no EROFS
+        assert {p: p.stat().st_mode for p in [root, *root.rglob("*")]} == modes
+        closed = unreadable_by_checker(course)
+        assert closed == [closed_dir, files["key"]], closed
+        assert not can_read(files["key"], groups=str(ensure_grader_group()))  # the check is right
+        assert can_read(files["embeddings"], groups=str(ensure_grader_group()))
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+    protect_course_files(load_course(root))  # writable again: closed as before
+    assert not can_read(files["solution"])
