@@ -38,6 +38,8 @@ GRADER_GROUP = "course-grader"
 PRIVATE_MODE = 0o700
 GROUP_DIR_MODE = 0o750
 GROUP_FILE_MODE = 0o640
+NOBODY_UID = 65534
+"""The uid the confined checker runs as (``grading.check``), with ``course-grader`` only."""
 
 
 def ensure_grader_group() -> int:
@@ -101,8 +103,6 @@ def unreadable_by_checker(course: Course, *, limit: int = 5) -> list[Path]:
     """The first ``limit`` files and folders of the checker's material (:func:`grader_paths`)
     that lie on a read-only filesystem, where this kit cannot share them with the checker, and
     that the checker (``nobody`` in ``course-grader``) could not read (or traverse) as they are."""
-    from autograder.grading.check import NOBODY_UID
-
     try:
         gid = grp.getgrnam(GRADER_GROUP).gr_gid
     except KeyError:

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from autograder import reach
+from autograder.course.permissions import NOBODY_UID
 from autograder.errors import GradingError
 from autograder.grading import embeddings
 from autograder.grading.evidence import WAIT_ENV, CheckInputs
 
-NOBODY_UID = 65534
 CHECK_TIMEOUT_S = 900
 CHECK_TMP_MB = 1024
 """The checker's own temporary space (a tmpfs of this size when run as root): a crafted
