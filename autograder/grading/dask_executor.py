@@ -132,6 +132,8 @@ class DaskExecutor:
 
     def _ask_workers(self, ctx: Any) -> dict[str, Any]:
         """Every worker's :func:`remote.worker_identity` (or its error), by worker name."""
+        from distributed.comm.core import CommClosedError
+
         from autograder.grading import remote
 
         where = self._address or "the local cluster"
@@ -146,6 +148,10 @@ class DaskExecutor:
                 f"no grading worker answered through the Dask scheduler at {where} ({exc})",
                 hint="start a worker (`dask worker`, hub/grading-cluster.yaml); a re-run grades "
                      "what was not graded") from None
+        # A worker that went away while asked (killed, retired) has no say: the others decide,
+        # and if it comes back with another copy it refuses each task it is sent.
+        answers = {addr: answer for addr, answer in answers.items()
+                   if not isinstance(answer, (CommClosedError, ConnectionError, TimeoutError))}
         if not answers:
             raise GraderUnavailable(f"no grading worker is left at {where}",
                                     hint="start a worker; a re-run grades what was not graded")

@@ -431,7 +431,30 @@ def test_a_batch_over_differing_workers_is_refused_whole_and_a_cluster_without_w
             future.result()
     assert len(asked) == 1 and executor._client.asked == []
 
+    ann = GradeJob(student="ann", notebook=tmp_path / "subs" / "ann" / "cnn_transfer.ipynb")
     empty = _executor({})
     with pytest.raises(GraderUnavailable, match="no grading worker answered"):
-        empty.submit_job(ctx, GradeJob(student="ann", notebook=tmp_path / "subs" / "ann" /
-                                       "cnn_transfer.ipynb"), grade_submission).result()
+        empty.submit_job(ctx, ann, grade_submission).result()
+
+
+def test_a_worker_lost_while_asked_has_no_say(ctx, tmp_path):
+    """A worker killed or retired while the batch asks for the copies' hashes: do the others
+    decide (its lost connection is no refusal of the batch), and does a cluster whose every
+    worker went away make the batch unavailable (the service retries), not failed?"""
+    from distributed.comm.core import CommClosedError
+
+    from autograder.errors import GraderUnavailable
+    from autograder.grading.remote import RemoteTask, identity
+
+    ctx = _material(ctx)
+    ann = GradeJob(student="ann", notebook=_notebook(tmp_path / "subs" / "ann" / "cnn_transfer.ipynb"))
+    lost = CommClosedError("in <TLS (closed)>: Stream is closed")
+    executor = _executor({"tcp://a:1": identity(ctx), "tcp://b:2": lost})
+    executor.submit_job(ctx, ann, grade_submission)
+    (asked,) = executor._client.asked
+    assert next(a for a in asked["args"] if isinstance(a, RemoteTask)).identity == identity(ctx)
+
+    gone = _executor({"tcp://a:1": lost, "tcp://b:2": TimeoutError("no answer")})
+    with pytest.raises(GraderUnavailable, match="no grading worker is left"):
+        gone.submit_job(ctx, ann, grade_submission).result()
+    assert gone._client.asked == []
