@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -98,21 +99,32 @@ def test_the_state_folder_is_closed_to_others_and_passable_by_the_checker(course
     assert not can_read(files["demo_solution"], groups=gid)
 
 
+@contextlib.contextmanager
+def read_only(root: Path):
+    """``root`` bind-mounted read-only over itself, as a production worker mounts the grader's
+    material (hub/grading-cluster.yaml: the course-grader-data volume, readOnly)."""
+    subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(root)], check=True)
+        yield root
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
 def test_a_read_only_copy_is_left_as_mounted_and_what_the_checker_cannot_read_is_named(course_root):
     """A grading worker's material is on a read-only volume: does protection leave it as it was
     seeded (it raised EROFS there, failing every submission), and does the worker's check name
     exactly the files the checker (nobody, in course-grader) could not read as they are?"""
-    from autograder.course.permissions import read_only, unreadable_by_checker
+    from autograder.course.permissions import read_only as on_read_only_fs
+    from autograder.course.permissions import unreadable_by_checker
 
     root, files = course_root
     files["key"].chmod(0o600)  # seeded without `chmod -R a+rX`
     closed_dir = files["grading_image"].parent
     closed_dir.chmod(0o700)
     modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")]}
-    subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(root)], check=True)
-        assert read_only(files["key"])
+    with read_only(root):
+        assert on_read_only_fs(files["key"])
         course = load_course(root)
         protect_course_files(course)  # no EROFS
         assert {p: p.stat().st_mode for p in [root, *root.rglob("*")]} == modes
@@ -120,7 +132,29 @@ def test_a_read_only_copy_is_left_as_mounted_and_what_the_checker_cannot_read_is
         assert closed == [closed_dir, files["key"]], closed
         assert not can_read(files["key"], groups=str(ensure_grader_group()))  # the check is right
         assert can_read(files["embeddings"], groups=str(ensure_grader_group()))
-    finally:
-        subprocess.run(["umount", str(root)], check=True)
     protect_course_files(load_course(root))  # writable again: closed as before
     assert not can_read(files["solution"])
+
+
+def test_a_worker_refuses_to_start_on_a_read_only_copy_the_checker_cannot_read(course_root, monkeypatch):
+    """Does a grading worker's preload refuse a read-only copy seeded without `chmod -R a+rX`,
+    naming the file and the fix, before the scheduler sends it anything (every submission's
+    checker would otherwise fail on it)?"""
+    from types import SimpleNamespace
+
+    from autograder.grading import dask_worker, pipeline
+
+    root, files = course_root
+    files["key"].chmod(0o600)
+    # Only the readability check is under test: the copy's keys are not real ones.
+    monkeypatch.setattr(pipeline, "make_context", lambda *a, **k: SimpleNamespace(
+        assignment=SimpleNamespace(uses_images=False)))
+    with read_only(root):
+        with pytest.raises(dask_worker.WorkerRefused) as info:
+            dask_worker.check_course_copy(root, assignments=["cnn_transfer"])
+    said = str(info.value)
+    assert f"is read-only and the checker (nobody, in course-grader) cannot read: {files['key']}" in said
+    assert "chmod -R a+rX" in said
+    files["key"].chmod(0o644)  # readable as seeded: the same copy is taken
+    with read_only(root):
+        assert dask_worker.check_course_copy(root, assignments=["cnn_transfer"]) == ["cnn_transfer"]
