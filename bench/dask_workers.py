@@ -2,7 +2,8 @@
 
 Each round starts a scheduler and k workers (each with its own course copy, as a grading
 machine holds it), grades the same N param_counting submissions with `course grade`
-(grading.executor = "dask" pointed at that scheduler), and stops the cluster. Rounds
+(grading.executor = "dask" pointed at that scheduler over mutual TLS, from a client copy
+without source or answer keys, as the hub's service holds it), and stops the cluster. Rounds
 alternate 1, 2, 2, 1, 1, 2, … so that neither arm always runs on a warmer machine. Reports
 each round's makespan, the median per arm, the median of the per-pair speed-ups, and
 whether both arms gave every submission the same score. Appends one row to the
@@ -46,28 +47,36 @@ per-pair ratios (1-worker makespan / 2-worker makespan of adjacent rounds).
 """
 
 
-def _client(base: Path, port: int) -> Path:
-    client = harness.course_copy(base / "client")
-    done = harness.course(client, "calibrate", harness.AID, "--profile", "reduced", "--seeds", "1")
+def _client(base: Path, port: int) -> tuple[Path, Path]:
+    """(staff, client): staff calibrate and make the cluster's certificates; the client is
+    what the hub's service holds in production (no source notebook, no answer key)."""
+    staff = harness.course_copy(base / "staff")
+    done = harness.course(staff, "calibrate", harness.AID, "--profile", "reduced", "--seeds", "1")
     if done.returncode != 0:
         raise SystemExit("calibration failed:\n" + done.stdout[-2000:] + done.stderr[-2000:])
+    done = harness.course(staff, "dask", "certs", str(base / "tls"))
+    if done.returncode != 0:
+        raise SystemExit("course dask certs failed:\n" + done.stdout[-2000:] + done.stderr[-2000:])
+    client = harness.course_copy(base / "client", secrets=False)
     with (client / "course_config.py").open("a") as cfg:
         cfg.write(f"\nimport dataclasses as _dc\nCOURSE = _dc.replace(COURSE, grading=_dc.replace("
-                  f"COURSE.grading, executor='dask', dask_scheduler='tcp://127.0.0.1:{port}'))\n")
-    return client
+                  f"COURSE.grading, executor='dask', dask_scheduler='tls://127.0.0.1:{port}', "
+                  f"dask_tls_dir={str(base / 'tls')!r}))\n")
+    return staff, client
 
 
-def _round(base: Path, client: Path, port: int, workers: int, n: int, submissions: Path) -> tuple[float, dict]:
-    address = f"tcp://127.0.0.1:{port}"
-    world = {"base": base, "client": client}
-    procs = [harness.scheduler(port, base / f"scheduler-{n}.log")]
+def _round(base: Path, staff: Path, client: Path, port: int, workers: int, n: int,
+           submissions: Path) -> tuple[float, dict]:
+    address, tls = f"tls://127.0.0.1:{port}", base / "tls"
+    world = {"base": base, "staff": staff, "client": client}
+    procs = [harness.scheduler(port, base / f"scheduler-{n}.log", tls=tls)]
     try:
         for w in range(workers):
             root = base / f"r{n}-w{w}"
             shutil.rmtree(root, ignore_errors=True)
             harness.worker_copy(world, root.name)
-            procs.append(harness.worker(address, root, root.name, base / f"{root.name}.log"))
-        harness.wait_for_workers(address, workers)
+            procs.append(harness.worker(address, root, root.name, base / f"{root.name}.log", tls=tls))
+        harness.wait_for_workers(address, workers, tls=tls)
         out = base / f"out-{n}"
         start = time.monotonic()
         done = harness.course(client, "grade", harness.AID, str(submissions), "--out", str(out),
@@ -108,13 +117,13 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     try:
         port = harness.free_port()
-        client = _client(base, port)
+        staff, client = _client(base, port)
         harness.submissions(base / "submissions", count=args.submissions)
         order = [arm for pair in range(args.rounds) for arm in ((1, 2) if pair % 2 == 0 else (2, 1))]
         walls: dict[int, list[float]] = {1: [], 2: []}
         scores: dict[int, list[dict]] = {1: [], 2: []}
         for n, workers in enumerate(order):
-            wall, got = _round(base, client, port, workers, n, base / "submissions")
+            wall, got = _round(base, staff, client, port, workers, n, base / "submissions")
             print(f"round {n}: {workers} worker(s), {wall:.1f} s", flush=True)
             walls[workers].append(wall)
             scores[workers].append(got)
