@@ -15,13 +15,13 @@ be readable by them is closed here, idempotently, every time grading or the hub 
   user can even list what is in it.
 
 Everything else (release/, the kit's code, the venv, the student data) stays public.
+Rejected: moving the venv out of the repository (a second copy of every dependency
+to keep in step) and per-file ACLs (not on every filesystem).
 
 A folder on a read-only filesystem is left as it is mounted: a production grading worker gets
 the grader's material from a read-only volume (hub/grading-cluster.yaml), whose modes were set
 when it was seeded. :func:`unreadable_by_checker` names what the checker could not read there,
 and the worker refuses to start with that list (``dask_worker.check_course_copy``).
-Rejected: moving the venv out of the repository (a second copy of every dependency
-to keep in step) and per-file ACLs (not on every filesystem).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def protect_course_files(course: Course) -> None:
     for path in private_paths(course):
         close_private(path)
     for top in grader_paths(course):
-        if top.is_symlink() or not top.exists() or read_only(top):
+        if top.is_symlink() or not top.exists():
             continue
         share_with_grader(top, gid=gid)
     for folder in passage_paths(course):
@@ -139,7 +139,10 @@ def close_private(path: Path) -> None:
 
 
 def share_with_grader(top: Path, *, gid: int | None = None) -> None:
-    """``root:course-grader``, group-readable, closed to others, for ``top`` and below."""
+    """``root:course-grader``, group-readable, closed to others, for ``top`` and below (left
+    as mounted on a read-only filesystem)."""
+    if read_only(top):
+        return
     gid = ensure_grader_group() if gid is None else gid
     for path in [top, *top.rglob("*")]:
         if path.is_symlink():
