@@ -90,7 +90,6 @@ class DaskExecutor:
         that cannot be read or is refused gets its zero here, with ``grade``."""
         from autograder.grading import remote
         from autograder.grading.pipeline import grade_submission, take_submission
-        from autograder.grading.remote import WorkerDataError
 
         if grade is not grade_submission:  # a stand-in grader (tests): the shared-disk way
             return self.submit(grade, ctx, job)
@@ -101,11 +100,10 @@ class DaskExecutor:
                 data = take_submission(job.notebook, Path(tmp) / "submission.ipynb").read_bytes()
             except SubmissionError:  # the pipeline says why, as for a local job
                 return self._here(grade, ctx, job)
-        try:
-            ident = self._batch_identity(ctx)
-        except (WorkerDataError, GraderUnavailable) as exc:  # this job's outcome, not the batch's end
+        ident = self._batch_identity(ctx)
+        if isinstance(ident, Exception):  # this job's outcome, not the batch's end
             failed: cf.Future = cf.Future()
-            failed.set_exception(exc)
+            failed.set_exception(ident)
             return failed
         task = remote.make_task(ctx, job, data, ident)
         gpu = ctx.assignment.grades_on_gpu(ctx.course.config.grading)
@@ -114,9 +112,9 @@ class DaskExecutor:
                                      pure=False, resources=resources, key=f"grade-{uuid.uuid4().hex}")
         return self._relay(future, lambda outcome: remote.write_outcome(ctx, outcome))
 
-    def _batch_identity(self, ctx: Any) -> dict[str, str]:
+    def _batch_identity(self, ctx: Any) -> dict[str, str] | Exception:
         """What every task of this batch must be graded against, as the workers agree on it
-        (:func:`remote.agreed_identity`), asked once per batch; a refusal is kept, so every
+        (:func:`remote.agreed_identity`), asked once per batch; or the refusal, kept, so every
         job of the batch gets the same reason."""
         from autograder.grading import remote
 
@@ -125,10 +123,7 @@ class DaskExecutor:
                 self._identity[id(ctx)] = remote.agreed_identity(ctx, self._ask_workers(ctx))
             except (remote.WorkerDataError, GraderUnavailable) as exc:
                 self._identity[id(ctx)] = exc
-        known = self._identity[id(ctx)]
-        if isinstance(known, Exception):
-            raise known
-        return known
+        return self._identity[id(ctx)]
 
     def _ask_workers(self, ctx: Any) -> dict[str, Any]:
         """Every worker's :func:`remote.worker_identity` (or its error), by worker name."""

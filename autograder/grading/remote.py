@@ -39,7 +39,8 @@ MAX_OUTCOME_BYTES = 512 * 1024 * 1024
 
 
 class WorkerDataError(GradingError):
-    """The worker's copy of the course material differs from the client's."""
+    """A worker's copy of the course material differs from the other workers' or, for what
+    students see too, from the client's."""
 
 
 @dataclass(frozen=True)
@@ -119,15 +120,20 @@ def worker_identity(assignment_id: str, profile: str, weights_mode: str, course_
     """On every worker (``Client.run``, before a batch): the identity of its own copy for the
     batch's setting. A copy that cannot grade it (a stale answer key, a missing release)
     raises the course's own error, which names the fix."""
+    root = Path(os.environ.get("COURSE_ROOT") or course_root)
+    return identity(_own_context(root, assignment_id, profile, weights_mode, root / "unused"))
+
+
+def _own_context(root: Path, assignment_id: str, profile: str, weights_mode: str,
+                 out_dir: Path) -> GradingContext:
+    """This worker's context for the batch's setting, from its own copy at ``root``."""
     from autograder.course.config import load_course
     from autograder.grading.pipeline import make_context
 
-    root = Path(os.environ.get("COURSE_ROOT") or course_root)
     course = load_course(root)
     mode = weights_mode if course.config.assignment(assignment_id).uses_backbone else None
-    ctx = make_context(course, assignment_id, profile_name=profile, out_dir=root / "unused",
-                       weights_mode=mode)
-    return identity(ctx)
+    return make_context(course, assignment_id, profile_name=profile, out_dir=out_dir,
+                        weights_mode=mode)
 
 
 def agreed_identity(ctx: GradingContext, answers: dict[str, Any]) -> dict[str, str]:
@@ -179,20 +185,16 @@ def make_task(ctx: GradingContext, job: GradeJob, notebook: bytes, ident: dict[s
 
 def worker_context(task: RemoteTask, out_dir: Path) -> GradingContext:
     """The worker's own context for ``task``, from its own course copy, checked against the
-    client's identity; raises :class:`WorkerDataError` naming every file that differs."""
-    from autograder.course.config import load_course
-    from autograder.grading.pipeline import make_context, with_embeddings
-
+    identity the batch's workers agreed on; raises :class:`WorkerDataError` naming every file
+    that differs."""
     from autograder.course.permissions import protect_course_files
+    from autograder.grading.pipeline import with_embeddings
 
     root = Path(os.environ.get("COURSE_ROOT") or task.course_root)
-    course = load_course(root)
+    ctx = _own_context(root, task.assignment_id, task.profile, task.weights_mode, out_dir)
     if root not in _PROTECTED:  # as run_batch does on the client: the checker (nobody, in the
-        protect_course_files(course)  # course-grader group) must read the key and the rubric
+        protect_course_files(ctx.course)  # course-grader group) must read the key and the rubric
         _PROTECTED.add(root)
-    mode = task.weights_mode if course.config.assignment(task.assignment_id).uses_backbone else None
-    ctx = make_context(course, task.assignment_id, profile_name=task.profile, out_dir=out_dir,
-                       weights_mode=mode)
     ours = identity(ctx)
     differ = sorted(name for name in set(ours) | set(task.identity)
                     if ours.get(name) != task.identity.get(name))
@@ -201,7 +203,7 @@ def worker_context(task: RemoteTask, out_dir: Path) -> GradingContext:
             f"the worker's course copy at {root} differs from the batch's (as the workers agreed "
             f"on it before the batch) in: {', '.join(differ)}",
             hint="copy the course's release, rubric, answer keys, datasets and weights to the worker "
-                 "again (the same files the client grades with), then restart it")
+                 "again (the same files the other workers hold), then restart it")
     return with_embeddings(ctx)
 
 
