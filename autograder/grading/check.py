@@ -77,11 +77,13 @@ class StartedRubric:
     The checker warms up (imports TensorFlow and Keras, reads the answer key and the hidden
     splits the rubric's tests ask for), then blocks reading a pipe that only the grader holds
     (pytest's capture takes standard input, so the pipe has its own descriptor, named by
-    :data:`WAIT_ENV`); nothing of the submission exists or is read before :meth:`finish`
-    writes the facts folder there. :meth:`cancel` (a submission that never ran) kills it."""
+    :data:`WAIT_ENV`); nothing of the submission is read before the grader writes there: a
+    model file the export finished (:meth:`offer_model`, loaded at once), then the facts folder
+    (:meth:`finish`). :meth:`cancel` (a submission that never ran) kills it."""
 
     def __init__(self, inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = ()
                  ) -> None:
+        self._offered: dict[str, Path] = {}
         read_end, self._go = os.pipe()
         # Only a root grader can give the priority back in finish(); any other keeps its own.
         self._niced = os.geteuid() == 0
@@ -95,11 +97,29 @@ class StartedRubric:
         finally:
             os.close(read_end)
 
-    def finish(self, facts_dir: Path, *, timeout_s: float = CHECK_TIMEOUT_S
-               ) -> tuple[dict[str, Any], str]:
+    def offer_model(self, name: str, path: Path) -> None:
+        """Before :meth:`finish`: model ``name`` of the facts to come is the file ``path``, final
+        and readable by the checker, which starts loading it now (issue 12: ft_model's load then
+        overlaps the export of the other models). Best effort: a checker that is gone is not
+        told, and loads the file when it judges."""
+        if self._go < 0:
+            return
+        self._offered[name] = path
+        try:
+            os.write(self._go, (json.dumps({"model": name, "file": str(path)}) + "\n").encode())
+        except OSError:
+            pass
+
+    def finish(self, facts_dir: Path, *, models: dict[str, Path] | None = None,
+               timeout_s: float = CHECK_TIMEOUT_S) -> tuple[dict[str, Any], str]:
         """Judge the facts in ``facts_dir`` (under a folder given as ``reach``, or reachable
-        anyway); like :func:`run_rubric`, with ``timeout_s`` counted from now."""
-        go = (json.dumps({"facts_dir": str(facts_dir)}) + "\n").encode()
+        anyway); like :func:`run_rubric`, with ``timeout_s`` counted from now. ``models``: the
+        facts' model files by name; of the models offered, only those still at the same path
+        there are judged from the early load (``early`` in the message), the rest from the
+        facts folder."""
+        early = sorted(name for name, path in self._offered.items()
+                       if (models or {}).get(name) == path)
+        go = (json.dumps({"facts_dir": str(facts_dir), "early": early}) + "\n").encode()
         if self._niced:
             restore_priority(self._run.proc.pid)
         try:

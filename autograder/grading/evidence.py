@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -68,11 +69,17 @@ def fail(message: str) -> None:
 
 @dataclass
 class Evidence:
-    """One submission's exported facts, loaded lazily."""
+    """One submission's exported facts, loaded lazily (a model :func:`keep_early` kept for this
+    facts folder is the load begun while the export ran)."""
 
     facts_dir: Path
     _loads: dict[str, Future] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for name, (path, load) in _early.items():
+            if path == self.facts_dir / MODELS_DIR / f"{name}.keras":
+                self._loads.setdefault(name, load)
 
     @cached_property
     def answers(self) -> dict[str, Any]:
@@ -146,18 +153,62 @@ class Evidence:
         return load
 
     def _read_model(self, name: str) -> Any:
-        path = self.model_file(name)
-        import keras
+        return read_model(name, self.model_file(name))
 
-        try:
-            # compile=False: the optimizer is never needed (its step counter and the compile
-            # settings are read from the file as plain data instead).
-            return keras.models.load_model(path, safe_mode=True, compile=False)
-        except GRADER_BUGS:
-            raise
-        except Exception as exc:  # a hostile or broken file: explain, never crash the batch
-            raise RubricFail(messages.MODEL_LOAD_FAILED.format(
-                name=name, error=_short(exc))) from None
+
+def read_model(name: str, path: Path) -> Any:
+    """Model ``name`` from its ``.keras`` file, in safe mode; :class:`RubricFail` when the file
+    does not load."""
+    import keras
+
+    try:
+        # compile=False: the optimizer is never needed (its step counter and the compile
+        # settings are read from the file as plain data instead).
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except GRADER_BUGS:
+        raise
+    except Exception as exc:  # a hostile or broken file: explain, never crash the batch
+        raise RubricFail(messages.MODEL_LOAD_FAILED.format(
+            name=name, error=_short(exc))) from None
+
+
+_early: dict[str, tuple[Path, Future]] = {}
+"""Models whose loads began before the facts arrived: name -> (file, load)."""
+_early_queue: queue.SimpleQueue = queue.SimpleQueue()
+
+
+def load_early(name: str, path: Path) -> None:
+    """Start loading model ``name`` from ``path`` (a file the grader says is final) on a thread
+    of its own, in the order offered, while the checker still waits for the facts. Only a
+    checker process does this, and only the grader's pipe tells it to."""
+    if name in _early:
+        return
+    load: Future = Future()
+    _early[name] = (path, load)
+    if len(_early) == 1:
+        threading.Thread(target=_load_queued, name="early-models", daemon=True).start()
+    _early_queue.put((name, path, load))
+
+
+def _load_queued() -> None:
+    while True:
+        name, path, load = _early_queue.get()
+        if load.set_running_or_notify_cancel():
+            try:
+                load.set_result(read_model(name, path))
+            except BaseException as exc:  # kept for the test that asks, as Evidence does
+                load.set_exception(exc)
+
+
+def keep_early(facts_dir: Path, names: list[Any]) -> list[str]:
+    """Keep the early loads of ``names`` whose file is in ``facts_dir`` (what the grader says
+    is still the submission's model there); forget the rest. Returns the names kept."""
+    kept = {n for n in names if isinstance(n, str)}
+    for name, (path, load) in list(_early.items()):
+        if name not in kept or path != facts_dir / MODELS_DIR / f"{name}.keras":
+            load.cancel()  # not begun yet: never begun
+            del _early[name]
+    return sorted(_early)
 
 
 def load_answer_rules(kit_root: Path, assignment: str) -> Any:
@@ -423,8 +474,9 @@ def accuracy(model: Any, inputs: Any, labels: Any) -> float:
 
 WAIT_ENV = "COURSE_CHECK_WAIT"
 """Set for a checker started before the submission ran, to the descriptor of the grader's pipe:
-it warms up, then reads one JSON line ``{"facts_dir": ...}`` there (see
-:class:`autograder.grading.check.StartedRubric`)."""
+it warms up, then reads JSON lines there: ``{"model": name, "file": path}`` for each model file
+the export finished while it still ran (loaded at once, :func:`load_early`), then
+``{"facts_dir": ..., "early": [names]}`` (see :class:`autograder.grading.check.StartedRubric`)."""
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,7 +44,14 @@ from autograder.course.settings import Assignment, Limits
 from autograder.errors import SandboxUnavailable
 from autograder.facts import CELL_NOT_RUN, CELL_OK, CellRun, ExecutionResult
 from autograder.grading import inkernel, messages, sandbox, stage
-from autograder.grading.export import ExportedFacts, collect_exports, export_expression, write_facts
+from autograder.grading.export import (
+    ExportedFacts,
+    TakenModels,
+    collect_exports,
+    export_expression,
+    take_complete_models,
+    write_facts,
+)
 from autograder.grading.kernel import (
     DropMonitor,
     GradingNotebookClient,
@@ -59,6 +68,12 @@ from autograder.grading.submission import Submission, match_grade_ids, release_g
 EXPORT_TIMEOUT_S = 300.0
 """The export (saving three models) gets its own time, outside the notebook budget."""
 STARTUP_TIMEOUT_S = 60.0
+TAKE_POLL_S = 0.05
+"""How often the grader looks for model files the export has finished, while it runs."""
+
+ModelReady = Callable[[str, Path], None]
+"""Told each model file taken while the export ran: its name and the grader's copy, which is
+final (see :func:`autograder.grading.export.take_complete_models`)."""
 SKIP_TAG_NEVER = "grader-" + uuid.uuid4().hex  # a tag no student can guess
 
 _SETUP_CODE = inkernel.source("seed.py")
@@ -127,7 +142,7 @@ class _Job:
 
 
 def execute_submission(submission: Submission, spec: ExecutionSpec, *, student: str, slot: int,
-                       job_dir: Path) -> ExecutionResult:
+                       job_dir: Path, on_model: ModelReady | None = None) -> ExecutionResult:
     """Run the submission in slot ``slot``'s sandbox and return validated facts.
 
     ``job_dir`` must be a fresh folder the grader owns (it is created, and emptied if it
@@ -135,9 +150,13 @@ def execute_submission(submission: Submission, spec: ExecutionSpec, *, student: 
     was lost at cell k (it died, ran out of memory, ignored an interrupt), the cells before k
     run again in a fresh sandboxed kernel (``job_dir`` + ``-replay``), so the crash costs only
     the items that needed cell k or later; the result says so (``replayed_before``).
+    ``on_model`` is told of each model file as soon as the export has finished writing it (the
+    checker starts loading it); a model it was told of counts only if it is in the result's
+    ``models`` under the same path.
     Raises :class:`SandboxUnavailable` when the sandbox is incomplete and not explicitly waived.
     """
-    first, lost_at = _execute_once(submission, spec, student=student, slot=slot, job_dir=job_dir)
+    first, lost_at = _execute_once(submission, spec, student=student, slot=slot, job_dir=job_dir,
+                                   on_model=on_model)
     ran_before = lost_at is not None and first.kernel_status in LOST_KERNEL and any(
         c.index < lost_at and c.status != CELL_NOT_RUN for c in first.cells)
     if not ran_before:
@@ -147,7 +166,8 @@ def execute_submission(submission: Submission, spec: ExecutionSpec, *, student: 
         return first
     replay_dir = job_dir.with_name(job_dir.name + "-replay")
     head = submission.first_cells(lost_at, path=replay_dir.parent / f"{replay_dir.name}.ipynb")
-    replay, _ = _execute_once(head, spec, student=student, slot=slot, job_dir=replay_dir)
+    replay, _ = _execute_once(head, spec, student=student, slot=slot, job_dir=replay_dir,
+                              on_model=on_model)
     return replace(
         first, answers=replay.answers, answer_errors=replay.answer_errors, models=replay.models,
         histories=replay.histories, defined_in=replay.defined_in, facts_dir=replay.facts_dir,
@@ -161,7 +181,8 @@ the cells before the loss are worth a replay."""
 
 
 def _execute_once(submission: Submission, spec: ExecutionSpec, *, student: str, slot: int,
-                  job_dir: Path) -> tuple[ExecutionResult, int | None]:
+                  job_dir: Path, on_model: ModelReady | None = None
+                  ) -> tuple[ExecutionResult, int | None]:
     """One run in a fresh sandboxed kernel, and the cell index at which the kernel was lost
     before the export (None when it lived to export)."""
     started = time.monotonic()
@@ -184,7 +205,7 @@ def _execute_once(submission: Submission, spec: ExecutionSpec, *, student: str, 
     try:
         cgroup = _create_cgroup(student, limits, sandboxed=sandboxed)
         job = _Job(layout, user, cgroup, sandboxed, devices)
-        run, facts = _run_job(job, submission, spec, grade_ids)
+        run, facts = _run_job(job, submission, spec, grade_ids, on_model=on_model)
     finally:
         if cgroup is not None:
             cgroup.remove()
@@ -224,9 +245,11 @@ def _create_cgroup(student: str, limits: Limits, *, sandboxed: bool) -> Cgroup |
 
 
 def _run_job(job: _Job, submission: Submission, spec: ExecutionSpec,
-             grade_ids: dict[int, str]) -> tuple[_Run, ExportedFacts | None]:
+             grade_ids: dict[int, str], *, on_model: ModelReady | None = None
+             ) -> tuple[_Run, ExportedFacts | None]:
     """Stage the job, run the notebook and its export, kill the cgroup, collect the exports
-    (None when the kernel did not live to the end of the export)."""
+    (None when the kernel did not live to the end of the export: then the model files taken
+    while it exported are deleted too)."""
     layout, weights_file = job.layout, spec.weights_file
     inside = stage.inside_paths(layout, sandboxed=job.sandboxed)
     stage.stage_files(layout, submission.path, spec.release_dir, user=job.user,
@@ -239,22 +262,27 @@ def _run_job(job: _Job, submission: Submission, spec: ExecutionSpec,
                **({"COURSE_WEIGHTS_DIR": inside["weights"]} if weights_file else {}),
                **(sandbox.gpu_environment() if job.devices else {})})
     ro_binds = stage.readonly_binds(layout, spec.release_dir, weights_file) if job.sandboxed else []
+    taken = TakenModels()
+    taker = _ModelTaker(layout, spec, taken, on_model) if on_model is not None else None
     run = asyncio.run(_run_notebook(submission.notebook, job, spec, env=env, ro_binds=ro_binds,
-                                    grade_ids=grade_ids, export_dir=inside["export"]))
+                                    grade_ids=grade_ids, export_dir=inside["export"],
+                                    taker=taker))
     if job.cgroup is not None:
         job.cgroup.kill_all()  # nothing of the student's may run while we read its files
     if not run.alive:
+        taken.discard()
         return run, None
     # the export finished while the kernel lived
     facts = collect_exports(layout.export, layout.out, assignment=spec.assignment,
-                            export_mb=spec.limits.export_mb)
+                            export_mb=spec.limits.export_mb, taken=taken)
     run.notes.extend(facts.notes)
     return run, facts
 
 
 async def _run_notebook(nb: nbformat.NotebookNode, job: _Job, spec: ExecutionSpec, *,
                         env: dict[str, str], ro_binds: list[tuple[Path, str]],
-                        grade_ids: dict[int, str], export_dir: str) -> _Run:
+                        grade_ids: dict[int, str], export_dir: str,
+                        taker: _ModelTaker | None = None) -> _Run:
     """Start the job's kernel, seed it, run the cells and the export; always shut down."""
     limits = spec.limits
     km = _kernel_manager(job, env=env, ro_binds=ro_binds, limits=limits)
@@ -281,8 +309,14 @@ async def _run_notebook(nb: nbformat.NotebookNode, job: _Job, spec: ExecutionSpe
         await _run_cells(client, nb, run, limits=limits, cgroup=job.cgroup, grade_ids=grade_ids,
                          monitor=monitor)
         if run.alive:
-            await _export(client, run, expr=export_expression(spec.assignment,
-                                                              export_dir=export_dir))
+            if taker is not None:
+                taker.start()
+            try:
+                await _export(client, run, expr=export_expression(spec.assignment,
+                                                                  export_dir=export_dir))
+            finally:
+                if taker is not None:
+                    await asyncio.to_thread(taker.stop)
     finally:
         if monitor is not None:
             monitor.close()
@@ -312,6 +346,38 @@ def _kernel_manager(job: _Job, *, env: dict[str, str], ro_binds: list[tuple[Path
                                 connection_file=str(layout.conn / "kernel.json"))
     km.configure(wrap=wrap, owner=user, max_message_bytes=limits.output_bytes + 2**20)
     return km
+
+
+class _ModelTaker:
+    """While the export runs: a thread that takes each model file the kernel has finished
+    (:func:`take_complete_models`) and tells ``on_model``, so the checker loads the largest model
+    while the kernel still writes the others (issue 12). :meth:`stop` returns once it has
+    stopped; nothing is taken after that."""
+
+    def __init__(self, layout: stage.JobLayout, spec: ExecutionSpec, taken: TakenModels,
+                 on_model: ModelReady) -> None:
+        self._layout, self._spec, self._taken, self._on_model = layout, spec, taken, on_model
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="take-models", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(TAKE_POLL_S):
+            for name in take_complete_models(self._layout.export, self._layout.out,
+                                             assignment=self._spec.assignment,
+                                             export_mb=self._spec.limits.export_mb,
+                                             taken=self._taken):
+                try:
+                    self._on_model(name, self._taken.files[name][0])
+                except Exception:  # the checker is told or not; the grade never depends on it
+                    pass
 
 
 async def _export(client: GradingNotebookClient, run: _Run, *, expr: str) -> None:

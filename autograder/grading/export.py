@@ -14,7 +14,9 @@ Two halves that never share an object:
   byte caps, into a folder the sandbox never could write, and parses the JSON with
   size limits and a schema. Pickle is never used. What passes is written once, straight
   into that folder in the layout the checker reads (:func:`write_facts`): it is the
-  submission's facts folder.
+  submission's facts folder. Model files the kernel finished while the export still ran
+  were already taken, under the same checks, by :func:`take_complete_models` (each one
+  as it was once complete), so the checker could start loading them (issue 12).
 
 The kernel may monkeypatch ``json`` or ``keras`` in its own process: fine, because what
 is exported is exactly what the student could have assigned anyway, and the trusted
@@ -104,11 +106,16 @@ class _Refused(Exception):
 
 
 def collect_exports(
-    export_dir: Path, dest_dir: Path, *, assignment: Assignment, export_mb: int
+    export_dir: Path, dest_dir: Path, *, assignment: Assignment, export_mb: int,
+    taken: TakenModels | None = None,
 ) -> ExportedFacts:
-    """Copy and validate the kernel's exports. Call only after the sandbox is dead."""
+    """Copy and validate the kernel's exports. Call only after the sandbox is dead.
+    ``taken``: the model files :func:`take_complete_models` copied while the export ran; they
+    are the submission's models as they are (a later change to the file in the export folder
+    is not looked at) and count against the same size cap."""
     notes: list[str] = []
-    budget = [export_mb * 1024 * 1024]
+    taken = taken or TakenModels()
+    budget = [export_mb * 1024 * 1024 - taken.bytes]
     dest_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(dest_dir, 0o700)
     try:
@@ -140,13 +147,87 @@ def collect_exports(
             notes.append(messages.EXPORT_REFUSED_FILE.format(what=what))
             for n in assignment.history_names:
                 errors.setdefault(n, messages.EXPORT_FILE_REFUSED_DETAIL.format(what=what))
-        models = _copy_models(root_fd, dest_dir, assignment, budget, notes, errors)
+        models = _copy_models(root_fd, dest_dir, assignment, budget, notes, errors, taken)
     finally:
         os.close(root_fd)
     facts = ExportedFacts(answers=answers, answer_errors=errors, models=models,
                           histories=histories, notes=tuple(notes))
     write_facts(facts, dest_dir)
     return facts
+
+
+@dataclass
+class TakenModels:
+    """Model files taken out of the export folder while the export still ran: name -> (the
+    grader's copy, its size in bytes)."""
+
+    files: dict[str, tuple[Path, int]] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self.files.values())
+
+    def discard(self) -> None:
+        """Forget and delete every copy (the export did not finish: nothing of it counts)."""
+        for path, _ in self.files.values():
+            path.unlink(missing_ok=True)
+        self.files.clear()
+
+
+def take_complete_models(export_dir: Path, dest_dir: Path, *, assignment: Assignment,
+                         export_mb: int, taken: TakenModels) -> list[str]:
+    """While the kernel is still exporting: copy each model file it has finished (the export
+    writes ``models/.partial/<name>.keras`` and renames it into ``models/``) into
+    ``dest_dir/models``, under the checks :func:`collect_exports` applies (a regular file with
+    one link, opened without following links, a ``.keras`` archive, within the size cap), so
+    the checker can load it while the other models are still being written (issue 12).
+    Returns the names taken now. A file that fails a check is left for
+    :func:`collect_exports`, which says why once the sandbox is dead.
+
+    What is taken is the file as it was once complete. Whatever the kernel does to it later is
+    not looked at: only a submission's own code could change it, and any file it could put
+    there is one it could have assigned to the model's name instead."""
+    new: list[str] = []
+    try:
+        root_fd = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return new
+    try:
+        models_fd = os.open(MODELS_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                            dir_fd=root_fd)
+    except OSError:
+        os.close(root_fd)
+        return new
+    try:
+        target_dir = dest_dir / MODELS_DIR
+        for name in assignment.model_names:
+            if name in taken.files:
+                continue
+            try:
+                fd, size = _open_regular(models_fd, f"{name}.keras")
+            except (FileNotFoundError, _Refused):
+                continue
+            target = target_dir / f"{name}.keras"
+            try:
+                room = export_mb * 2**20 - taken.bytes
+                if size > room:
+                    continue
+                target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                copied = _copy_fd(fd, target, limit=room)
+                with target.open("rb") as check:
+                    if check.read(4) != KERAS_MAGIC:
+                        raise _Refused("not a .keras archive")
+            except (_Refused, OSError):
+                target.unlink(missing_ok=True)
+                continue
+            finally:
+                os.close(fd)
+            taken.files[name] = (target, copied)
+            new.append(name)
+    finally:
+        os.close(models_fd)
+        os.close(root_fd)
+    return new
 
 
 def write_facts(facts: ExportedFacts, facts_dir: Path) -> Path:
@@ -195,8 +276,9 @@ def _read_regular(dir_fd: int, name: str, limit: int) -> bytes:
 
 
 def _copy_models(root_fd: int, dest_dir: Path, assignment: Assignment, budget: list[int],
-                 notes: list[str], errors: dict[str, str]) -> dict[str, Path]:
-    models: dict[str, Path] = {}
+                 notes: list[str], errors: dict[str, str], taken: TakenModels) -> dict[str, Path]:
+    models: dict[str, Path] = {name: path for name, (path, _) in taken.files.items()
+                               if name in assignment.model_names}
     try:
         models_fd = os.open(MODELS_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
                             dir_fd=root_fd)
@@ -206,6 +288,8 @@ def _copy_models(root_fd: int, dest_dir: Path, assignment: Assignment, budget: l
         target_dir = dest_dir / MODELS_DIR
         target_dir.mkdir(mode=0o700, exist_ok=True)
         for name in assignment.model_names:
+            if name in models:
+                continue
             file_name = f"{name}.keras"
             try:
                 fd, size = _open_regular(models_fd, file_name)

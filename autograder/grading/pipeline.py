@@ -31,7 +31,7 @@ from autograder.grading.layout import ItemLabel, item_labels
 from autograder.grading.submission import MAX_NOTEBOOK_BYTES, CellNames, Submission
 
 if TYPE_CHECKING:
-    from autograder.grading.execute import ExecutionSpec
+    from autograder.grading.execute import ExecutionSpec, ModelReady
 
 NO_WEIGHTS = "none"
 """The weights mode of an assignment that does not use the backbone (``uses_backbone=False``):
@@ -167,7 +167,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
             checker = start_checker(ctx, work)  # warms up while the notebook runs
             plots.preload()  # so do the reports' imports
             execution = execute_stage(ctx, sub, student=job.student, slot=slot,
-                                      job_dir=work / "job")
+                                      job_dir=work / "job", on_model=offer_to(checker, work))
         except SubmissionError as exc:  # not a notebook we can run: a clear zero, nothing else
             result = zero_result(ctx, job, messages.SUBMISSION_UNREADABLE.format(
                 reason=_sentence(exc.message)), kernel_status="refused")
@@ -198,6 +198,14 @@ def start_checker(ctx: GradingContext, work: Path) -> check.StartedRubric:
                               reach=[work])
 
 
+def offer_to(checker: check.StartedRubric, work: Path) -> ModelReady:
+    """Hand each model file the export finished to the checker waiting for ``work``'s facts."""
+    def offer(name: str, path: Path) -> None:
+        open_to_checker(work)
+        checker.offer_model(name, path)
+    return offer
+
+
 def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResult, *,
                     cell_sources: CellNames, work: Path, student_dir: Path,
                     checker: check.StartedRubric | None = None) -> GradeResult:
@@ -205,7 +213,7 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
     ``checker``: the rubric run :func:`start_checker` began for this job (else one starts now)."""
     facts_dir = facts_for_checker(execution, work)
     checker = checker or start_checker(ctx, work)
-    checked, log = checker.finish(facts_dir)
+    checked, log = checker.finish(facts_dir, models=execution.models)
     report.write_atomic(student_dir / "grader.log", log)  # for staff; never released
     if not checked.get("items"):  # the checker died before judging anything: ours to fix
         raise GradingError("the checker wrote no report; see grader.log",
@@ -293,8 +301,9 @@ def _short_error(exc: BaseException) -> str:
 
 
 def execute_stage(ctx: GradingContext, sub: Submission, *, student: str, slot: int,
-                  job_dir: Path) -> ExecutionResult:
-    """Execute and export (a lost kernel's earlier cells replayed: :mod:`execute`)."""
+                  job_dir: Path, on_model: ModelReady | None = None) -> ExecutionResult:
+    """Execute and export (a lost kernel's earlier cells replayed: :mod:`execute`);
+    ``on_model``: see :func:`autograder.grading.execute.execute_submission`."""
     from autograder.grading.execute import execute_submission
     from autograder.grading.slots import free_slot
 
@@ -302,7 +311,7 @@ def execute_stage(ctx: GradingContext, sub: Submission, *, student: str, slot: i
     # it, so take any free one (each has its own uid) rather than wait.
     with free_slot(slot, count=max(ctx.course.config.grading.concurrency, slot + 1)) as held:
         return execute_submission(sub, ctx.execution_spec, student=student, slot=held,
-                                  job_dir=job_dir)
+                                  job_dir=job_dir, on_model=on_model)
 
 
 def facts_for_checker(execution: ExecutionResult, work: Path) -> Path:

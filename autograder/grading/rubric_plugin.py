@@ -45,7 +45,9 @@ from autograder.grading.evidence import (
     Missing,
     NotAssessable,
     RubricFail,
+    keep_early,
     layer_rows,
+    load_early,
     load_image_folder,
 )
 
@@ -235,17 +237,35 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     _warm_up(session.items)
     warm = time.monotonic()
     with os.fdopen(int(fd), "rb") as pipe:
-        line = pipe.readline(4096)
+        message = _next_message(pipe)
+        while isinstance(message, dict) and "model" in message and "facts_dir" not in message:
+            # A model file the export finished while it still ran: load it now (issue 12).
+            name, file = message.get("model"), message.get("file")
+            if isinstance(name, str) and isinstance(file, str) and Path(file).is_absolute():
+                load_early(name, Path(file))
+            message = _next_message(pipe)
     # For grader.log (staff only): how long the warm-up took and how long the facts took after it.
     _timing.append(f"checker warmed up in {warm - started:.1f} s, then waited "
                    f"{time.monotonic() - warm:.1f} s for the facts")
     try:
-        facts_dir = Path(json.loads(line)["facts_dir"])
-    except (ValueError, KeyError, TypeError):
+        facts_dir = Path(message["facts_dir"])
+    except (KeyError, TypeError):
         pytest.exit("the grader sent no facts folder: nothing to judge", returncode=3)
     if not facts_dir.is_absolute():
         pytest.exit(f"the grader sent a relative facts folder {facts_dir}", returncode=3)
+    early = message.get("early")
+    kept = keep_early(facts_dir, early if isinstance(early, list) else [])
+    if kept:
+        _timing.append("loaded while the export ran: " + ", ".join(kept))
     os.environ.update(replace(CheckInputs.from_env(), facts_dir=facts_dir).to_env())
+
+
+def _next_message(pipe: Any) -> Any:
+    """The grader's next JSON line (None at the end of the pipe or for a line that is not JSON)."""
+    try:
+        return json.loads(pipe.readline(4096))
+    except ValueError:
+        return None
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

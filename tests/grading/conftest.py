@@ -65,7 +65,8 @@ def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_read
 
     counter = iter(range(1000))
 
-    def run(notebook: list[str] | nbformat.NotebookNode, **limits: float) -> ExecutionResult:
+    def run(notebook: list[str] | nbformat.NotebookNode, *, on_model=None,
+            **limits: float) -> ExecutionResult:
         n = next(counter)
         nb = zoo.build(notebook) if isinstance(notebook, list) else notebook
         path = tmp_path / f"submission{n}.ipynb"
@@ -74,7 +75,7 @@ def run_zoo(tmp_path: Path, base_course: Course, release_dir: Path, sandbox_read
         spec = ExecutionSpec.from_course(course, course.config.assignments[0], profile="reduced",
                                          weights_mode="stand-in", release_dir=release_dir)
         return execute_submission(Submission.of(path, nb), spec, student=f"zoo{n}", slot=0,
-                                  job_dir=tmp_path / f"job{n}")
+                                  job_dir=tmp_path / f"job{n}", on_model=on_model)
 
     return run
 

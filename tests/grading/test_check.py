@@ -306,3 +306,73 @@ def test_a_checker_waits_at_low_priority_and_judges_at_normal_priority(open_tmp)
         started.cancel()
     assert checked["items"] == {"niced_while_waiting_not_while_judging": {
         "outcome": "passed", "message": "Correct."}}, checked
+
+
+MODEL_RUBRIC = '''
+from autograder.grading.evidence import Missing, fail
+
+def test_the_model_judged(evidence):
+    try:
+        model = evidence.model("m")
+    except Missing:
+        fail("m: missing")
+    fail(f"m has {model.count_params()} parameters")
+'''
+
+
+def _saved_model(path: Path, units: int) -> int:
+    """A small .keras file the checker's uid can read; returns its parameter count."""
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(units)])
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    model.save(path)
+    path.chmod(0o644)
+    return model.count_params()
+
+
+def _judge_with_offers(folder: Path, offers: dict[str, Path], facts_models: dict[str, Path]
+                       ) -> tuple[str, str]:
+    from autograder.grading.check import start_rubric
+
+    started = start_rubric(_early_inputs(folder), rubric_dir=_rubric(folder, MODEL_RUBRIC),
+                           reach=[folder])
+    facts = folder / "facts"
+    try:
+        for name, path in offers.items():
+            started.offer_model(name, path)
+        (facts / "answers.json").write_text(json.dumps({"answers": {}, "errors": {}}))
+        (facts / "answers.json").chmod(0o644)
+        checked, log = started.finish(facts, models=facts_models, timeout_s=300)
+    finally:
+        started.cancel()
+    return checked["items"]["the_model_judged"]["message"], log
+
+
+def test_a_model_offered_while_the_export_runs_is_judged_when_it_is_the_facts_model(open_tmp):
+    """The grader hands the checker each model file the export finished, to load while the other
+    models are written (issue 12): when that file is the facts folder's model, is it the model
+    judged, and does the staff log say it was loaded early?"""
+    path = open_tmp / "facts" / "models" / "m.keras"
+    count = _saved_model(path, units=5)
+    message, log = _judge_with_offers(open_tmp, {"m": path}, {"m": path})
+    assert message == f"m has {count} parameters", log
+    assert "loaded while the export ran: m" in log
+
+
+def test_an_early_load_never_stands_in_for_a_different_facts_model(open_tmp):
+    """If the facts end up with another file for the model (a kernel lost during the export, its
+    cells replayed) or none (an export that did not finish), is the model judged the facts
+    folder's, never the one loaded early?"""
+    early = open_tmp / "first-run" / "models" / "m.keras"
+    _saved_model(early, units=5)
+    final = open_tmp / "facts" / "models" / "m.keras"
+    count = _saved_model(final, units=7)
+    message, log = _judge_with_offers(open_tmp, {"m": early}, {"m": final})
+    assert message == f"m has {count} parameters", log
+    assert "loaded while the export ran" not in log
+    final.unlink()
+    shutil.rmtree(open_tmp / "rubric")
+    (open_tmp / "not-yet").rmdir()
+    message, log = _judge_with_offers(open_tmp, {"m": early}, {})
+    assert message == "m: missing", log

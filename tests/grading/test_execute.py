@@ -312,6 +312,31 @@ def test_keras_model_is_exported_into_the_grader_folder(run_zoo, tmp_path):
     assert result.answer_errors["tl_model"] == messages.MODEL_NOT_KERAS.format(type_name="str")
 
 
+def test_each_model_is_handed_on_as_soon_as_the_export_finished_it(run_zoo):
+    """While the export still runs, is each model file it finished taken into the grader's folder
+    and handed on (the checker loads it meanwhile, issue 12), as the very file the facts hold?"""
+    offered: dict[str, Path] = {}
+    result = run_zoo(zoo.SLOW_SECOND_SAVE, cell_timeout_s=120, memory_mb=2048, max_processes=512,
+                     on_model=lambda name, path: offered.setdefault(name, path))
+    assert result.cells[0].status == CELL_OK, result.cells[0].message
+    assert offered == {"ft_model": result.models["ft_model"]}  # taken while cnn_model was saved
+    assert offered["ft_model"].read_bytes()[:4] == b"PK\x03\x04"
+    assert set(result.models) == {"ft_model", "cnn_model"}  # the last one, once the kernel died
+
+
+def test_a_kernel_lost_in_the_export_leaves_no_model_even_one_already_handed_on(run_zoo):
+    """A kernel that dies in the export loses its answers (the export needs a live kernel): is a
+    model file taken before it died deleted too, so nothing of that export is judged?"""
+    offered: dict[str, Path] = {}
+    result = run_zoo(zoo.DIES_IN_THE_EXPORT, cell_timeout_s=120, memory_mb=2048,
+                     max_processes=512, on_model=lambda name, path: offered.setdefault(name, path))
+    assert result.cells[0].status == CELL_OK, result.cells[0].message
+    assert list(offered) == ["ft_model"]  # taken while cnn_model's save was still running
+    assert result.models == {} and result.answers == {}
+    assert not offered["ft_model"].exists()
+    assert any("export" in note for note in result.notes), result.notes
+
+
 def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_course, tmp_path):
     """Is a machine without the sandbox refused with the missing part named, and does the
     explicit waiver run unsandboxed and say so?"""

@@ -15,8 +15,10 @@ from autograder.grading.export import (
     ANSWERS_FILE,
     HISTORIES_FILE,
     MODELS_DIR,
+    TakenModels,
     collect_exports,
     export_expression,
+    take_complete_models,
 )
 
 A = Assignment(assignment_id="a", notebook="a.ipynb", answer_names=("x", "y", "z"),
@@ -218,3 +220,105 @@ def test_a_trained_model_is_exported_with_its_step_count_but_without_adams_slots
     for mine, theirs in zip(loaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
     assert model.optimizer.learning_rate.numpy() == np.float32(3e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# Model files taken while the export still runs (issue 12)
+
+
+def _keras_bytes(tag: bytes, size: int = 100) -> bytes:
+    return b"PK\x03\x04" + tag + b"0" * size
+
+
+def test_a_finished_model_is_taken_while_the_export_runs_and_counts_as_collected(export_dir,
+                                                                                tmp_path):
+    """Is a model file the kernel finished taken at once (into the facts folder), and is that
+    copy what the facts hold afterwards, even when the kernel changed the file later?"""
+    out, taken = tmp_path / "out", TakenModels()
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(_keras_bytes(b"first"))
+    assert take_complete_models(export_dir, out, assignment=A, export_mb=10, taken=taken) == ["m"]
+    assert take_complete_models(export_dir, out, assignment=A, export_mb=10, taken=taken) == []
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(_keras_bytes(b"later"))
+    (export_dir / MODELS_DIR / "n.keras").write_bytes(_keras_bytes(b"n"))
+    write_answers(export_dir, {"x": 1})
+    facts = collect_exports(export_dir, out, assignment=A, export_mb=10, taken=taken)
+    assert facts.models == {"m": out / MODELS_DIR / "m.keras", "n": out / MODELS_DIR / "n.keras"}
+    assert (out / MODELS_DIR / "m.keras").read_bytes() == _keras_bytes(b"first")
+    assert (out / MODELS_DIR / "n.keras").read_bytes() == _keras_bytes(b"n")
+    assert facts.answers == {"x": 1}
+
+
+def test_a_file_still_being_written_or_not_plain_is_not_taken_early(export_dir, tmp_path):
+    """Only complete files under models/ are taken (the export writes aside, in models/.partial,
+    then renames); a link, a hard-linked file or a file that is not a .keras archive is left for
+    the collection after the sandbox died, which says why."""
+    out, taken = tmp_path / "out", TakenModels()
+    (export_dir / MODELS_DIR / ".partial").mkdir()
+    (export_dir / MODELS_DIR / ".partial" / "m.keras").write_bytes(_keras_bytes(b"half"))
+    secret = tmp_path / "secret.keras"
+    secret.write_bytes(_keras_bytes(b"secret"))
+    (export_dir / MODELS_DIR / "n.keras").symlink_to(secret)
+    assert take_complete_models(export_dir, out, assignment=A, export_mb=10, taken=taken) == []
+    (export_dir / MODELS_DIR / "n.keras").unlink()
+    os.link(secret, export_dir / MODELS_DIR / "n.keras")
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(b"#!/bin/sh\n")
+    assert take_complete_models(export_dir, out, assignment=A, export_mb=10, taken=taken) == []
+    assert not (out / MODELS_DIR).exists() or not any((out / MODELS_DIR).iterdir())
+    facts = collect_exports(export_dir, out, assignment=A, export_mb=10, taken=taken)
+    assert facts.models == {}
+    assert any("n.keras has 2 hard links" in n for n in facts.notes)
+    assert any("m.keras is not a .keras archive" in n for n in facts.notes)
+
+
+def test_models_taken_early_count_against_the_export_size_cap(export_dir, tmp_path):
+    """Does a file taken early use up the same cap, so the later collection refuses what no
+    longer fits (as it would had both been collected at the end)?"""
+    out, taken = tmp_path / "out", TakenModels()
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(_keras_bytes(b"m", 700 * 2**10))
+    assert take_complete_models(export_dir, out, assignment=A, export_mb=1, taken=taken) == ["m"]
+    (export_dir / MODELS_DIR / "n.keras").write_bytes(_keras_bytes(b"n", 700 * 2**10))
+    assert take_complete_models(export_dir, out, assignment=A, export_mb=1, taken=taken) == []
+    facts = collect_exports(export_dir, out, assignment=A, export_mb=1, taken=taken)
+    assert list(facts.models) == ["m"]
+    assert any("larger than" in n for n in facts.notes)
+
+
+def test_models_taken_from_an_export_that_did_not_finish_are_deleted(export_dir, tmp_path):
+    out, taken = tmp_path / "out", TakenModels()
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(_keras_bytes(b"m"))
+    take_complete_models(export_dir, out, assignment=A, export_mb=10, taken=taken)
+    assert (out / MODELS_DIR / "m.keras").is_file()
+    taken.discard()
+    assert taken.files == {} and not (out / MODELS_DIR / "m.keras").exists()
+
+
+def test_the_kernel_writes_the_largest_model_first_each_complete_before_it_appears(tmp_path):
+    """The in-kernel export saves the largest model first (the checker loads it while the others
+    are written) and each file appears under models/ only once complete (renamed from
+    models/.partial), which is what lets the grader take it early."""
+    import keras
+
+    small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    large = keras.Sequential([keras.Input((64,)), keras.layers.Dense(512), keras.layers.Dense(1)])
+    seen: list[tuple[str, list[str]]] = []
+    export = tmp_path / "export"
+    export.mkdir()
+    real_save = keras.Model.save
+
+    def watching_save(model, path, *args, **kwargs):
+        seen.append((Path(path).parent.name, sorted(p.name for p in (export / MODELS_DIR).glob("*.keras"))))
+        return real_save(model, path, *args, **kwargs)
+
+    class Shell:
+        user_ns = {"m": small, "n": large}
+        input_transformers_post: list = []
+        ast_transformers: list = []
+
+    keras.Model.save = watching_save
+    try:
+        eval(export_expression(A, export_dir=str(export)), {"get_ipython": lambda: Shell})
+    finally:
+        keras.Model.save = real_save
+    assert seen == [(".partial", []), (".partial", ["n.keras"])]
+    assert sorted(p.name for p in (export / MODELS_DIR).glob("*.keras")) == ["m.keras", "n.keras"]
+    assert not list((export / MODELS_DIR / ".partial").iterdir())

@@ -222,7 +222,7 @@ def test_a_grader_error_is_a_placeholder_the_next_run_retries(ctx, tmp_path, mon
     says so, is nothing put in the gradebook, is it counted as failed, and re-run next time?"""
     from autograder.grading import pipeline
 
-    def executed(ctx, sub, *, student, slot, job_dir):
+    def executed(ctx, sub, *, student, slot, job_dir, on_model=None):
         return ExecutionResult(student=student, cells=(), kernel_status="finished", wall_s=1.0)
 
     def broken_check(*args, **kwargs):

@@ -156,6 +156,26 @@ KERAS_MODEL = [
     "tl_model = 'not a model'",
 ]
 
+SLOW_SECOND_SAVE = [
+    "import keras, time\n"
+    "ft_model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(512), keras.layers.Dense(1)])\n"
+    "class Slow(keras.Sequential):\n"
+    "    def save(self, *args, **kwargs):  # the export saves the larger ft_model first\n"
+    "        time.sleep(1.5)  # ... and the grader takes that file meanwhile\n"
+    "        return super().save(*args, **kwargs)\n"
+    "cnn_model = Slow([keras.Input((4,)), keras.layers.Dense(1)])",
+]
+
+DIES_IN_THE_EXPORT = [
+    "import keras, os, time\n"
+    "ft_model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(512), keras.layers.Dense(1)])\n"
+    "class Dies(keras.Sequential):\n"
+    "    def save(self, *args, **kwargs):  # the export saves the larger ft_model first\n"
+    "        time.sleep(1.5)  # ... and the grader takes that file meanwhile\n"
+    "        os._exit(3)\n"
+    "cnn_model = Dies([keras.Input((4,)), keras.layers.Dense(1)])",
+]
+
 
 def build(sources: list[str], *, markdown_first: bool = True) -> nbformat.NotebookNode:
     """A notebook with one code cell per source (and a markdown cell first, like a release)."""
