@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Sequence
@@ -28,7 +30,7 @@ from autograder import reach
 from autograder.course.permissions import NOBODY_UID
 from autograder.errors import GradingError
 from autograder.grading import embeddings
-from autograder.grading.evidence import WAIT_ENV, CheckInputs
+from autograder.grading.evidence import DONE_ENV, WAIT_ENV, CheckInputs
 
 CHECK_TIMEOUT_S = 900
 CHECK_TMP_MB = 1024
@@ -84,18 +86,24 @@ class StartedRubric:
     def __init__(self, inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = ()
                  ) -> None:
         self._offered: dict[str, Path] = {}
+        self._waiter: threading.Thread | None = None
+        self._log = ""
         read_end, self._go = os.pipe()
+        self._done, done_end = os.pipe()
         # Only a root grader can give the priority back in finish(); any other keeps its own.
         self._niced = os.geteuid() == 0
         try:
             self._run = _start(rubric_argv(rubric_dir), inputs, also_reach=[rubric_dir, *reach],
-                               extra_env={WAIT_ENV: str(read_end)}, pass_fds=(read_end,),
+                               extra_env={WAIT_ENV: str(read_end), DONE_ENV: str(done_end)},
+                               pass_fds=(read_end, done_end),
                                niceness=WAITING_NICENESS if self._niced else 0)
         except BaseException:
             os.close(self._go)
+            os.close(self._done)
             raise
         finally:
             os.close(read_end)
+            os.close(done_end)
 
     def offer_model(self, name: str, path: Path) -> None:
         """Before :meth:`finish`: model ``name`` of the facts to come is the file ``path``, final
@@ -111,12 +119,13 @@ class StartedRubric:
             pass
 
     def finish(self, facts_dir: Path, *, models: dict[str, Path] | None = None,
-               timeout_s: float = CHECK_TIMEOUT_S) -> tuple[dict[str, Any], str]:
+               timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
         """Judge the facts in ``facts_dir`` (under a folder given as ``reach``, or reachable
-        anyway); like :func:`run_rubric`, with ``timeout_s`` counted from now. ``models``: the
-        facts' model files by name; of the models offered, only those still at the same path
-        there are judged from the early load (``early`` in the message), the rest from the
-        facts folder."""
+        anyway); the records as :func:`run_rubric` gives them, with ``timeout_s`` counted from
+        now, returned as soon as the report is written (the checker then still prints its
+        summary and exits: :meth:`log` waits for that). ``models``: the facts' model files by
+        name; of the models offered, only those still at the same path there are judged from the
+        early load (``early`` in the message), the rest from the facts folder."""
         early = sorted(name for name, path in self._offered.items()
                        if (models or {}).get(name) == path)
         go = (json.dumps({"facts_dir": str(facts_dir), "early": early}) + "\n").encode()
@@ -129,12 +138,48 @@ class StartedRubric:
         finally:
             os.close(self._go)
             self._go = -1
-        return _rubric_result(*_finish(self._run, timeout_s=timeout_s))
+        self._waiter = threading.Thread(target=self._wait, args=(timeout_s,), name="checker-exit",
+                                        daemon=True)
+        self._waiter.start()
+        try:  # closed by the checker once its report is written, or by its exit
+            select.select([self._done], [], [], timeout_s)
+        finally:
+            os.close(self._done)
+            self._done = -1
+        report = self._run.report
+        return _rubric_result(json.loads(report.read_text()) if report.is_file() else {}, "")[0]
+
+    def _wait(self, timeout_s: float) -> None:
+        run = self._run
+        try:
+            out, err = run.proc.communicate(timeout=timeout_s)
+            self._log = (out + err)[-4000:]
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+            out, _ = run.proc.communicate()
+            self._log = f"checker timed out after {timeout_s:.0f} s\n{out or ''}"[-4000:]
+
+    @property
+    def finished(self) -> bool:
+        """:meth:`finish` was called: its log is (or will be) there."""
+        return self._waiter is not None
+
+    def log(self) -> str:
+        """The tail of the checker's output (for the staff-only grader.log), once it has exited;
+        empty before :meth:`finish`."""
+        if self._waiter is not None:
+            self._waiter.join()
+        return self._log
 
     def cancel(self) -> None:
-        if self._go >= 0:
-            os.close(self._go)
-            self._go = -1
+        for fd in (self._go, self._done):
+            if fd >= 0:
+                os.close(fd)
+        self._go = self._done = -1
+        if self._waiter is not None:  # finished: it exits by itself, or dies at its time-out
+            if self._run.proc.returncode is None:
+                self._run.proc.kill()
+            self._waiter.join()
         _cancel(self._run)
 
 

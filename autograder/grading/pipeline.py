@@ -33,6 +33,8 @@ from autograder.grading.submission import MAX_NOTEBOOK_BYTES, CellNames, Submiss
 if TYPE_CHECKING:
     from autograder.grading.execute import ExecutionSpec, ModelReady
 
+GRADER_LOG = "grader.log"
+"""The checker's output for staff (never released), beside each student's reports."""
 NO_WEIGHTS = "none"
 """The weights mode of an assignment that does not use the backbone (``uses_backbone=False``):
 its answer key is ``<profile>-none.json`` and no weights file is looked for."""
@@ -172,6 +174,7 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
             result = zero_result(ctx, job, messages.SUBMISSION_UNREADABLE.format(
                 reason=_sentence(exc.message)), kernel_status="refused")
         else:
+            curves = report.draw_curves_now(execution.histories, ctx.pass_marks)
             try:
                 result = check_and_score(ctx, job, execution, cell_sources=sub.names,
                                          work=work, student_dir=student_dir, checker=checker)
@@ -179,10 +182,13 @@ def grade_submission(ctx: GradingContext, job: GradeJob, *, slot: int) -> GradeR
                 result = replace(zero_result(ctx, job, messages.GRADER_ERROR.format(
                     error=type(exc).__name__), kernel_status=execution.kernel_status),
                     grader_error=_short_error(exc))
+            curves.join()
         result = score.redact_result(result, host_paths(ctx, work))
         report.write_student_reports(result, student_dir, limits=ctx.course.config.limits,
                                      labels=ctx.item_labels, template_dir=ctx.template_dir,
                                      pass_marks=ctx.pass_marks)
+        if checker is not None and checker.finished:  # it has exited by now, or soon
+            report.write_atomic(student_dir / GRADER_LOG, checker.log())
         return result
     finally:
         if checker is not None:
@@ -208,13 +214,12 @@ def offer_to(checker: check.StartedRubric, work: Path) -> ModelReady:
 
 def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResult, *,
                     cell_sources: CellNames, work: Path, student_dir: Path,
-                    checker: check.StartedRubric | None = None) -> GradeResult:
+                    checker: check.StartedRubric) -> GradeResult:
     """Stages 3–4 for an executed submission (whose facts the executor laid out): check, score.
-    ``checker``: the rubric run :func:`start_checker` began for this job (else one starts now)."""
+    ``checker``: the rubric run :func:`start_checker` began for this job; its log is the
+    caller's to keep once the reports are out (:func:`grade_submission`)."""
     facts_dir = facts_for_checker(execution, work)
-    checker = checker or start_checker(ctx, work)
-    checked, log = checker.finish(facts_dir, models=execution.models)
-    report.write_atomic(student_dir / "grader.log", log)  # for staff; never released
+    checked = checker.finish(facts_dir, models=execution.models)
     if not checked.get("items"):  # the checker died before judging anything: ours to fix
         raise GradingError("the checker wrote no report; see grader.log",
                            hint="run the rubric on this submission's facts by hand")

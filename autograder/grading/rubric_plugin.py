@@ -39,6 +39,7 @@ from autograder.course.settings import TRAININGS
 from autograder.errors import GradingError
 from autograder.grading import messages
 from autograder.grading.evidence import (
+    DONE_ENV,
     WAIT_ENV,
     CheckInputs,
     Evidence,
@@ -398,6 +399,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         report["rubric_errors"] = _rubric_errors
     tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
     tmp.replace(report_file)
+    done = os.environ.get(DONE_ENV)
+    if done:  # the grader may score now; the log's summary follows
+        try:
+            os.close(int(done))
+        except (OSError, ValueError):
+            pass
     _leave_quickly(int(exitstatus))
 
 

@@ -215,7 +215,8 @@ def test_a_checker_started_before_the_notebook_judges_the_facts_handed_to_it(ope
     later = open_tmp / "later"
     later.mkdir(mode=0o755)
     try:
-        checked, log = started.finish(inputs(later).facts_dir, timeout_s=300)
+        checked = started.finish(inputs(later).facts_dir, timeout_s=300)
+        log = started.log()
     finally:
         started.cancel()
     assert checked["items"] == {"reads_the_facts_handed_over_later": {
@@ -253,7 +254,8 @@ def test_a_checker_handed_no_usable_facts_folder_judges_nothing(open_tmp, line, 
     started = start_rubric(_early_inputs(open_tmp), rubric_dir=rubric, reach=[open_tmp])
     os.write(started._go, line)  # only the grader holds the pipe: this is a grader bug's line
     try:
-        checked, log = started.finish(open_tmp / "never-read", timeout_s=300)
+        checked = started.finish(open_tmp / "never-read", timeout_s=300)
+        log = started.log()
     finally:
         started.cancel()
     assert not checked.get("items"), checked
@@ -301,7 +303,8 @@ def test_a_checker_waits_at_low_priority_and_judges_at_normal_priority(open_tmp)
         deadline = time.monotonic() + 120
         while not (signals / "waiting").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        checked, log = started.finish(inputs(later).facts_dir, timeout_s=300)
+        checked = started.finish(inputs(later).facts_dir, timeout_s=300)
+        log = started.log()
     finally:
         started.cancel()
     assert checked["items"] == {"niced_while_waiting_not_while_judging": {
@@ -343,7 +346,8 @@ def _judge_with_offers(folder: Path, offers: dict[str, Path], facts_models: dict
             started.offer_model(name, path)
         (facts / "answers.json").write_text(json.dumps({"answers": {}, "errors": {}}))
         (facts / "answers.json").chmod(0o644)
-        checked, log = started.finish(facts, models=facts_models, timeout_s=300)
+        checked = started.finish(facts, models=facts_models, timeout_s=300)
+        log = started.log()
     finally:
         started.cancel()
     return checked["items"]["the_model_judged"]["message"], log
@@ -376,3 +380,43 @@ def test_an_early_load_never_stands_in_for_a_different_facts_model(open_tmp):
     (open_tmp / "not-yet").rmdir()
     message, log = _judge_with_offers(open_tmp, {"m": early}, {})
     assert message == "m: missing", log
+
+
+LINGERING_RUBRIC = '''
+import os, threading, time
+from autograder.grading.evidence import CheckInputs
+
+RELEASE = os.path.join(CheckInputs.from_env().grading_dir, "signals", "release")
+
+def test_judged(evidence):
+    def linger():  # not a daemon: the checker cannot exit before the file appears
+        while not os.path.exists(RELEASE):
+            time.sleep(0.05)
+    threading.Thread(target=linger).start()
+'''
+
+
+def test_the_grader_scores_from_the_report_before_the_checker_has_exited(open_tmp):
+    """Once the checker's report is written the grader has what it scores (issue 12: pytest's
+    summary and the process's exit were a third of a second of every grade): does finish()
+    return the records while the checker is still running, and log() give its whole summary
+    once it has exited?"""
+    from autograder.grading.check import start_rubric
+
+    signals = open_tmp / "signals"
+    signals.mkdir()
+    signals.chmod(0o777)
+    started = start_rubric(_early_inputs(open_tmp), rubric_dir=_rubric(open_tmp, LINGERING_RUBRIC),
+                           reach=[open_tmp])
+    later = open_tmp / "later"
+    later.mkdir(mode=0o755)
+    try:
+        checked = started.finish(inputs(later).facts_dir, timeout_s=300)
+        assert checked["items"] == {"judged": {"outcome": "passed", "message": "Correct."}}
+        assert started._run.proc.poll() is None  # still waiting for its thread
+        (signals / "release").touch()
+        log = started.log()
+        assert started._run.proc.returncode is not None
+    finally:
+        started.cancel()
+    assert "1 passed" in log

@@ -290,3 +290,25 @@ def test_a_reduced_profile_note_shows_on_its_item_in_both_reports(tmp_path):
     rows = _rubric_rows((tmp_path / "feedback.html").read_text())
     assert f"{messages.PASSED} {note}" in rows["q2_cnn_accuracy"]
     assert "reduced profile" not in rows["q1_conv_params"]
+
+
+def test_curves_drawn_ahead_are_the_ones_the_page_shows(monkeypatch):
+    """The grader draws the curves while the checker judges (issue 12): is the page built after
+    that the page drawn on the spot, with each drawing taken from what was drawn ahead, and is a
+    history that changed since drawn again rather than shown stale?"""
+    from autograder.grading import report
+
+    marks = {"cnn_model": 0.62}
+    on_the_spot = feedback_html(result(), limits=LIMITS, pass_marks=marks)
+    report.draw_curves_now(result().execution.histories, marks).join()
+    drawn = []
+    real = report._draw_curve
+    monkeypatch.setattr(report, "_draw_curve",
+                        lambda name, history, **kw: drawn.append(name) or real(name, history, **kw))
+    assert feedback_html(result(), limits=LIMITS, pass_marks=marks) == on_the_spot
+    assert drawn == []
+    report.draw_curves_now(result().execution.histories, marks).join()
+    drawn.clear()
+    assert feedback_html(result(), limits=LIMITS) != on_the_spot  # no pass mark: drawn anew
+    assert drawn == ["cnn_history"]
+    report._drawn.clear()
