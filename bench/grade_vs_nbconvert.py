@@ -22,9 +22,9 @@ The grader's time is split by watching its files (every 0.1 s, so +-0.1 s): star
 until its per-job folder appears, the wait for the sandbox slot (a lock shared by
 every grader on the machine), execution (``execution_time`` in results.json:
 sandbox, kernel, cells, validated export), the check stage (from its job folder, made once the slot's machine-wide lock is held, plus
-``execution_time``, until grader.log is written: moving the exports, the confined pytest process loading the .keras models
-and evaluating them on the hidden split), the reports (until results.json), and
-the end (gradebook, grades.csv, interpreter exit). The checker starts with the notebook
+``execution_time``, until the checker's report is written: moving the exports, the confined pytest process loading the
+.keras models and evaluating them on the hidden split), the reports (scoring, the feedback page, until results.json),
+and the end (grader.log once the checker has exited, gradebook, grades.csv, interpreter exit). The checker starts with the notebook
 and warms up while it runs (its imports, the answer key, the hidden splits); "pytest"
 is its session after the facts arrived, and the warm-up is reported on its own
 (``checker_warm_up``): it overlaps the execution, whose time it may stretch.
@@ -256,7 +256,8 @@ def machine() -> dict[str, Any]:
 
 
 class GradeWatcher(threading.Thread):
-    """When the grader's per-job folder, grader.log and results.json first appear."""
+    """When the grader's per-job folder, the checker's report, grader.log and results.json
+    first appear."""
 
     def __init__(self, tmp_dir: Path, student_dir: Path) -> None:
         super().__init__(daemon=True)
@@ -276,6 +277,8 @@ class GradeWatcher(threading.Thread):
                 self.seen["job_dir"] = now
             if "executing" not in self.seen and any(self.tmp_dir.glob("course-grade-*/job")):
                 self.seen["executing"] = now  # made once the slot's machine-wide lock is held
+            if "report.json" not in self.seen and any(self.tmp_dir.glob("course-check-*/report.json")):
+                self.seen["report.json"] = now  # the checker's report: the grader scores from it
             for name in ("grader.log", "results.json"):
                 if name not in self.seen and (self.student_dir / name).is_file():
                     self.seen[name] = now
@@ -348,7 +351,9 @@ def run_grade(bench: BenchRoot, notebook: Path, profile: str) -> tuple[float, fl
         seen = watch.seen
         start = seen.get("job_dir", 0.0)
         executing = seen.get("executing", start)
-        check_end = seen.get("grader.log", wall)
+        # The check stage ends when the checker's report is written (the grader scores from it;
+        # since fc8f314 grader.log is written after results.json, once the checker has exited).
+        check_end = seen.get("report.json", seen.get("grader.log", wall))
         report_end = seen.get("results.json", wall)
         log = (out / "ref" / "grader.log").read_text() if (out / "ref" / "grader.log").is_file() else ""
         pytest_s = re.findall(r" in ([0-9.]+)s", log)
