@@ -199,29 +199,14 @@ def take_complete_models(export_dir: Path, dest_dir: Path, *, assignment: Assign
         os.close(root_fd)
         return new
     try:
-        target_dir = dest_dir / MODELS_DIR
         for name in assignment.model_names:
             if name in taken.files:
                 continue
             try:
-                fd, size = _open_regular(models_fd, f"{name}.keras")
-            except (FileNotFoundError, _Refused):
+                target, copied = _copy_model(models_fd, name, dest_dir / MODELS_DIR,
+                                             room=export_mb * 2**20 - taken.bytes)
+            except (FileNotFoundError, _Refused, OSError):
                 continue
-            target = target_dir / f"{name}.keras"
-            try:
-                room = export_mb * 2**20 - taken.bytes
-                if size > room:
-                    continue
-                target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                copied = _copy_fd(fd, target, limit=room)
-                with target.open("rb") as check:
-                    if check.read(4) != KERAS_MAGIC:
-                        raise _Refused("not a .keras archive")
-            except (_Refused, OSError):
-                target.unlink(missing_ok=True)
-                continue
-            finally:
-                os.close(fd)
             taken.files[name] = (target, copied)
             new.append(name)
     finally:
@@ -275,6 +260,44 @@ def _read_regular(dir_fd: int, name: str, limit: int) -> bytes:
         os.close(fd)
 
 
+class _TooBig(_Refused):
+    """A model file larger than the room left under the export cap."""
+
+    def __init__(self, file_name: str, size: int, room: int) -> None:
+        super().__init__(f"{file_name}: {size:,} bytes, more than the {room:,} left")
+        self.file_name, self.size, self.room = file_name, size, room
+
+
+def _copy_model(models_fd: int, name: str, target_dir: Path, *, room: int) -> tuple[Path, int]:
+    """Copy ``<name>.keras`` out of the export's models folder into ``target_dir``: a regular
+    file with one link, opened without following links, at most ``room`` bytes (also while it
+    is read: a file that grows is refused), a ``.keras`` archive. Returns (copy, size). Raises
+    FileNotFoundError when there is no such file, :class:`_TooBig` or :class:`_Refused`
+    otherwise; a refused copy is deleted."""
+    file_name = f"{name}.keras"
+    fd, size = _open_regular(models_fd, file_name)
+    target = target_dir / file_name
+    try:
+        if size > room:
+            raise _TooBig(file_name, size, room)
+        target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            copied = _copy_fd(fd, target, limit=room)
+        except _Refused as exc:
+            raise _Refused(f"{file_name} {exc}") from None
+        with target.open("rb") as check:
+            if check.read(4) != KERAS_MAGIC:
+                raise _Refused(f"{file_name} is not a .keras archive")
+        return target, copied
+    except FileExistsError:
+        raise  # not ours to delete
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+
+
 def _copy_models(root_fd: int, dest_dir: Path, assignment: Assignment, budget: list[int],
                  notes: list[str], errors: dict[str, str], taken: TakenModels) -> dict[str, Path]:
     models: dict[str, Path] = {name: path for name, (path, _) in taken.files.items()
@@ -290,35 +313,22 @@ def _copy_models(root_fd: int, dest_dir: Path, assignment: Assignment, budget: l
         for name in assignment.model_names:
             if name in models:
                 continue
-            file_name = f"{name}.keras"
             try:
-                fd, size = _open_regular(models_fd, file_name)
+                target, copied = _copy_model(models_fd, name, target_dir, room=budget[0])
             except FileNotFoundError:
+                continue
+            except _TooBig as exc:
+                notes.append(messages.EXPORT_TOO_BIG.format(
+                    limit_mb=exc.room / 2**20, what=exc.file_name))
+                errors.setdefault(name, messages.ANSWER_TOO_BIG.format(
+                    what=f"{exc.size:,} bytes"))
                 continue
             except _Refused as exc:
                 notes.append(messages.EXPORT_REFUSED_FILE.format(what=str(exc)))
                 errors.setdefault(name, messages.EXPORT_FILE_REFUSED_DETAIL.format(what=exc))
                 continue
-            try:
-                if size > budget[0]:
-                    notes.append(messages.EXPORT_TOO_BIG.format(
-                        limit_mb=budget[0] / 2**20, what=file_name))
-                    errors.setdefault(name, messages.ANSWER_TOO_BIG.format(what=f"{size:,} bytes"))
-                    continue
-                target = target_dir / file_name
-                copied = _copy_fd(fd, target, limit=budget[0])
-                budget[0] -= copied
-                with target.open("rb") as check:
-                    if check.read(4) != KERAS_MAGIC:
-                        target.unlink()
-                        what = f"{file_name} is not a .keras archive"
-                        notes.append(messages.EXPORT_REFUSED_FILE.format(what=what))
-                        errors.setdefault(name, messages.EXPORT_FILE_REFUSED_DETAIL.format(
-                            what=what))
-                        continue
-                models[name] = target
-            finally:
-                os.close(fd)
+            budget[0] -= copied
+            models[name] = target
     finally:
         os.close(models_fd)
     return models

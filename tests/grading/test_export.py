@@ -322,3 +322,33 @@ def test_the_kernel_writes_the_largest_model_first_each_complete_before_it_appea
     assert seen == [(".partial", []), (".partial", ["n.keras"])]
     assert sorted(p.name for p in (export / MODELS_DIR).glob("*.keras")) == ["m.keras", "n.keras"]
     assert not list((export / MODELS_DIR / ".partial").iterdir())
+
+
+def test_a_model_file_that_grows_while_copied_is_refused_and_the_rest_collected(
+        export_dir, tmp_path, monkeypatch):
+    """A model file that grows after it was measured (a writer still at it) is refused with a
+    note naming it, its partial copy is gone, and the other model and the answers are still
+    collected: one bad file never costs the rest of the export."""
+    from autograder.grading import export as export_module
+
+    write_answers(export_dir, {"x": 3})
+    grows = export_dir / MODELS_DIR / "n.keras"
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(_keras_bytes(b"m"))
+    grows.write_bytes(_keras_bytes(b"n", size=2**19))
+    opened = export_module._open_regular
+
+    def open_then_grow(dir_fd, name):
+        fd, size = opened(dir_fd, name)
+        if name == "n.keras":
+            with grows.open("ab") as writer:
+                writer.write(b"0" * 2**20)
+        return fd, size
+
+    monkeypatch.setattr(export_module, "_open_regular", open_then_grow)
+    out = tmp_path / "out"
+    facts = collect_exports(export_dir, out, assignment=A, export_mb=1)
+    assert facts.models == {"m": out / MODELS_DIR / "m.keras"}
+    assert facts.answers == {"x": 3}
+    assert any("n.keras grew while being copied" in n for n in facts.notes)
+    assert "grew while being copied" in facts.answer_errors["n"]
+    assert not (out / MODELS_DIR / "n.keras").exists()
