@@ -67,3 +67,50 @@ def test_a_new_gradebook_carries_the_migration_head_nbgrader_stamps(tmp_path):
                              cwd=tmp_path, env={**os.environ, "PATH": os.pathsep.join(
                                  [str(Path(sys.executable).parent), os.environ["PATH"]])})
     assert upgrade.returncode == 0, upgrade.stderr[-1000:]
+
+
+def test_recording_grades_warns_nothing_and_writes_every_row(tmp_path, monkeypatch):
+    """Recording two students' grades raises no warning, even when another grading thread
+    resets the process-wide warning filters meanwhile (SQLAlchemy's autoflush warning inside
+    nbgrader's add_submission used to be filtered with catch_warnings(), which another thread
+    leaving its own catch_warnings() undid, and it reached the demo's console), and the
+    gradebook holds each student's submission with the scores given."""
+    import warnings
+
+    from nbgrader import api
+    from nbgrader.api import Gradebook
+
+    real_add = api.Gradebook.add_submission
+
+    def add_after_another_thread_restored_the_filters(self, *args, **kwargs):
+        warnings.filters[:] = strict  # what another thread's catch_warnings() exit does
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(api.Gradebook, "add_submission",
+                        add_after_another_thread_restored_the_filters)
+
+    from autograder.facts import ExecutionResult, GradeResult, ItemResult
+    from autograder.grading.gradebook import ensure_assignment, record_grades
+
+    db = tmp_path / "gradebook.db"
+    points = {"q1_conv_params": 2, "q2_cnn_accuracy": 3}
+    ensure_assignment(db, assignment_id="cnn_transfer", notebook_id="cnn_transfer", points=points)
+    given = {"student1": {"q1_conv_params": 2.0, "q2_cnn_accuracy": 1.5},
+             "student2": {"q1_conv_params": 0.0, "q2_cnn_accuracy": 3.0}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        strict = list(warnings.filters)
+        for student, scores in given.items():
+            items = tuple(ItemResult(name, score, float(points[name]), score == points[name], "")
+                          for name, score in scores.items())
+            result = GradeResult(
+                student=student, assignment_id="cnn_transfer", score=sum(scores.values()),
+                max_score=5.0, items=items,
+                execution=ExecutionResult(student=student, cells=(), kernel_status="finished",
+                                          wall_s=1.0))
+            assert record_grades(db, result, notebook_id="cnn_transfer") == []
+    with Gradebook(f"sqlite:///{db}") as gb:
+        for student, scores in given.items():
+            submission = gb.find_submission("cnn_transfer", student)
+            assert {g.name: g.auto_score for g in submission.notebooks[0].grades} == scores
+            assert submission.score == sum(scores.values())
