@@ -173,6 +173,10 @@ class Cgroup:
     def read_events(self) -> CgroupEvents:
         return CgroupEvents()
 
+    def peak_memory_bytes(self) -> int | None:
+        """The most memory the group held at once, where the kernel keeps that count."""
+        return None
+
     def remove(self) -> None:
         """Kill what is left, then remove the group's folders."""
         self.kill_all()
@@ -221,6 +225,11 @@ class CgroupV1(Cgroup):
         return CgroupEvents(oom_kills=field("memory", "memory.oom_control", "oom_kill"),
                             pids_max_hits=field("pids", "pids.events", "max"))
 
+    def peak_memory_bytes(self) -> int | None:
+        folder = self.by_controller.get("memory")
+        text = _read(folder / "memory.max_usage_in_bytes").strip() if folder else ""
+        return int(text) if text.isdigit() else None
+
 
 class CgroupV2(Cgroup):
     """Unified hierarchy: one folder, ``cgroup.kill`` for the whole tree."""
@@ -246,6 +255,10 @@ class CgroupV2(Cgroup):
             oom_kills=_read_int_field(self.path / "memory.events", "oom_kill"),
             pids_max_hits=_read_int_field(self.path / "pids.events", "max"),
         )
+
+    def peak_memory_bytes(self) -> int | None:
+        text = _read(self.path / "memory.peak").strip()  # Linux 5.19 and later
+        return int(text) if text.isdigit() else None
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,8 +27,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from autograder import reach
+from autograder.cgroups import Cgroup
 from autograder.course.permissions import NOBODY_UID
-from autograder.errors import GradingError
+from autograder.course.settings import Limits
+from autograder.errors import GradingError, SandboxUnavailable
 from autograder.grading import embeddings
 from autograder.grading.evidence import DONE_ENV, WAIT_ENV, CheckInputs
 
@@ -52,15 +54,16 @@ def rubric_argv(rubric_dir: Path) -> list[str]:
     ]
 
 
-def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S
-               ) -> tuple[dict[str, Any], str]:
+def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S,
+               limits: Limits | None = None) -> tuple[dict[str, Any], str]:
     """Run ``rubric_dir``'s tests; returns ``{"items": per-item records, "summaries": layer
     tables of the models it loaded}`` (empty when the checker died) and its log tail.
+    ``limits``: the memory and tasks the checker may use (a cgroup, as root).
 
     Raises :class:`GradingError` when a rubric test declares a marker value the plugin does
     not know (the message names the file and the test): such a rubric grades nobody."""
-    records, log = _finish(_start(rubric_argv(rubric_dir), inputs, also_reach=[rubric_dir]),
-                           timeout_s=timeout_s)
+    records, log = _finish(_start(rubric_argv(rubric_dir), inputs, also_reach=[rubric_dir],
+                                  limits=limits), timeout_s=timeout_s)
     return _rubric_result(records, log)
 
 
@@ -83,11 +86,12 @@ class StartedRubric:
     model file the export finished (:meth:`offer_model`, loaded at once), then the facts folder
     (:meth:`finish`). :meth:`cancel` (a submission that never ran) kills it."""
 
-    def __init__(self, inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = ()
-                 ) -> None:
+    def __init__(self, inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = (),
+                 limits: Limits | None = None) -> None:
         self._offered: dict[str, Path] = {}
         self._waiter: threading.Thread | None = None
         self._log = ""
+        self._stopped: Stopped | None = None
         read_end, self._go = os.pipe()
         self._done, done_end = os.pipe()
         # Only a root grader can give the priority back in finish(); any other keeps its own.
@@ -96,7 +100,7 @@ class StartedRubric:
             self._run = _start(rubric_argv(rubric_dir), inputs, also_reach=[rubric_dir, *reach],
                                extra_env={WAIT_ENV: str(read_end), DONE_ENV: str(done_end)},
                                pass_fds=(read_end, done_end),
-                               niceness=WAITING_NICENESS if self._niced else 0)
+                               niceness=WAITING_NICENESS if self._niced else 0, limits=limits)
         except BaseException:
             os.close(self._go)
             os.close(self._done)
@@ -154,10 +158,25 @@ class StartedRubric:
         try:
             out, err = run.proc.communicate(timeout=timeout_s)
             self._log = (out + err)[-4000:]
+            timed_out = None
         except subprocess.TimeoutExpired:
             run.proc.kill()
             out, _ = run.proc.communicate()
             self._log = f"checker timed out after {timeout_s:.0f} s\n{out or ''}"[-4000:]
+            timed_out = timeout_s
+        self._stopped = _why_stopped(run, timed_out=timed_out)
+        self._log += _memory_line(run)
+
+    def stopped(self) -> Stopped | None:
+        """After :meth:`finish`: why the checker ended without writing its report (it ran out
+        of memory or time, or crashed); None when it wrote one. Waits for it to exit."""
+        self.log()
+        return self._stopped
+
+    def add_to_log(self, text: str) -> None:
+        """Append ``text`` to what :meth:`log` returns (a second run's log, after this one)."""
+        self.log()
+        self._log += text
 
     @property
     def finished(self) -> bool:
@@ -227,9 +246,9 @@ def restore_priority(pid: int) -> None:
             return
 
 
-def start_rubric(inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = ()
-                 ) -> StartedRubric:
-    return StartedRubric(inputs, rubric_dir=rubric_dir, reach=reach)
+def start_rubric(inputs: CheckInputs, *, rubric_dir: Path, reach: Sequence[Path] = (),
+                 limits: Limits | None = None) -> StartedRubric:
+    return StartedRubric(inputs, rubric_dir=rubric_dir, reach=reach, limits=limits)
 
 
 def run_factsheet(inputs: CheckInputs, *, answer_names: list[str], model_names: list[str],
@@ -287,12 +306,71 @@ class _Confined:
     proc: subprocess.Popen
     private: Path
     report: Path
+    cgroup: Cgroup | None = None
+    memory_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Why a checker ended without writing its report."""
+
+    cause: str
+    """``memory`` (its cgroup's limit: the OOM killer ended it), ``time`` (killed at its
+    time-out) or ``crash`` (it died or exited another way)."""
+    detail: str
+    """The limit it met (``6,144 MB``, ``900 s``) or how it ended (``signal SIGSEGV``)."""
+
+
+def _why_stopped(run: _Confined, *, timed_out: float | None) -> Stopped | None:
+    """Why ``run`` (exited) left no report; None when it wrote one."""
+    import signal
+
+    if run.report.is_file():
+        return None
+    if run.cgroup is not None and run.cgroup.read_events().oom_kills:
+        return Stopped("memory", f"{run.memory_mb:,} MB")
+    if timed_out is not None:
+        return Stopped("time", f"{timed_out:.0f} s")
+    code = run.proc.returncode
+    if code is not None and code < 0:
+        try:
+            return Stopped("crash", f"signal {signal.Signals(-code).name}")
+        except ValueError:
+            return Stopped("crash", f"signal {-code}")
+    return Stopped("crash", f"exit status {code}")
+
+
+def _memory_line(run: _Confined) -> str:
+    """For grader.log: the most memory the checker held, of its cgroup's limit."""
+    peak = run.cgroup.peak_memory_bytes() if run.cgroup is not None else None
+    if peak is None:
+        return ""
+    return f"\nchecker memory: at most {peak / 2**20:,.0f} MB of the {run.memory_mb:,} MB allowed\n"
+
+
+def _checker_cgroup(limits: Limits) -> Cgroup | None:
+    """A fresh cgroup for one checker: the notebook's memory and task limits (the models it
+    loads came out of a kernel that had no more). Keras allocates every layer a model's
+    config.json declares before it reads a weight, so a 1.6 kB crafted ``.keras`` file took
+    3.6 GB and 11 s to refuse; under the cap the OOM killer ends this checker, never another
+    process on the machine. None where no cgroup can be made: then the kernel's sandbox is
+    refused too, unless the course allows grading without it."""
+    import uuid
+
+    from autograder.grading.sandbox import create_cgroup
+
+    try:
+        return create_cgroup(f"check-{uuid.uuid4().hex[:12]}", memory_mb=limits.memory_mb,
+                             max_processes=limits.max_processes)
+    except SandboxUnavailable:
+        return None
 
 
 def _start(argv: list[str], inputs: CheckInputs, *, extra_env: dict[str, str] | None = None,
-           also_reach: Sequence[Path] = (), pass_fds: tuple[int, ...] = (), niceness: int = 0
-           ) -> _Confined:
+           also_reach: Sequence[Path] = (), pass_fds: tuple[int, ...] = (), niceness: int = 0,
+           limits: Limits | None = None) -> _Confined:
     private = Path(tempfile.mkdtemp(prefix="course-check-"))
+    cgroup: Cgroup | None = None
     try:
         report = private / "report.json"
         scratch = private / "tmp"  # everything the checker writes, but its report
@@ -329,6 +407,10 @@ def _start(argv: list[str], inputs: CheckInputs, *, extra_env: dict[str, str] | 
                     "setpriv", "--pdeathsig", "SIGKILL", f"--reuid={NOBODY_UID}",
                     f"--regid={NOBODY_UID}",
                     f"--groups={group}", "--inh-caps=-all", *argv]
+            if limits is not None:
+                cgroup = _checker_cgroup(limits)
+                if cgroup is not None:
+                    argv = [*cgroup.join_prefix(), *argv]
         proc = subprocess.Popen(argv, env=env, cwd=scratch, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 pass_fds=pass_fds, start_new_session=bool(niceness))
@@ -339,9 +421,12 @@ def _start(argv: list[str], inputs: CheckInputs, *, extra_env: dict[str, str] | 
                 pass
             _set_group_niceness(proc.pid, niceness)
     except BaseException:
+        if cgroup is not None:
+            cgroup.remove()
         shutil.rmtree(private, ignore_errors=True)
         raise
-    return _Confined(proc=proc, private=private, report=report)
+    return _Confined(proc=proc, private=private, report=report, cgroup=cgroup,
+                     memory_mb=limits.memory_mb if limits is not None else None)
 
 
 def _finish(run: _Confined, *, timeout_s: float, before_cleanup: Any = None
@@ -350,10 +435,16 @@ def _finish(run: _Confined, *, timeout_s: float, before_cleanup: Any = None
         try:
             out, err = run.proc.communicate(timeout=timeout_s)
             log = (out + err)[-4000:]
+            timed_out = None
         except subprocess.TimeoutExpired:
             run.proc.kill()
             out, _ = run.proc.communicate()
             log = f"checker timed out after {timeout_s:.0f} s\n{out or ''}"[-4000:]
+            timed_out = timeout_s
+        stopped = _why_stopped(run, timed_out=timed_out)
+        if stopped is not None:
+            log += f"\nchecker ended without a report: {stopped.cause} ({stopped.detail})"
+        log += _memory_line(run)
         records = json.loads(run.report.read_text()) if run.report.is_file() else {}
         if before_cleanup is not None:
             before_cleanup(run.private)
@@ -366,4 +457,6 @@ def _cancel(run: _Confined) -> None:
     if run.proc.returncode is None:  # still waiting (or running): not needed any more
         run.proc.kill()
         run.proc.communicate()
+    if run.cgroup is not None:
+        run.cgroup.remove()
     shutil.rmtree(run.private, ignore_errors=True)

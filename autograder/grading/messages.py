@@ -74,6 +74,13 @@ SUBMISSION_BAD_NAME = (
     "not start with a dot, and be at most 255 bytes"
 )
 SUBMISSION_NO_NOTEBOOK = "the submission holds no {notebook}"
+MODELS_NOT_CHECKED = (
+    "the checker stopped while it loaded your exported models ({why}), so none of them could "
+    "be checked; build them from the layers the notebook asks for, at the sizes it gives"
+)
+MODELS_STOPPED_MEMORY = "they needed more than the {detail} of memory a check may use"
+MODELS_STOPPED_TIME = "checking them took longer than {detail}"
+MODELS_STOPPED_CRASH = "it crashed: {detail}"
 GRADER_ERROR = (
     "Your notebook ran, but the grader failed while checking it ({error}): this is a problem "
     "on our side, not in your work. Course staff have been told and will grade it again; "

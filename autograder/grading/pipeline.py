@@ -201,7 +201,7 @@ def start_checker(ctx: GradingContext, work: Path) -> check.StartedRubric:
     be under ``work`` (see :func:`facts_for_checker`)."""
     return check.start_rubric(ctx.check_inputs(work, report_file=work / "report.json"),
                               rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
-                              reach=[work])
+                              reach=[work], limits=ctx.course.config.limits)
 
 
 def offer_to(checker: check.StartedRubric, work: Path) -> ModelReady:
@@ -220,6 +220,9 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
     caller's to keep once the reports are out (:func:`grade_submission`)."""
     facts_dir = facts_for_checker(execution, work)
     checked = checker.finish(facts_dir, models=execution.models)
+    stopped = checker.stopped() if not checked.get("items") else None
+    if stopped is not None and execution.models:
+        checked = judge_without_models(ctx, execution, work, checker, stopped)
     if not checked.get("items"):  # the checker died before judging anything: ours to fix
         raise GradingError("the checker wrote no report; see grader.log",
                            hint="run the rubric on this submission's facts by hand")
@@ -238,6 +241,41 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
         model_summaries={n: rows for n, rows in checked.get("summaries", {}).items()
                          if n in ctx.assignment.model_names},
     )
+
+
+def judge_without_models(ctx: GradingContext, execution: ExecutionResult, work: Path,
+                         checker: check.StartedRubric, stopped: check.Stopped) -> dict:
+    """The rubric's records for the submission with its models left out, each with the reason,
+    after the checker that had them ended without a report (``stopped``: out of memory, out of
+    time, or crashed). A model file is the student's to write, and Keras builds every layer its
+    config declares before reading a weight: a crafted file is a memory or time bomb. The
+    answers and histories are still judged, so the student gets a grade and the reason; the
+    first run's log and this one's go to grader.log for staff. Empty records when this run
+    fails too (then the fault is not the models')."""
+    from autograder.grading.export import ExportedFacts, write_facts
+
+    why = {"memory": messages.MODELS_STOPPED_MEMORY, "time": messages.MODELS_STOPPED_TIME
+           }.get(stopped.cause, messages.MODELS_STOPPED_CRASH).format(detail=stopped.detail)
+    reason = messages.MODELS_NOT_CHECKED.format(why=why)
+    facts_dir = work / "facts-without-models"
+    write_facts(ExportedFacts(
+        answers=execution.answers, histories=execution.histories,
+        answer_errors={**execution.answer_errors, **{name: reason for name in execution.models}},
+    ), facts_dir)
+    open_to_checker(work)
+    records, log = check.run_rubric(
+        ctx.check_inputs(facts_dir, report_file=facts_dir / "report.json"),
+        rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
+        limits=ctx.course.config.limits, timeout_s=RETRY_CHECK_TIMEOUT_S)
+    checker.add_to_log(f"\nThe checker ended without a report ({stopped.cause}: "
+                       f"{stopped.detail}); judged again without the models "
+                       f"{sorted(execution.models)}:\n{log}")
+    return records
+
+
+RETRY_CHECK_TIMEOUT_S = 300
+"""A rubric run without models takes seconds (the reference's: about 5 s); it never waits as
+long as the first run may."""
 
 
 def take_submission(notebook: Path, copy: Path) -> Path:

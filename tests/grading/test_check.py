@@ -420,3 +420,105 @@ def test_the_grader_scores_from_the_report_before_the_checker_has_exited(open_tm
     finally:
         started.cancel()
     assert "1 passed" in log
+
+
+def _model_asking_for(path: Path, units: int) -> None:
+    """A .keras file of a few kB whose config.json declares a ``units`` x ``units`` Dense layer
+    (the weights file still holds an 8 x 8 one): Keras allocates the declared kernel while it
+    loads, before it reads a weight."""
+    import zipfile
+
+    _saved_model(path, units=8)
+    with zipfile.ZipFile(path) as archive:
+        files = {n: archive.read(n) for n in archive.namelist()}
+    config = files["config.json"].decode()
+    assert '"units": 8' in config
+    files["config.json"] = config.replace('"units": 8', f'"units": {units}').replace(
+        "[null, 3]", f"[null, {units}]").encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    path.chmod(0o644)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the checker's cgroup needs root")
+def test_a_model_file_asking_for_more_memory_than_allowed_ends_only_its_checker(open_tmp):
+    """A crafted model file (16 GiB of declared weights) loaded by a checker held to 1024 MB:
+    is the checker ended by its own cgroup, the grader told it ran out of memory (not a crash
+    of its own), and the staff log given the checker's peak, within the limit?"""
+    from autograder.course.settings import Limits
+    from autograder.grading.check import Stopped, start_rubric
+
+    _model_asking_for(open_tmp / "facts" / "models" / "m.keras", units=65536)
+    started = start_rubric(_early_inputs(open_tmp), rubric_dir=_rubric(open_tmp, MODEL_RUBRIC),
+                           reach=[open_tmp], limits=Limits(memory_mb=1024))
+    facts = open_tmp / "facts"
+    try:
+        (facts / "answers.json").write_text(json.dumps({"answers": {}, "errors": {}}))
+        (facts / "answers.json").chmod(0o644)
+        checked = started.finish(facts, timeout_s=300)
+        stopped = started.stopped()
+        log = started.log()
+        group = started._run.cgroup
+    finally:
+        started.cancel()
+    assert checked == {}
+    assert stopped == Stopped("memory", "1,024 MB"), log
+    peak = float(log.split("checker memory: at most ")[1].split(" MB")[0].replace(",", ""))
+    assert 0 < peak <= 1024
+    assert group is not None and not any(folder.exists() for folder in group.dirs)
+
+
+CRASHING_RUBRIC = '''
+import os, signal
+
+def test_crashes_the_process(evidence):
+    os.kill(os.getpid(), signal.SIGSEGV)
+'''
+
+
+def test_a_checker_that_dies_says_how(open_tmp):
+    """A checker killed by a signal before its report (a loader bug a crafted file found) is
+    told apart from one that ran out of memory or time: the grader gets the signal's name."""
+    from autograder.grading.check import Stopped, start_rubric
+
+    started = start_rubric(_early_inputs(open_tmp), rubric_dir=_rubric(open_tmp, CRASHING_RUBRIC),
+                           reach=[open_tmp])
+    later = open_tmp / "later"
+    later.mkdir(mode=0o755)
+    try:
+        checked = started.finish(inputs(later).facts_dir, timeout_s=300)
+        stopped = started.stopped()
+    finally:
+        started.cancel()
+    assert checked == {}
+    assert stopped == Stopped("crash", "signal SIGSEGV")
+
+
+SLEEPING_RUBRIC = '''
+import time
+
+def test_never_ends(evidence):
+    time.sleep(3600)
+'''
+
+
+def test_a_checker_past_its_time_out_is_killed_and_says_so(open_tmp):
+    """A checker still judging at its time-out (a model that takes forever to build) is
+    killed there, and the grader is told it ran out of time, with the limit."""
+    from autograder.grading.check import Stopped, start_rubric
+
+    started = start_rubric(_early_inputs(open_tmp), rubric_dir=_rubric(open_tmp, SLEEPING_RUBRIC),
+                           reach=[open_tmp])
+    later = open_tmp / "later"
+    later.mkdir(mode=0o755)
+    begun = time.monotonic()
+    try:
+        checked = started.finish(inputs(later).facts_dir, timeout_s=8)
+        stopped = started.stopped()
+        proc = started._run.proc
+    finally:
+        started.cancel()
+    assert checked == {}
+    assert stopped == Stopped("time", "8 s")
+    assert proc.returncode is not None and time.monotonic() - begun < 60

@@ -19,7 +19,7 @@ import pytest
 
 from autograder.course.samples import insert_cell_after, reference_submission
 from autograder.grading.jobs import discover, run_batch
-from autograder.grading.pipeline import make_context
+from autograder.grading.pipeline import GRADER_LOG, make_context
 
 from e2e_support import REPO, e2e_course
 
@@ -51,12 +51,37 @@ subprocess.Popen([sys.executable, "-c", daemon, "{marker}"], start_new_session=T
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 '''
 
+MODEL_BOMB = '''
+import json, zipfile, keras
+UNITS = 65536
+_real_save = keras.Model.save
+def _grow(value):
+    if isinstance(value, dict):
+        return {k: (UNITS if k == "units" else _grow(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [UNITS if v == 8 else _grow(v) for v in value]
+    return value
+def _bomb_save(self, path, *args, **kwargs):
+    tiny = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8)])
+    _real_save(tiny, path, *args, **kwargs)
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["config.json"] = json.dumps(_grow(json.loads(files["config.json"]))).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+keras.Model.save = _bomb_save
+'''
+
 HOSTILE = {
     "infinite_loop": "while True:\n    pass",
     "loud": "print('x' * 100_000_000)",
     "sigint_proof": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
     "memory_bomb": "blocks = []\nfor _ in range(64):\n    blocks.append(bytearray(256 * 1024 * 1024))",
     "exits": "import os\nos._exit(3)",
+    # Every model it exports is a 1.6 kB .keras file whose config declares a 65536 x 65536
+    # Dense layer: Keras allocates its 16 GiB kernel while loading, before reading a weight.
+    "model_bomb": MODEL_BOMB,
 }
 
 
@@ -174,3 +199,23 @@ def test_a_lost_kernel_costs_only_the_items_after_it(hostile_batch, name, words)
     assert all(words in reason for reason in failed.values()), failed
     assert "ran cells 1–" in result["output"]  # the replay is explained
     assert _cell_statuses(result).get("not-run", 0) > 0
+
+
+def test_a_model_file_that_asks_for_more_memory_than_allowed_costs_only_the_model_items(
+        hostile_batch):
+    """A crafted model file makes the checker allocate whatever its config declares. Is the
+    checker held to the course's memory limit (its log says so), and does the student still get
+    a grade: the answers judged, and every item that needed a model failed with the reason?"""
+    course, outcome, results, _ = hostile_batch
+    limit_mb = course.config.limits.memory_mb
+    result = results["model_bomb"]
+    failed = _failed(result)
+    words = f"needed more than the {limit_mb:,} MB of memory a check may use"
+    assert failed and all(words in reason for reason in failed.values()), failed
+    assert {"q1_conv_params", "q1_output_shapes"}.isdisjoint(failed)  # answers, no models
+    assert result["score"] > 0
+    text = (course.root / "hostile-out" / "model_bomb" / GRADER_LOG).read_text()
+    assert "The checker ended without a report (memory" in text, text[-2000:]
+    peaks = [float(line.split("at most ")[1].split(" MB")[0].replace(",", ""))
+             for line in text.splitlines() if line.startswith("checker memory: at most")]
+    assert peaks and max(peaks) <= limit_mb, text[-2000:]
