@@ -8,6 +8,7 @@ code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +78,11 @@ def type_of(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ start-up lines (absl's "WARNING: All log messages before
+    # absl::InitializeLog() ...", cpu_feature_guard's notice) reached the demo's console from
+    # the commands that build stand-in weights or run the reference in process; errors still
+    # print. A value the user set is kept.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parse_args(parser, argv)
     args.course_main = main  # for commands that run other commands (the demo)
