@@ -204,21 +204,27 @@ def _early_inputs(folder: Path) -> CheckInputs:
                        epochs={"cnn": 1}, report_file=folder / "unused.json")
 
 
+def _judge_later(folder: Path, rubric_source: str, *, timeout_s: float = 300):
+    """Start a checker on ``rubric_source`` before its facts exist, hand it a facts folder made
+    afterwards, let it judge; returns (records, why it stopped, its log, its process)."""
+    from autograder.grading.check import start_rubric
+
+    started = start_rubric(_early_inputs(folder), rubric_dir=_rubric(folder, rubric_source),
+                           reach=[folder])
+    later = folder / "later"
+    later.mkdir(mode=0o755)
+    try:
+        checked = started.finish(inputs(later).facts_dir, timeout_s=timeout_s)
+        return checked, started.stopped(), started.log(), started._run.proc
+    finally:
+        started.cancel()
+
+
 def test_a_checker_started_before_the_notebook_judges_the_facts_handed_to_it(open_tmp):
     """The grader starts the checker while the notebook runs (issue 12): does it judge the facts
     folder it is handed when the run is over, one that did not exist when it started, and say in
     the staff log how long it waited?"""
-    from autograder.grading.check import start_rubric
-
-    rubric = _rubric(open_tmp, EARLY_RUBRIC)
-    started = start_rubric(_early_inputs(open_tmp), rubric_dir=rubric, reach=[open_tmp])
-    later = open_tmp / "later"
-    later.mkdir(mode=0o755)
-    try:
-        checked = started.finish(inputs(later).facts_dir, timeout_s=300)
-        log = started.log()
-    finally:
-        started.cancel()
+    checked, _, log, _ = _judge_later(open_tmp, EARLY_RUBRIC)
     assert checked["items"] == {"reads_the_facts_handed_over_later": {
         "outcome": "passed", "message": "Correct."}}, log
     assert "checker warmed up in" in log and "s for the facts" in log
@@ -480,17 +486,9 @@ def test_crashes_the_process(evidence):
 def test_a_checker_that_dies_says_how(open_tmp):
     """A checker killed by a signal before its report (a loader bug a crafted file found) is
     told apart from one that ran out of memory or time: the grader gets the signal's name."""
-    from autograder.grading.check import Stopped, start_rubric
+    from autograder.grading.check import Stopped
 
-    started = start_rubric(_early_inputs(open_tmp), rubric_dir=_rubric(open_tmp, CRASHING_RUBRIC),
-                           reach=[open_tmp])
-    later = open_tmp / "later"
-    later.mkdir(mode=0o755)
-    try:
-        checked = started.finish(inputs(later).facts_dir, timeout_s=300)
-        stopped = started.stopped()
-    finally:
-        started.cancel()
+    checked, stopped, _, _ = _judge_later(open_tmp, CRASHING_RUBRIC)
     assert checked == {}
     assert stopped == Stopped("crash", "signal SIGSEGV")
 
@@ -506,19 +504,10 @@ def test_never_ends(evidence):
 def test_a_checker_past_its_time_out_is_killed_and_says_so(open_tmp):
     """A checker still judging at its time-out (a model that takes forever to build) is
     killed there, and the grader is told it ran out of time, with the limit."""
-    from autograder.grading.check import Stopped, start_rubric
+    from autograder.grading.check import Stopped
 
-    started = start_rubric(_early_inputs(open_tmp), rubric_dir=_rubric(open_tmp, SLEEPING_RUBRIC),
-                           reach=[open_tmp])
-    later = open_tmp / "later"
-    later.mkdir(mode=0o755)
     begun = time.monotonic()
-    try:
-        checked = started.finish(inputs(later).facts_dir, timeout_s=8)
-        stopped = started.stopped()
-        proc = started._run.proc
-    finally:
-        started.cancel()
+    checked, stopped, _, proc = _judge_later(open_tmp, SLEEPING_RUBRIC, timeout_s=8)
     assert checked == {}
     assert stopped == Stopped("time", "8 s")
     assert proc.returncode is not None and time.monotonic() - begun < 60
