@@ -62,9 +62,18 @@ def run_rubric(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHEC
 
     Raises :class:`GradingError` when a rubric test declares a marker value the plugin does
     not know (the message names the file and the test): such a rubric grades nobody."""
-    records, log = _finish(_start(rubric_argv(rubric_dir), inputs, also_reach=[rubric_dir],
-                                  limits=limits), timeout_s=timeout_s)
-    return _rubric_result(records, log)
+    records, log, _ = judge(inputs, rubric_dir=rubric_dir, timeout_s=timeout_s, limits=limits)
+    return records, log
+
+
+def judge(inputs: CheckInputs, *, rubric_dir: Path, timeout_s: float = CHECK_TIMEOUT_S,
+          limits: Limits | None = None) -> tuple[dict[str, Any], str, Stopped | None]:
+    """:func:`run_rubric`, and why the checker ended without a report (None when it wrote
+    one)."""
+    records, log, stopped = _finish(_start(rubric_argv(rubric_dir), inputs,
+                                           also_reach=[rubric_dir], limits=limits),
+                                    timeout_s=timeout_s)
+    return (*_rubric_result(records, log), stopped)
 
 
 def _rubric_result(records: dict[str, Any], log: str) -> tuple[dict[str, Any], str]:
@@ -295,8 +304,9 @@ def _run_confined(argv: list[str], inputs: CheckInputs, *, timeout_s: float,
                   extra_env: dict[str, str] | None = None,
                   before_cleanup: Any = None, also_reach: Sequence[Path] = ()
                   ) -> tuple[dict[str, Any], str]:
-    return _finish(_start(argv, inputs, extra_env=extra_env, also_reach=also_reach),
-                   timeout_s=timeout_s, before_cleanup=before_cleanup)
+    records, log, _ = _finish(_start(argv, inputs, extra_env=extra_env, also_reach=also_reach),
+                              timeout_s=timeout_s, before_cleanup=before_cleanup)
+    return records, log
 
 
 @dataclass
@@ -430,7 +440,7 @@ def _start(argv: list[str], inputs: CheckInputs, *, extra_env: dict[str, str] | 
 
 
 def _finish(run: _Confined, *, timeout_s: float, before_cleanup: Any = None
-            ) -> tuple[dict[str, Any], str]:
+            ) -> tuple[dict[str, Any], str, Stopped | None]:
     try:
         try:
             out, err = run.proc.communicate(timeout=timeout_s)
@@ -448,7 +458,7 @@ def _finish(run: _Confined, *, timeout_s: float, before_cleanup: Any = None
         records = json.loads(run.report.read_text()) if run.report.is_file() else {}
         if before_cleanup is not None:
             before_cleanup(run.private)
-        return records, log
+        return records, log, stopped
     finally:
         _cancel(run)
 

@@ -221,6 +221,14 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
     facts_dir = facts_for_checker(execution, work)
     checked = checker.finish(facts_dir, models=execution.models)
     stopped = checker.stopped() if not checked.get("items") else None
+    if stopped is not None and stopped.cause == "crash":
+        # Not its cgroup's limits: perhaps the host's (its OOM killer), so not the student's
+        # doing for sure. Once more as it was; a crash that comes back is the models'.
+        checked, log, stopped = check.judge(
+            ctx.check_inputs(facts_dir, report_file=facts_dir / "report.json"),
+            rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
+            limits=ctx.course.config.limits)
+        checker.add_to_log(f"\nThe checker crashed before its report; judged once more:\n{log}")
     if stopped is not None and execution.models:
         checked = judge_without_models(ctx, execution, work, checker, stopped)
     if not checked.get("items"):  # the checker died before judging anything: ours to fix

@@ -458,3 +458,76 @@ def test_a_worker_lost_while_asked_has_no_say(ctx, tmp_path):
     with pytest.raises(GraderUnavailable, match="no grading worker is left"):
         gone.submit_job(ctx, ann, grade_submission).result()
     assert gone._client.asked == []
+
+
+class _CheckerThatCrashed:
+    """A started checker that ended without a report, killed by a signal (the real detection
+    of how a checker ended: tests/grading/test_check.py)."""
+
+    def __init__(self):
+        self.log = ""
+
+    def finish(self, facts_dir, *, models=None, timeout_s=None):
+        return {}
+
+    def stopped(self):
+        from autograder.grading.check import Stopped
+
+        return Stopped("crash", "signal SIGKILL")
+
+    def add_to_log(self, text):
+        self.log += text
+
+
+def _executed_with_a_model(work: Path) -> ExecutionResult:
+    facts = work / "job" / "out"
+    (facts / "models").mkdir(parents=True)
+    (facts / "models" / "cnn_model.keras").write_bytes(b"PK\x03\x04")
+    return ExecutionResult(student="bob", cells=(), kernel_status="finished", wall_s=1.0,
+                           answers={"conv1_params": 416}, facts_dir=facts,
+                           models={"cnn_model": facts / "models" / "cnn_model.keras"})
+
+
+@pytest.mark.parametrize("again", ["judged", "crashed"])
+def test_a_crashed_checker_is_run_once_more_before_the_models_are_blamed(
+        ctx, tmp_path, monkeypatch, again):
+    """A checker killed by a signal may have met the host's OOM killer, not a crafted model:
+    is the submission judged once more with its models, and only when that crashes too judged
+    without them, each model item failing with the crash named?"""
+    from autograder.grading import check, pipeline
+    from autograder.grading.check import Stopped
+
+    records = {"items": {name: {"outcome": "passed", "message": "Correct."}
+                         for name in ctx.assignment.points}, "summaries": {}}
+    judged: list[Path] = []
+
+    def judge(inputs, *, rubric_dir, timeout_s=None, limits=None):
+        judged.append(inputs.facts_dir)
+        if again == "judged":
+            return records, "second run", None
+        return {}, "second run", Stopped("crash", "signal SIGSEGV")
+
+    without: list[dict] = []
+
+    def run_rubric(inputs, *, rubric_dir, timeout_s=None, limits=None):
+        without.append(json.loads((inputs.facts_dir / "answers.json").read_text()))
+        assert not list((inputs.facts_dir / "models").iterdir())
+        return records, "without models"
+
+    monkeypatch.setattr(check, "judge", judge)
+    monkeypatch.setattr(check, "run_rubric", run_rubric)
+    work = tmp_path / "work"
+    execution = _executed_with_a_model(work)
+    checker = _CheckerThatCrashed()
+    job = GradeJob(student="bob", notebook=tmp_path / "bob.ipynb")
+    result = pipeline.check_and_score(ctx, job, execution, cell_sources=[], work=work,
+                                      student_dir=tmp_path / "out" / "bob", checker=checker)
+    assert judged == [execution.facts_dir]  # once more, on the same facts
+    assert "judged once more" in checker.log
+    if again == "judged":
+        assert without == [] and result.score == result.max_score
+    else:
+        [facts] = without
+        assert facts["answers"] == {"conv1_params": 416}
+        assert "it crashed: signal SIGSEGV" in facts["errors"]["cnn_model"]
+        assert "judged again without the models ['cnn_model']" in checker.log
