@@ -81,6 +81,22 @@ def require_history(evidence: Any, name: str, epochs: int, *, fit_hint: str) -> 
     return history
 
 
+def require_history_describes(history: dict[str, list[float]], name: str, model: str, *,
+                              correct_count: int, total: int) -> None:
+    """The last ``val_accuracy`` in history ``name`` is what ``model``, as handed in, scores on
+    the validation images (``correct_count`` of ``total``, recomputed by the grader): Keras
+    measures it with the final weights after the last epoch, so an honest history matches to
+    the image; one image of slack for floating-point order. A history typed in, or a model
+    changed after its fit, does not match; neither does a step counter set by hand (the
+    saved optimizer's ``iterations`` is a variable the kernel can assign)."""
+    recorded = history["val_accuracy"][-1]
+    if abs(recorded * total - correct_count) > 1.0 + 1e-6:
+        fail(f"{name}'s last val_accuracy is {recorded:.3f}, but the {model} handed in scores "
+             f"{correct_count}/{total} = {correct_count / total:.3f} on the validation images, "
+             f"so that history does not describe this model: keep the History that its one fit "
+             f"returned, and do not change the model after training it.")
+
+
 # ---------------------------------------------------------------------------
 # Predictions of a loaded model, with a specific explanation when the model cannot give one
 # probability per input (a loadable but wrong model never ends as "could not be checked").

@@ -4,10 +4,12 @@ import pytest
 
 from autograder.grading.evidence import compile_facts, fail, layer_rows, optimizer_iterations
 from autograder.rubric.cnn_transfer.shapes import (
+    correct,
     fmt,
     probabilities,
     require_accuracy,
     require_history,
+    require_history_describes,
     without_inputs,
 )
 
@@ -61,11 +63,13 @@ def test_q2_cnn_compile(evidence, key):
 
 
 @pytest.mark.profile_dependent(epochs="cnn")
-def test_q2_cnn_trained(evidence, inputs, key):
+def test_q2_cnn_trained(evidence, inputs, key, validation_set):
     """Trained means trained: the evidence is the saved model's own optimizer, whose iteration
     counter must equal epochs × ceil(n_train / batch size) for the students' train split (from
     the answer key, derived from the data and course config), and a history of that many epochs
-    with finite values. A dict typed in, or training on train + validation, cannot match."""
+    with finite values whose last val_accuracy is the saved model's own on the validation
+    images. A dict typed in, training on train + validation, or a counter set by hand beside a
+    typed-in history cannot match."""
     evidence.model("cnn_model")  # a model that does not load fails here, with its reason
     evidence.history("cnn_history")  # missing: the item says why
     epochs = inputs.epochs["cnn"]
@@ -88,7 +92,11 @@ def test_q2_cnn_trained(evidence, inputs, key):
                    f"{training['batch_size']} take {expected}: train on train_ds only, never on "
                    f"the validation images")
         fail(f"cnn_model took {steps} training steps; {why}.")
-    require_history(evidence, "cnn_history", epochs, fit_hint="this very cnn_model.fit")
+    history = require_history(evidence, "cnn_history", epochs, fit_hint="this very cnn_model.fit")
+    images, labels = validation_set
+    probs = probabilities(evidence, "cnn_model", images, split="validation")
+    require_history_describes(history, "cnn_history", "cnn_model",
+                              correct_count=correct(probs, labels), total=len(labels))
 
 
 # Accuracy on the hidden grading split shows on Gradescope only after the due date: a result

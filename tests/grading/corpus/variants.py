@@ -229,10 +229,19 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
     Variant("fit_twice", "the fit cell run twice (the model trains for twice the epochs)",
             (Insert("a_cnn_fit", copy_of=("a_cnn_fit",)),),
             fails=F({"q2_cnn_trained"})),
-    Variant("constant_cnn", "a CNN whose last layer ignores its input (zero kernel)",
+    Variant("constant_cnn", "a CNN whose last layer ignores its input (zero kernel), set after "
+            "its fit (so its history no longer describes it)",
             (Insert("a_cnn_fit", "_w, _b = cnn_model.layers[-1].get_weights()\n"
                                  "cnn_model.layers[-1].set_weights([np.zeros_like(_w), _b])"),),
-            fails=F({"q2_cnn_accuracy"})),
+            fails=F({"q2_cnn_accuracy", "q2_cnn_trained"})),
+    Variant("forged_training_evidence", "no training: the optimizer's step counter set by hand "
+            "to what the fit would take, and a history typed in with the right epochs",
+            (Edit("a_cnn_fit", FIT_CNN,
+                  "cnn_model.optimizer.build(cnn_model.trainable_variables)\n"
+                  "cnn_model.optimizer.iterations.assign(S.cnn_epochs * len(train_ds))\n"
+                  'cnn_history = {"loss": [0.6] * S.cnn_epochs, "accuracy": [0.7] * S.cnn_epochs, '
+                  '"val_loss": [0.6] * S.cnn_epochs, "val_accuracy": [0.72] * S.cnn_epochs}'),),
+            fails=F({"q2_cnn_trained"}), fails_if_assessable=F({"q2_cnn_accuracy"})),
     Variant("kernel_shape_typed", "the kernel shape typed in the wrong order",
             (Edit("a_kernel_shape", "conv1_kernel_shape = tuple(int(d) for d in conv1.kernel.shape)",
                   "conv1_kernel_shape = (32, 3, 2, 2)"),),
