@@ -97,6 +97,29 @@ def require_history_describes(history: dict[str, list[float]], name: str, model:
              f"returned, and do not change the model after training it.")
 
 
+def fit_accuracy_hits(evidence: Any, name: str, inputs: Any, labels: Any) -> int | None:
+    """How many of ``inputs`` model ``name`` gets right, reading its outputs as Keras'
+    ``accuracy`` metric did during fit (one output: above 0.5; two: the larger, for a softmax
+    head and sparse labels). None for a model with other outputs or inputs, or one that cannot
+    run on them: the architecture item says what is wrong with it."""
+    import numpy as np
+
+    model = evidence.model(name)
+    out_shape = tuple(model.outputs[0].shape[1:]) if getattr(model, "outputs", None) else None
+    in_shape = tuple(int(d) for d in model.inputs[0].shape[1:]) if model.inputs else ()
+    if out_shape not in ((), (1,), (2,)) or in_shape != tuple(inputs.shape[1:]):
+        return None
+    try:
+        outputs = np.concatenate([np.asarray(model(inputs[i:i + 32], training=False))
+                                  for i in range(0, len(inputs), 32)])
+    except GRADER_BUGS:
+        raise
+    except Exception:  # a model that loads but cannot run on its inputs
+        return None
+    predicted = outputs.argmax(axis=-1) if out_shape == (2,) else outputs.reshape(-1) > 0.5
+    return int(np.sum(predicted.astype("float32") == labels.reshape(-1)))
+
+
 # ---------------------------------------------------------------------------
 # Predictions of a loaded model, with a specific explanation when the model cannot give one
 # probability per input (a loadable but wrong model never ends as "could not be checked").
