@@ -224,10 +224,7 @@ def check_and_score(ctx: GradingContext, job: GradeJob, execution: ExecutionResu
     if stopped is not None and stopped.cause == "crash":
         # Not its cgroup's limits: perhaps the host's (its OOM killer), so not the student's
         # doing for sure. Once more as it was; a crash that comes back is the models'.
-        checked, log, stopped = check.judge(
-            ctx.check_inputs(facts_dir, report_file=facts_dir / "report.json"),
-            rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
-            limits=ctx.course.config.limits)
+        checked, log, stopped = judge_now(ctx, facts_dir)
         checker.add_to_log(f"\nThe checker crashed before its report; judged once more:\n{log}")
     if stopped is not None and execution.models:
         checked = judge_without_models(ctx, execution, work, checker, stopped)
@@ -271,10 +268,7 @@ def judge_without_models(ctx: GradingContext, execution: ExecutionResult, work: 
         answer_errors={**execution.answer_errors, **{name: reason for name in execution.models}},
     ), facts_dir)
     open_to_checker(work)
-    records, log = check.run_rubric(
-        ctx.check_inputs(facts_dir, report_file=facts_dir / "report.json"),
-        rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
-        limits=ctx.course.config.limits, timeout_s=RETRY_CHECK_TIMEOUT_S)
+    records, log, _ = judge_now(ctx, facts_dir, timeout_s=RETRY_CHECK_TIMEOUT_S)
     checker.add_to_log(f"\nThe checker ended without a report ({stopped.cause}: "
                        f"{stopped.detail}); judged again without the models "
                        f"{sorted(execution.models)}:\n{log}")
@@ -284,6 +278,15 @@ def judge_without_models(ctx: GradingContext, execution: ExecutionResult, work: 
 RETRY_CHECK_TIMEOUT_S = 300
 """A rubric run without models takes seconds (the reference's: about 5 s); it never waits as
 long as the first run may."""
+
+
+def judge_now(ctx: GradingContext, facts_dir: Path, *, timeout_s: float = check.CHECK_TIMEOUT_S
+              ) -> tuple[dict, str, check.Stopped | None]:
+    """A confined rubric run on ``facts_dir`` started now (not while the notebook ran), under
+    the same limits as the job's own checker: records, log, and why it ended without a report."""
+    return check.judge(ctx.check_inputs(facts_dir, report_file=facts_dir / "report.json"),
+                       rubric_dir=ctx.course.rubric_dir(ctx.assignment.assignment_id),
+                       limits=ctx.course.config.limits, timeout_s=timeout_s)
 
 
 def take_submission(notebook: Path, copy: Path) -> Path:

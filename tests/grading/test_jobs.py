@@ -500,22 +500,19 @@ def test_a_crashed_checker_is_run_once_more_before_the_models_are_blamed(
     records = {"items": {name: {"outcome": "passed", "message": "Correct."}
                          for name in ctx.assignment.points}, "summaries": {}}
     judged: list[Path] = []
+    without: list[dict] = []
 
     def judge(inputs, *, rubric_dir, timeout_s=None, limits=None):
+        if inputs.facts_dir.name == "facts-without-models":
+            without.append(json.loads((inputs.facts_dir / "answers.json").read_text()))
+            assert not list((inputs.facts_dir / "models").iterdir())
+            return records, "without models", None
         judged.append(inputs.facts_dir)
         if again == "judged":
             return records, "second run", None
         return {}, "second run", Stopped("crash", "signal SIGSEGV")
 
-    without: list[dict] = []
-
-    def run_rubric(inputs, *, rubric_dir, timeout_s=None, limits=None):
-        without.append(json.loads((inputs.facts_dir / "answers.json").read_text()))
-        assert not list((inputs.facts_dir / "models").iterdir())
-        return records, "without models"
-
     monkeypatch.setattr(check, "judge", judge)
-    monkeypatch.setattr(check, "run_rubric", run_rubric)
     work = tmp_path / "work"
     execution = _executed_with_a_model(work)
     checker = _CheckerThatCrashed()
