@@ -1,7 +1,8 @@
 """``course calibrate``: derive the answer key from the reference solution.
 
 The source notebook (with its solutions) runs through the same execute stage as
-any submission, once per calibration seed; the trusted fact sheet measures each
+any submission, once per calibration seed (as many seeds at once as the course's
+``grading.concurrency``, each in its own slot); the trusted fact sheet measures each
 run. The key holds the expected answers and model facts (identical across seeds,
 or calibration fails naming what varied) and each model's accuracy distribution
 on the hidden split, from which thresholds follow:
@@ -24,6 +25,7 @@ import json
 import math
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,50 +60,36 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
     """Run the reference solution per seed, measure it, and write the answer key."""
     from autograder.course.permissions import protect_course_files
 
+    seeds = tuple(dict.fromkeys(seeds))  # one run per seed
+
     protect_course_files(ctx.course)  # every calibration starts from closed secrets
     source = Submission.read(
         ctx.course.source_dir(ctx.assignment.assignment_id) / ctx.assignment.notebook)
     if ctx.assignment.uses_backbone:
         report(progress, 0, len(seeds), "embedding the hidden splits")
     ctx = with_embeddings(ctx)
-    sheets = []
-    for n, seed in enumerate(seeds):
-        report(progress, n, len(seeds), f"reference run, seed {seed}")
-        seeded = replace(ctx, course=replace(ctx.course, config=replace(
-            ctx.course.config, grading=replace(ctx.course.config.grading, seed=seed))))
-        work = Path(tempfile.mkdtemp(prefix="course-calibrate-"))
+    # One reference run per seed, as many at once as the course grades submissions at once
+    # (each in a slot of its own, as a batch's jobs are): the runs share nothing but the
+    # cached embeddings. The sheets keep the seeds' order; the first run to fail stops the
+    # runs not yet started and its error is raised.
+    width = max(1, min(ctx.course.config.grading.concurrency, len(seeds)))
+    report(progress, 0, len(seeds), f"reference runs, seeds {', '.join(map(str, seeds))}"
+                                    + (f" ({width} at a time)" if width > 1 else ""))
+    sheets: dict[int, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="calibrate") as pool:
+        runs = {pool.submit(_reference_sheet, ctx, source, seed, slot=n % width): seed
+                for n, seed in enumerate(seeds)}
         try:
-            execution = execute_stage(seeded, source, student=f"reference-seed{seed}", slot=0,
-                                      job_dir=work / "job")
-            broken = [c for c in execution.cells if c.status != "ok"]
-            if broken:
-                first = broken[0]
-                raise GradingError(
-                    f"the reference solution failed at cell {first.index + 1} "
-                    f"({first.grade_id or 'no grade_id'}): {first.status} {first.limit or ''} "
-                    f"{first.message}",
-                    hint="run the source notebook by hand; calibration needs a clean run",
-                )
-            facts = facts_for_checker(execution, work)
-            sheet = check.run_factsheet(
-                ctx.check_inputs(facts, report_file=work / "sheet.json", with_key=False),
-                answer_names=list(ctx.assignment.answer_names),
-                model_names=list(ctx.assignment.model_names),
-                accuracy_inputs=dict(ctx.assignment.accuracy_inputs),
-                backbone=ctx.assignment.uses_backbone,
-            )
-            if sheet.get("missing"):
-                raise GradingError(
-                    f"the reference solution did not define: {', '.join(sheet['missing'])}",
-                    hint="the names in course_config.py must all be assigned by the source notebook",
-                )
-            sheet["seed"] = seed
-            sheet["wall_s"] = execution.wall_s
-            sheets.append(sheet)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            for done in as_completed(runs):
+                sheets[runs[done]] = done.result()
+                report(progress, len(sheets), len(seeds), f"reference run, seed {runs[done]}")
+        except BaseException:
+            for run in runs:
+                run.cancel()
+            raise
     report(progress, len(seeds), len(seeds), "writing the answer key")
-    key = build_key(sheets, margin=ctx.assignment.accuracy_margin, training=training_facts(ctx))
+    key = build_key([sheets[seed] for seed in seeds], margin=ctx.assignment.accuracy_margin,
+                    training=training_facts(ctx))
     key.update(assignment=ctx.assignment.assignment_id, profile=ctx.profile_name,
                weights_mode=ctx.weights_mode, fingerprint=ctx.key_fingerprint())
     ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +97,44 @@ def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress
     open_to_checker(ctx.key_file.parent.parent)  # answer_keys/: the checker only
     protect_course_files(ctx.course)  # and what calibrating created (the embeddings)
     return key
+
+
+def _reference_sheet(ctx: GradingContext, source: Submission, seed: int, *, slot: int
+                     ) -> dict[str, Any]:
+    """Run the reference solution with ``seed`` (in grading slot ``slot``) and measure it."""
+    seeded = replace(ctx, course=replace(ctx.course, config=replace(
+        ctx.course.config, grading=replace(ctx.course.config.grading, seed=seed))))
+    work = Path(tempfile.mkdtemp(prefix="course-calibrate-"))
+    try:
+        execution = execute_stage(seeded, source, student=f"reference-seed{seed}", slot=slot,
+                                  job_dir=work / "job")
+        broken = [c for c in execution.cells if c.status != "ok"]
+        if broken:
+            first = broken[0]
+            raise GradingError(
+                f"the reference solution failed at cell {first.index + 1} "
+                f"({first.grade_id or 'no grade_id'}) with seed {seed}: {first.status} "
+                f"{first.limit or ''} {first.message}",
+                hint="run the source notebook by hand; calibration needs a clean run",
+            )
+        facts = facts_for_checker(execution, work)
+        sheet = check.run_factsheet(
+            ctx.check_inputs(facts, report_file=work / "sheet.json", with_key=False),
+            answer_names=list(ctx.assignment.answer_names),
+            model_names=list(ctx.assignment.model_names),
+            accuracy_inputs=dict(ctx.assignment.accuracy_inputs),
+            backbone=ctx.assignment.uses_backbone,
+        )
+        if sheet.get("missing"):
+            raise GradingError(
+                f"the reference solution did not define: {', '.join(sheet['missing'])}",
+                hint="the names in course_config.py must all be assigned by the source notebook",
+            )
+        sheet["seed"] = seed
+        sheet["wall_s"] = execution.wall_s
+        return sheet
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}

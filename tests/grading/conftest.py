@@ -113,13 +113,22 @@ def e2e_root():
 
 
 @pytest.fixture(scope="session")
-def calibrated(e2e_root):
+def calibration_reports() -> list:
+    """What ``calibrated`` reported while it ran: (monotonic time, done, total, what)."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def calibrated(e2e_root, calibration_reports):
     """The reduced-profile, stand-in answer key, calibrated from the reference solution."""
+    import time
+
     from autograder.grading.calibrate import calibrate
     from autograder.grading.pipeline import make_context
 
     course = e2e_course(e2e_root)
     ctx = make_context(course, "cnn_transfer", profile_name="reduced", out_dir=e2e_root / "out",
                        weights_mode="stand-in", need_key=False)
-    key = calibrate(ctx, seeds=course.config.assignments[0].calibration_seeds)
+    key = calibrate(ctx, seeds=course.config.assignments[0].calibration_seeds,
+                    progress=lambda *report: calibration_reports.append((time.monotonic(), *report)))
     return course, key

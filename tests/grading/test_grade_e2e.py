@@ -48,6 +48,21 @@ def test_calibration_derives_the_key_from_the_reference(calibrated):
             assert key["thresholds"][model] <= min(key["accuracy"][model])
 
 
+
+def test_calibration_runs_the_seeds_at_once_in_the_courses_slots(calibrated, calibration_reports):
+    """With two grading slots and two seeds, do both reference runs go at once: from the runs'
+    start to the last one's end took less than their own run times added up (one after the
+    other, it could not), with one report as each run ends?"""
+    course, key = calibrated
+    seeds = course.config.assignments[0].calibration_seeds
+    assert course.config.grading.concurrency == 2 and len(seeds) == 2
+    starts = [t for t, _, _, what in calibration_reports if what.startswith("reference runs, seeds ")]
+    ends = [(t, done, what) for t, done, _, what in calibration_reports
+            if what.startswith("reference run, seed ")]
+    assert len(starts) == 1 and [done for _, done, _ in ends] == [1, 2]
+    assert sorted(what for _, _, what in ends) == sorted(f"reference run, seed {s}" for s in seeds)
+    assert ends[-1][0] - starts[0] < sum(key["reference_wall_s"])
+
 @pytest.fixture(scope="module")
 def graded_batch(calibrated, e2e_root):
     course, _ = calibrated
