@@ -1,5 +1,7 @@
 """The labelled corpus, graded end to end in one batch: no valid variant loses a point, every
 honest mistake loses exactly the items it names, and nothing ends as "could not be checked".
+Each mistake is graded in a notebook of its own; valid variants whose changes touch different
+cells share one (corpus/variants.py: ``GRADED``).
 
 Variants are built from the source notebook by asserted edits (tests/grading/corpus/variants.py),
 graded at the reduced profile with stand-in weights against the session's calibrated key. Which
@@ -16,7 +18,7 @@ import pytest
 from autograder.grading import messages
 from autograder.grading.jobs import discover, run_batch
 from autograder.grading.pipeline import make_context
-from corpus.variants import VARIANTS, CorpusError, Edit, Variant, build
+from corpus.variants import GRADED, VALID_GROUPS, VARIANTS, CorpusError, Edit, Variant, build, combined
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +41,31 @@ def test_the_corpus_is_big_and_labelled_against_real_items(base_course):
         assert (variant.fails | variant.fails_if_assessable) <= set(points), variant.name
         assert variant.fails_if_assessable <= set(ACCURACY_ITEMS), variant.name
         build(SOURCE, variant)  # raises CorpusError when an edit no longer applies once
+
+
+def test_every_variant_is_graded_once_and_every_mistake_alone():
+    """Is each valid variant in exactly one graded notebook (alone or in one group), each
+    mistake graded on its own, and every group's notebook built from its parts' changes?"""
+    grouped = [name for names in VALID_GROUPS.values() for name in names]
+    assert len(grouped) == len(set(grouped))
+    graded = {v.name: v for v in GRADED}
+    assert len(graded) == len(GRADED)
+    for variant in VARIANTS:
+        assert (variant.name in graded) != (variant.name in grouped), variant.name
+        if not variant.valid:
+            assert graded[variant.name] == variant
+    for group, names in VALID_GROUPS.items():
+        assert graded[group].valid and len(graded[group].changes) == sum(
+            len(v.changes) for v in VARIANTS if v.name in names)
+        build(SOURCE, graded[group])
+
+
+def test_a_group_refuses_a_mistake_and_two_changes_to_one_cell():
+    by_name = {v.name: v for v in VARIANTS}
+    with pytest.raises(CorpusError, match="graded on its own"):
+        combined("bad", (by_name["reference"], by_name["off_by_bias"]))
+    with pytest.raises(CorpusError, match="a_cnn_architecture"):
+        combined("bad", (by_name["cnn_sequential"], by_name["cnn_wider_dropout"]))
 
 
 def test_an_edit_that_no_longer_matches_fails_loudly():
@@ -104,8 +131,8 @@ def test_every_variant_gets_exactly_its_labels(graded_corpus):
     so and give no points."""
     key, outcome, results = graded_corpus
     assert outcome.failed == {}
-    assert set(results) == {v.name for v in VARIANTS}
-    report = {v.name: _verdicts(v, results[v.name], key) for v in VARIANTS}
+    assert set(results) == {v.name for v in GRADED}
+    report = {v.name: _verdicts(v, results[v.name], key) for v in GRADED}
     wrong = {name: problems for name, problems in report.items() if problems}
     assert wrong == {}, json.dumps(wrong, indent=1)
 

@@ -10,6 +10,12 @@ Labels: ``fails`` lists the rubric items the variant must fail, in every grading
 ``fails_if_assessable`` lists accuracy items that must fail wherever the answer key says the
 item is assessable (elsewhere they are labelled not assessable, never passed). Every other
 item must pass, or be not assessable by the key.
+
+What is graded (:data:`GRADED`): every mistake on its own, so that each is seen to cost
+exactly its items, and the valid variants grouped (:func:`combined`) where their changes touch
+different cells and nothing the training's random draws follow: a valid change that cost a
+point costs it in its group too, and a full-marks notebook then holds every change at once.
+Each graded notebook is one more sandboxed run of the whole notebook, minutes of CI.
 """
 
 from __future__ import annotations
@@ -88,10 +94,30 @@ def build(source: Path, variant: Variant) -> nbformat.NotebookNode:
     return nb
 
 
+def touched(variant: Variant) -> set[str]:
+    """The cells a variant's changes edit, or insert a cell after."""
+    return {c.grade_id if isinstance(c, Edit) else c.after for c in variant.changes}
+
+
+def combined(name: str, parts: tuple[Variant, ...]) -> Variant:
+    """One notebook holding every change of ``parts``: valid variants whose changes touch
+    different cells (else :class:`CorpusError`)."""
+    seen: set[str] = set()
+    for part in parts:
+        if not part.valid:
+            raise CorpusError(f"{part.name} is a mistake: each mistake is graded on its own")
+        if touched(part) & seen:
+            raise CorpusError(f"{part.name} changes a cell another part of {name} changes: "
+                              f"{sorted(touched(part) & seen)}")
+        seen |= touched(part)
+    return Variant(name, " + ".join(p.name for p in parts),
+                   tuple(c for p in parts for c in p.changes))
+
+
 def write_corpus(source: Path, out_dir: Path, notebook: str, variants: list[Variant] | None = None
                  ) -> dict[str, Path]:
     written = {}
-    for variant in variants or VARIANTS:
+    for variant in variants or GRADED:
         path = out_dir / variant.name / notebook
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(build(source, variant), path)
@@ -292,4 +318,21 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
     Variant("choice_typed_in", "the choice typed in",
             (Edit("a_model_choice", CHOICE, 'chosen_model = "ft"'),),
             fails=F({"q5_model_choice"})),
+]
+
+
+# Valid variants graded together (their names, in the order their changes apply). Kept alone:
+# the reference, and choice_on_test_agrees, whose choice is right only for the training the
+# grading seed gives the unchanged notebook (a re-run or another construction draws anew).
+VALID_GROUPS: dict[str, tuple[str, ...]] = {
+    "valid_sequential_flags_rerun": ("cnn_sequential", "freeze_backbone_by_flags", "rerun_cnn_cells"),
+    "valid_dropout_loop_extra_cells": ("cnn_wider_dropout", "freeze_cnn_by_loop", "extra_cells"),
+    "valid_names_numpy_ints": ("other_names_and_spellings", "numpy_ints"),
+}
+
+_BY_NAME = {v.name: v for v in VARIANTS}
+_GROUPED = {name for names in VALID_GROUPS.values() for name in names}
+GRADED: list[Variant] = [
+    *(v for v in VARIANTS if v.name not in _GROUPED),
+    *(combined(group, tuple(_BY_NAME[n] for n in names)) for group, names in VALID_GROUPS.items()),
 ]
