@@ -53,7 +53,8 @@ def make_exchange(base: Path, course_id: str) -> dict[str, Path]:
 def service_course(base: Path, *, written_by: str) -> dict:
     """A course root under ``base`` (which other uids must be able to traverse: bubblewrap
     resolves bind sources as the sandbox uid) with a current reduced/stand-in answer key
-    (the repository's when it fits, else one calibrated with one seed). Returns ``root``,
+    (the repository's, calibrated with one seed by the first world that finds none, as the
+    hub's tests would; else, where it does not fit, one of its own). Returns ``root``,
     ``course``, ``env`` (for ``course`` subprocesses) and the exchange's ``inbound`` and
     ``feedback`` folders."""
     from autograder.course.config import load_course
@@ -85,6 +86,14 @@ COURSE = _dc.replace(
                        weights_mode="stand-in", need_key=False)
     repo_key = key_path(REPO, load_course(REPO).config.grading.answer_key_dir, ASSIGNMENT,
                         "reduced", "stand-in")
+    if not repo_key.is_file():  # the first world of a session calibrates the hub tests' key
+        print("calibrating the repository's answer key (one seed)…", flush=True)
+        done = subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile",
+                               "reduced", "--weights-mode", "stand-in", "--seeds", "1"], cwd=REPO,
+                              env={**env, "COURSE_ROOT": str(REPO)}, capture_output=True,
+                              text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError("calibration failed:\n" + done.stdout[-2000:] + done.stderr[-2000:])
     if repo_key.is_file():  # the hub tests' key: reuse it when it fits this root
         ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
         ctx.key_file.write_bytes(repo_key.read_bytes())
