@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -75,11 +76,13 @@ class Evidence:
     facts_dir: Path
     _loads: dict[str, Future] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _early_loads: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for name, (path, load) in _early.items():
             if path == self.facts_dir / MODELS_DIR / f"{name}.keras":
                 self._loads.setdefault(name, load)
+                self._early_loads.add(name)
 
     @cached_property
     def answers(self) -> dict[str, Any]:
@@ -120,8 +123,22 @@ class Evidence:
     def model(self, name: str) -> Any:
         """The named model, loaded with ``safe_mode=True``; cached per process (a model
         :meth:`preload` is loading is waited for). Raises :class:`Missing` for a model that was
-        not exported and :class:`RubricFail` for one that does not load."""
-        return self._load(name).result()
+        not exported and :class:`RubricFail` for one that does not load.
+
+        A load begun while the export ran is a head start, never a verdict: when it failed,
+        the file in the facts folder is loaded again here, and only that load's failure
+        counts (its own reason is in the checker's log)."""
+        load = self._load(name)
+        if name in self._early_loads and load.exception() is not None:
+            with self._lock:
+                if self._loads.get(name) is load:
+                    del self._loads[name]
+                    self._early_loads.discard(name)
+                    print(f"{name}: the load begun during the export failed "
+                          f"({_short(load.exception())}); loading it from the facts folder",
+                          file=sys.stderr, flush=True)
+            load = self._load(name)
+        return load.result()
 
     def preload(self) -> None:
         """Start loading every exported model on a background thread, the largest first, while

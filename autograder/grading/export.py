@@ -117,7 +117,11 @@ def collect_exports(
     taken = taken or TakenModels()
     budget = [export_mb * 1024 * 1024 - taken.bytes]
     dest_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(dest_dir, 0o700)
+    # Closed to other users, but never to its group: as root the folder is already shared with
+    # the checker (the course-grader group), which may be loading a model taken from this
+    # export at this moment. Owner-only here made that load fail as "file not found" on a
+    # slow machine, and cost the student the model's items.
+    os.chmod(dest_dir, stat.S_IMODE(os.stat(dest_dir).st_mode) & 0o750)
     try:
         root_fd = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:

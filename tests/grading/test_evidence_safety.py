@@ -127,3 +127,34 @@ def test_a_grader_bug_while_a_model_runs_is_a_crashed_check_not_the_students_mis
     else:
         with pytest.raises(NameError):
             run()
+
+
+def test_an_early_load_that_failed_is_not_the_verdict_the_facts_file_is_loaded_again(
+        tmp_path, monkeypatch, capsys):
+    """A model the grader offered while the export ran is loaded at once; if that load failed
+    (the folder was briefly closed to the checker: found on a slow machine, where it cost a
+    student the model's items), is the file in the facts folder loaded again when a test asks,
+    and judged, with the early failure in the checker's log? A file that fails both times still
+    fails with its reason."""
+    import keras
+
+    from autograder.grading import evidence as ev
+
+    monkeypatch.setattr(ev, "_early", {})
+    monkeypatch.setattr(ev, "_early_queue", ev.queue.SimpleQueue())
+    path = tmp_path / MODELS_DIR / "cnn_model.keras"
+    ev.load_early("cnn_model", path)  # nothing there yet: this load fails
+    with pytest.raises(RubricFail):
+        ev._early["cnn_model"][1].result(timeout=120)
+    path.parent.mkdir()
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(path)
+    evidence = Evidence(Path(tmp_path))
+    assert evidence.model("cnn_model").count_params() == 8
+    assert "the load begun during the export failed" in capsys.readouterr().err
+
+    ev.load_early("tl_model", tmp_path / MODELS_DIR / "tl_model.keras")
+    with pytest.raises(RubricFail):
+        ev._early["tl_model"][1].result(timeout=120)
+    (tmp_path / MODELS_DIR / "tl_model.keras").write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(RubricFail, match="tl_model"):
+        Evidence(Path(tmp_path)).model("tl_model")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -352,3 +353,24 @@ def test_a_model_file_that_grows_while_copied_is_refused_and_the_rest_collected(
     assert any("n.keras grew while being copied" in n for n in facts.notes)
     assert "grew while being copied" in facts.answer_errors["n"]
     assert not (out / MODELS_DIR / "n.keras").exists()
+
+
+def test_collecting_the_exports_never_closes_the_facts_folder_to_its_group(export_dir, tmp_path):
+    """The grader shares the facts folder with the checker's group as soon as it takes a model,
+    and the checker may be loading that model while the exports are collected: does collecting
+    keep the folder open to its group (and closed to other users), where it made it owner-only
+    and the checker's load failed?"""
+    out, taken = tmp_path / "out", TakenModels()
+    (export_dir / MODELS_DIR / "m.keras").write_bytes(_keras_bytes(b"first"))
+    assert take_complete_models(export_dir, out, assignment=A, export_mb=10, taken=taken) == ["m"]
+    out.chmod(0o750)  # what open_to_checker leaves (as root: root:course-grader)
+    (out / MODELS_DIR).chmod(0o750)
+    write_answers(export_dir, {"x": 1})
+    collect_exports(export_dir, out, assignment=A, export_mb=10, taken=taken)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert stat.S_IMODE((out / MODELS_DIR).stat().st_mode) == 0o750
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(mode=0o777)
+    fresh.chmod(0o777)
+    collect_exports(export_dir, fresh, assignment=A, export_mb=10)
+    assert stat.S_IMODE(fresh.stat().st_mode) & 0o027 == 0  # never others', never group-writable
