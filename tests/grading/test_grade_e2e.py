@@ -63,6 +63,7 @@ def test_calibration_runs_the_seeds_at_once_in_the_courses_slots(calibrated, cal
     assert sorted(what for _, _, what in ends) == sorted(f"reference run, seed {s}" for s in seeds)
     assert ends[-1][0] - starts[0] < sum(key["reference_wall_s"])
 
+
 @pytest.fixture(scope="module")
 def graded_batch(calibrated, e2e_root):
     course, _ = calibrated
