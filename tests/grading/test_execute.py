@@ -319,9 +319,13 @@ def test_each_model_is_handed_on_as_soon_as_the_export_finished_it(run_zoo):
     result = run_zoo(zoo.SLOW_SECOND_SAVE, cell_timeout_s=120, memory_mb=2048, max_processes=512,
                      on_model=lambda name, path: offered.setdefault(name, path))
     assert result.cells[0].status == CELL_OK, result.cells[0].message
-    assert offered == {"ft_model": result.models["ft_model"]}  # taken while cnn_model was saved
+    # ft_model is handed on only by the taker, while the export runs: here during cnn_model's
+    # 1.5 s save. cnn_model may be taken in the export's last moments too (a slow machine
+    # finishes the export more than one poll after that save) or once the kernel died.
+    assert "ft_model" in offered
+    assert offered == {name: result.models[name] for name in offered}  # the very files judged
     assert offered["ft_model"].read_bytes()[:4] == b"PK\x03\x04"
-    assert set(result.models) == {"ft_model", "cnn_model"}  # the last one, once the kernel died
+    assert set(result.models) == {"ft_model", "cnn_model"}
 
 
 def test_a_kernel_lost_in_the_export_leaves_no_model_even_one_already_handed_on(run_zoo):
