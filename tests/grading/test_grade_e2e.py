@@ -48,7 +48,6 @@ def test_calibration_derives_the_key_from_the_reference(calibrated):
             assert key["thresholds"][model] <= min(key["accuracy"][model])
 
 
-
 def test_calibration_runs_the_seeds_at_once_in_the_courses_slots(calibrated, calibration_reports):
     """With two grading slots and two seeds, do both reference runs go at once: from the runs'
     start to the last one's end took less than their own run times added up (one after the

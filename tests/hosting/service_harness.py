@@ -88,24 +88,24 @@ COURSE = _dc.replace(
                         "reduced", "stand-in")
     if not repo_key.is_file():  # the first world of a session calibrates the hub tests' key
         print("calibrating the repository's answer key (one seed)…", flush=True)
-        done = subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile",
-                               "reduced", "--weights-mode", "stand-in", "--seeds", "1"], cwd=REPO,
-                              env={**env, "COURSE_ROOT": str(REPO)}, capture_output=True,
-                              text=True, timeout=900)
-        if done.returncode != 0:
-            raise RuntimeError("calibration failed:\n" + done.stdout[-2000:] + done.stderr[-2000:])
+        _calibrate_one_seed(REPO, {**env, "COURSE_ROOT": str(REPO)})
     if repo_key.is_file():  # the hub tests' key: reuse it when it fits this root
         ctx.key_file.parent.mkdir(parents=True, exist_ok=True)
         ctx.key_file.write_bytes(repo_key.read_bytes())
     if not ctx.key_is_current():
         print("calibrating an answer key (one seed)…", flush=True)
-        done = subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile",
-                               "reduced", "--weights-mode", "stand-in", "--seeds", "1"], cwd=root,
-                              env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            raise RuntimeError("calibration failed:\n" + done.stdout[-2000:] + done.stderr[-2000:])
+        _calibrate_one_seed(root, env)
     layout = make_exchange(base / "exchange", course.config.course_id)
     return {"root": root, "course": course, "env": env, "key_file": ctx.key_file, **layout}
+
+
+def _calibrate_one_seed(root: Path, env: dict[str, str]) -> None:
+    """`course calibrate` of the reduced/stand-in key in the course root ``root``, one seed."""
+    done = subprocess.run([sys.prefix + "/bin/course", "calibrate", ASSIGNMENT, "--profile",
+                           "reduced", "--weights-mode", "stand-in", "--seeds", "1"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError("calibration failed:\n" + done.stdout[-2000:] + done.stderr[-2000:])
 
 
 def nbgrader_timestamp(t: float) -> str:
