@@ -309,7 +309,7 @@ def _small_config(layer: Any) -> dict[str, Any]:
     """The few configuration values a rubric may look at."""
     config = layer.get_config()
     keep = ("filters", "kernel_size", "strides", "padding", "activation", "units", "rate",
-            "pool_size", "scale", "offset")
+            "pool_size", "scale", "offset", "max_value", "negative_slope", "threshold")
     return {k: _jsonable(config[k]) for k in keep if k in config}
 
 

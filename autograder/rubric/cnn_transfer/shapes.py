@@ -56,6 +56,32 @@ def without_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["type"] != "InputLayer"]
 
 
+def with_activations_folded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Layer rows with each activation written as a layer of its own (``Activation("relu")``,
+    a plain ``ReLU()``) folded into the layer before it, when that layer has no activation of
+    its own: ``Dense(64)`` then ``Activation("relu")`` is ``Dense(64, activation="relu")``, the
+    same function with the same weights. Anything else is kept as it is."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        activation = _standalone_activation(row)
+        if activation is not None and out and out[-1]["config"].get("activation") == "linear":
+            out[-1] = {**out[-1], "config": {**out[-1]["config"], "activation": activation}}
+            continue
+        out.append(row)
+    return out
+
+
+def _standalone_activation(row: dict[str, Any]) -> str | None:
+    """The activation a layer applies when it is only an activation, else None."""
+    config = row.get("config") or {}
+    if row["type"] == "Activation" and isinstance(config.get("activation"), str):
+        return config["activation"]
+    if row["type"] == "ReLU" and config.get("max_value") is None \
+            and not config.get("negative_slope") and not config.get("threshold"):
+        return "relu"
+    return None
+
+
 def fmt(n: int) -> str:
     return f"{n:,}"
 

@@ -10,6 +10,7 @@ from autograder.rubric.cnn_transfer.shapes import (
     require_accuracy,
     require_history,
     require_history_describes,
+    with_activations_folded,
     without_inputs,
 )
 
@@ -18,7 +19,8 @@ OPTIONAL_AFTER_FLATTEN = {"Dropout"}
 
 
 def _core(rows):
-    return [r for r in without_inputs(rows) if r["type"] not in OPTIONAL_AFTER_FLATTEN]
+    return [r for r in with_activations_folded(without_inputs(rows))
+            if r["type"] not in OPTIONAL_AFTER_FLATTEN]
 
 
 def test_q2_cnn_architecture(evidence, key):
@@ -29,7 +31,8 @@ def test_q2_cnn_architecture(evidence, key):
     want_types = [r["type"] for r in want]
     if got_types != want_types:
         fail("cnn_model's layers should be, in order: " + " → ".join(want_types)
-             + f" (Dropout after Flatten is allowed); yours are: " + " → ".join(got_types) + ".")
+             + " (Dropout after Flatten, and an activation written as a layer of its own, are "
+             "allowed); yours are: " + " → ".join(got_types) + ".")
     input_shape = without_inputs(rows)[0]["output_shape"]
     if input_shape != want[0]["output_shape"]:
         fail(f"cnn_model should take images of shape {tuple(want[0]['output_shape'][1:])}; "

@@ -10,6 +10,7 @@ from autograder.rubric.cnn_transfer.shapes import (
     probabilities,
     require_accuracy,
     require_history,
+    with_activations_folded,
     without_inputs,
 )
 
@@ -27,8 +28,8 @@ def test_q4_backbone_facts(evidence, key):
 
 def test_q4_head_architecture(evidence, key):
     model = evidence.model("tl_model")
-    rows = without_inputs(layer_rows(model))
-    want = without_inputs(key["models"]["tl_model"]["layers"])
+    rows = with_activations_folded(without_inputs(layer_rows(model)))
+    want = with_activations_folded(without_inputs(key["models"]["tl_model"]["layers"]))
     if [r["type"] for r in rows] != [r["type"] for r in want]:
         fail("tl_model should be " + " → ".join(r["type"] for r in want)
              + " on the embeddings; yours is " + " → ".join(r["type"] for r in rows) + ".")

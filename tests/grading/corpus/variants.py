@@ -216,6 +216,51 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
              Insert("a_finetune_fit", "plot_history(ft_history, 'again')\nprint(ft_model.layers[-1].get_config())"))),
     Variant("rerun_cnn_cells", "the CNN built, compiled and trained again from scratch (a re-run of those cells)",
             (Insert("a_cnn_fit", copy_of=("a_cnn_architecture", "a_cnn_compile", "a_cnn_fit")),)),
+    Variant("activations_as_layers", "each activation of the CNN and the head written as a layer of "
+            "its own (ReLU(), Activation(...)) after a layer without one: the same functions",
+            (Edit("a_cnn_architecture", 'x = layers.Conv2D(32, (2, 2), activation="relu", name="conv1")(x)',
+                  'x = layers.Conv2D(32, (2, 2), name="conv1")(x)\nx = layers.ReLU()(x)'),
+             Edit("a_cnn_architecture", 'x = layers.Conv2D(32, (2, 2), activation="relu", name="conv2")(x)',
+                  'x = layers.Conv2D(32, (2, 2), name="conv2")(x)\nx = layers.Activation("relu")(x)'),
+             Edit("a_cnn_architecture", 'x = layers.Dense(64, activation="relu")(x)',
+                  'x = layers.Dense(64)(x)\nx = layers.Activation("relu")(x)'),
+             Edit("a_cnn_architecture", 'outputs = layers.Dense(1, activation="sigmoid")(x)',
+                  'outputs = layers.Activation("sigmoid")(layers.Dense(1)(x))'),
+             Edit("a_head_architecture", 'x = layers.Dense(256, activation="relu")(x)',
+                  'x = layers.ReLU()(layers.Dense(256)(x))'),
+             Edit("a_head_architecture", 'tl_out = layers.Dense(1, activation="sigmoid")(x)',
+                  'tl_out = layers.Activation("sigmoid")(layers.Dense(1)(x))'))),
+    Variant("backbone_training_false", "ft_model calls the backbone with training=False, as the Keras "
+            "fine-tuning guide advises",
+            (Edit("a_finetune_model", "x = backbone(preprocess_input(image_in))",
+                  "x = backbone(preprocess_input(image_in), training=False)"),)),
+    Variant("sequential_heads", "tl_model written with keras.Sequential; ft_model's head as a nested "
+            "Sequential of the ft_head layers",
+            (Edit("a_head_architecture", TL_HEAD, '''tl_model = keras.Sequential([
+    keras.Input(shape=embedding_shape),
+    layers.Flatten(),
+    layers.Dense(256, activation="relu"),
+    layers.Dropout(0.5),
+    layers.Dense(1, activation="sigmoid"),
+], name="tl_head")'''),
+             Edit("a_finetune_model", "x = backbone(preprocess_input(image_in))\nfor layer in ft_head:\n    x = layer(x)",
+                  'x = keras.Sequential(ft_head, name="head")(backbone(preprocess_input(image_in)))'))),
+    Variant("answers_read_from_keras", "the shapes and counts read from Keras objects instead of "
+            "worked out by hand, and the choice's rule written the other way round",
+            (Edit("a_output_shapes", "shape_stride1_valid = (valid_side(224, 2, 1), valid_side(224, 2, 1), 32)",
+                  "shape_stride1_valid = tuple(layers.Conv2D(32, (2, 2)).compute_output_shape((None, 224, 224, 3))[1:])"),
+             Edit("a_output_shapes", "shape_stride2_same = (same_side(224, 2), same_side(224, 2), 32)",
+                  "shape_stride2_same = tuple(layers.Conv2D(32, (2, 2), strides=2, padding='same')"
+                  ".compute_output_shape((None, 224, 224, 3))[1:])"),
+             Edit("a_kernel_shape", "conv1_kernel_shape = tuple(int(d) for d in conv1.kernel.shape)",
+                  "conv1_kernel_shape = conv1.get_weights()[0].shape"),
+             Edit("a_frozen_counts", "frozen_non_trainable_params = conv1_params + conv2_params\n"
+                  "frozen_trainable_params = cnn_model.count_params() - frozen_non_trainable_params",
+                  "frozen_trainable_params = int(sum(np.prod(w.shape) for w in cnn_model.trainable_weights))\n"
+                  "frozen_non_trainable_params = int(sum(np.prod(w.shape) for w in cnn_model.non_trainable_weights))"),
+             Edit("a_backbone", "embedding_shape = tuple(int(d) for d in backbone.output_shape[1:])",
+                  "embedding_shape = backbone.output.shape[1:]"),
+             Edit("a_model_choice", CHOICE, 'chosen_model = "tl" if tl_val >= ft_val else "ft"'))),
     Variant("off_by_bias", "conv parameters without the biases",
             (Edit("a_conv_params", "(2 * 2 * 3 + 1) * 32", "2 * 2 * 3 * 32"),
              Edit("a_conv_params", "(2 * 2 * 32 + 1) * 32", "2 * 2 * 32 * 32")),
@@ -325,9 +370,12 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
 # the reference, and choice_on_test_agrees, whose choice is right only for the training the
 # grading seed gives the unchanged notebook (a re-run or another construction draws anew).
 VALID_GROUPS: dict[str, tuple[str, ...]] = {
-    "valid_sequential_flags_rerun": ("cnn_sequential", "freeze_backbone_by_flags", "rerun_cnn_cells"),
-    "valid_dropout_loop_extra_cells": ("cnn_wider_dropout", "freeze_cnn_by_loop", "extra_cells"),
+    "valid_sequential_flags_rerun_keras_answers": ("cnn_sequential", "freeze_backbone_by_flags",
+                                                   "rerun_cnn_cells", "answers_read_from_keras"),
+    "valid_dropout_loop_extra_cells_sequential": ("cnn_wider_dropout", "freeze_cnn_by_loop", "extra_cells",
+                                                  "sequential_heads"),
     "valid_names_numpy_ints": ("other_names_and_spellings", "numpy_ints"),
+    "valid_activation_layers_training_false": ("activations_as_layers", "backbone_training_false"),
 }
 
 _BY_NAME = {v.name: v for v in VARIANTS}
