@@ -233,6 +233,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     wait for the facts folder."""
     fd = os.environ.get(WAIT_ENV)
     if not fd:
+        import_keras()
         return
     started = time.monotonic()
     _warm_up(session.items)
@@ -274,11 +275,32 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(line)
 
 
+def import_keras() -> None:
+    """Import Keras (and TensorFlow) without matplotlib.
+
+    Keras imports ``matplotlib.pyplot`` at start-up when matplotlib is installed (for
+    ``keras.visualization``, which no rubric uses), and in the checker's fresh
+    ``MPLCONFIGDIR`` matplotlib also rebuilds its font list: about 0.7 CPU-s of every
+    submission's checker (issue 12). Keras treats a matplotlib it cannot import as absent,
+    so the import is declined while Keras loads, and allowed again afterwards: a rubric that
+    draws can still import matplotlib itself."""
+    import sys
+
+    declined = "matplotlib" not in sys.modules
+    if declined:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]  (ImportError on import)
+    try:
+        import keras  # noqa: F401
+    finally:
+        if declined and sys.modules.get("matplotlib", ...) is None:
+            del sys.modules["matplotlib"]
+
+
 def _warm_up(items: list[pytest.Item]) -> None:
     """Import Keras (and TensorFlow) and read the trusted values the collected tests ask for.
     A value that cannot be read is left for its fixture, which meets the same error in the test
     and reports it there."""
-    import keras  # noqa: F401  (seconds of imports, paid while the notebook runs)
+    import_keras()  # seconds of imports, paid while the notebook runs
 
     inputs = CheckInputs.from_env()
     wanted = {name for item in items for name in getattr(item, "fixturenames", ())}

@@ -230,6 +230,33 @@ def test_a_checker_started_before_the_notebook_judges_the_facts_handed_to_it(ope
     assert "checker warmed up in" in log and "s for the facts" in log
 
 
+DRAWING_RUBRIC = '''
+import sys
+from autograder.grading.evidence import fail
+
+def test_keras_came_without_matplotlib_and_matplotlib_still_imports(evidence):
+    before = sorted(m for m in ("keras", "matplotlib") if m in sys.modules)
+    import matplotlib.pyplot  # a rubric may draw
+    if before != ["keras"] or matplotlib.pyplot.figure is None:
+        fail(f"imported before the check: {before}")
+'''
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["started-early", "started-after"])
+def test_the_checker_imports_keras_without_matplotlib_and_a_rubric_may_still_draw(open_tmp, early):
+    """Keras imports matplotlib.pyplot at start-up, and in the checker's fresh config folder
+    matplotlib rebuilds its font list: CPU every submission pays for drawing nothing (issue 12).
+    Does a checker, started early or after the notebook, judge with Keras imported and
+    matplotlib not, and can a rubric test still import matplotlib itself?"""
+    if early:
+        checked, _, log, _ = _judge_later(open_tmp, DRAWING_RUBRIC)
+    else:
+        checked, log = run_rubric(inputs(open_tmp), rubric_dir=_rubric(open_tmp, DRAWING_RUBRIC),
+                                  timeout_s=300)
+    assert checked["items"] == {"keras_came_without_matplotlib_and_matplotlib_still_imports": {
+        "outcome": "passed", "message": "Correct."}}, log
+
+
 def test_a_checker_no_submission_needs_is_stopped_and_leaves_nothing(open_tmp):
     """A submission that never ran (refused, unreadable) cancels its waiting checker: is the
     process gone and its private folder removed?"""
