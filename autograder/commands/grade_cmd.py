@@ -134,7 +134,7 @@ def show_batch(outcome, ctx) -> None:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from autograder.grading.calibrate import calibrate, calibration_seeds
+    from autograder.grading.calibrate import calibrate, calibration_seeds, few_runs_warning
     from autograder.grading.pipeline import make_context
 
     course = load_course()
@@ -162,4 +162,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{model}'s accuracy item is not assessed in this mode: {why}. It "
                       f"is left out of the maximum score and labelled in the feedback; the full "
                       f"profile with ImageNet weights should make it assessable.[/]")
+    few = few_runs_warning(key)
+    if few:
+        console.print(f"[yellow]warning: {few}[/]")
     return 0

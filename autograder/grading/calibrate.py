@@ -55,6 +55,26 @@ def calibration_seeds(grading_seed: int, extra: tuple[int, ...]) -> tuple[int, .
     return tuple(dict.fromkeys((grading_seed, *extra)))
 
 
+MIN_RUNS_FOR_SPREAD = 3
+"""Fewer reference runs than this cannot show how far honest training varies (for
+cnn_transfer's CNN at the full profile: 0.74 on one seed, 0.92-0.96 on others, a spread wider
+than the default margin; docs/THRESHOLDS.md)."""
+
+
+def few_runs_warning(key: dict[str, Any]) -> str | None:
+    """What to tell staff whose key assesses accuracy from fewer than
+    :data:`MIN_RUNS_FOR_SPREAD` reference runs (None otherwise)."""
+    assessed = [m for m in key.get("thresholds", {}) if m not in key.get("not_assessable", {})]
+    runs = len(key.get("seeds", []))
+    if not assessed or runs >= MIN_RUNS_FOR_SPREAD:
+        return None
+    return (f"the pass marks of {', '.join(assessed)} come from {runs} reference run(s), too few "
+            f"to show how far honest training varies (docs/THRESHOLDS.md), so a valid submission "
+            f"may fall below them. Grade students with a key calibrated over at least "
+            f"{MIN_RUNS_FOR_SPREAD} seeds: leave out --seeds to use the grading seed and the "
+            f"assignment's calibration_seeds.")
+
+
 def calibrate(ctx: GradingContext, *, seeds: tuple[int, ...], progress: Progress | None = None
               ) -> dict[str, Any]:
     """Run the reference solution per seed, measure it, and write the answer key."""

@@ -12,7 +12,9 @@ from autograder.errors import ConfigError, GradingError
 from autograder.grading.calibrate import (
     accuracy_floor,
     build_key,
+    MIN_RUNS_FOR_SPREAD,
     calibration_seeds,
+    few_runs_warning,
     steps_per_epoch,
 )
 from autograder.grading.pipeline import make_context
@@ -45,6 +47,21 @@ def test_thresholds_follow_the_distribution_minus_the_margin():
     assert key["headroom"]["cnn_model"] == pytest.approx(0.85 - (0.86 - 0.15), abs=1e-4)
     assert key["answers"]["conv1_params"] == 416
     assert key["not_assessable"] == {} and key["weak_thresholds"] == []
+
+
+def test_staff_are_warned_when_too_few_runs_set_a_pass_mark():
+    """A pass mark from one or two reference runs knows nothing of how far honest training
+    varies: is staff told so, naming the items, only when an accuracy item is assessed from
+    fewer than MIN_RUNS_FOR_SPREAD runs?"""
+    few = build_key([sheet(seed, 0.95) for seed in range(1, MIN_RUNS_FOR_SPREAD)], margin=0.15)
+    assert few["not_assessable"] == {}
+    warning = few_runs_warning(few)
+    assert warning is not None and "cnn_model" in warning and "--seeds" in warning
+    enough = build_key([sheet(seed, 0.95) for seed in range(1, MIN_RUNS_FOR_SPREAD + 1)], margin=0.15)
+    assert few_runs_warning(enough) is None
+    # an item left unassessed gives no pass mark to warn about
+    collapsed = build_key([sheet(1, 0.95), sheet(2, 0.5)], margin=0.15)
+    assert collapsed["not_assessable"] and few_runs_warning(collapsed) is None
 
 
 def test_a_threshold_never_sits_at_or_below_the_majority_rate():
