@@ -163,18 +163,7 @@ class StartedRubric:
         return _rubric_result(json.loads(report.read_text()) if report.is_file() else {}, "")[0]
 
     def _wait(self, timeout_s: float) -> None:
-        run = self._run
-        try:
-            out, err = run.proc.communicate(timeout=timeout_s)
-            self._log = (out + err)[-4000:]
-            timed_out = None
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
-            out, _ = run.proc.communicate()
-            self._log = f"checker timed out after {timeout_s:.0f} s\n{out or ''}"[-4000:]
-            timed_out = timeout_s
-        self._stopped = _why_stopped(run, timed_out=timed_out)
-        self._log += _memory_line(run)
+        self._log, self._stopped = _await_exit(self._run, timeout_s)
 
     def stopped(self) -> Stopped | None:
         """After :meth:`finish`: why the checker ended without writing its report (it ran out
@@ -331,6 +320,21 @@ class Stopped:
     """The limit it met (``6,144 MB``, ``900 s``) or how it ended (``signal SIGSEGV``)."""
 
 
+def _await_exit(run: _Confined, timeout_s: float) -> tuple[str, Stopped | None]:
+    """Wait up to ``timeout_s`` for the checker to exit (killing it then): the tail of its
+    output with the most memory it held, and why it left no report (None when it wrote one)."""
+    try:
+        out, err = run.proc.communicate(timeout=timeout_s)
+        log = (out + err)[-4000:]
+        timed_out = None
+    except subprocess.TimeoutExpired:
+        run.proc.kill()
+        out, _ = run.proc.communicate()
+        log = f"checker timed out after {timeout_s:.0f} s\n{out or ''}"[-4000:]
+        timed_out = timeout_s
+    return log + _memory_line(run), _why_stopped(run, timed_out=timed_out)
+
+
 def _why_stopped(run: _Confined, *, timed_out: float | None) -> Stopped | None:
     """Why ``run`` (exited) left no report; None when it wrote one."""
     import signal
@@ -442,19 +446,9 @@ def _start(argv: list[str], inputs: CheckInputs, *, extra_env: dict[str, str] | 
 def _finish(run: _Confined, *, timeout_s: float, before_cleanup: Any = None
             ) -> tuple[dict[str, Any], str, Stopped | None]:
     try:
-        try:
-            out, err = run.proc.communicate(timeout=timeout_s)
-            log = (out + err)[-4000:]
-            timed_out = None
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
-            out, _ = run.proc.communicate()
-            log = f"checker timed out after {timeout_s:.0f} s\n{out or ''}"[-4000:]
-            timed_out = timeout_s
-        stopped = _why_stopped(run, timed_out=timed_out)
+        log, stopped = _await_exit(run, timeout_s)
         if stopped is not None:
             log += f"\nchecker ended without a report: {stopped.cause} ({stopped.detail})"
-        log += _memory_line(run)
         records = json.loads(run.report.read_text()) if run.report.is_file() else {}
         if before_cleanup is not None:
             before_cleanup(run.private)
