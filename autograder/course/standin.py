@@ -21,6 +21,7 @@ from autograder.course.weights import (
     weights_dir,
 )
 from autograder.errors import WeightsError
+from autograder.keras_import import import_keras
 
 STAND_IN_FILE = "resnet50_standin_notop.weights.h5"
 STAND_IN_SEED = 50
@@ -41,7 +42,7 @@ def ensure_standin_weights(course: Course) -> Path:
     except OSError as exc:
         raise WeightsError(f"cannot create {path.parent}: {exc.strerror}",
                            hint="run `course weights stand-in` as a user who may write there") from None
-    import keras
+    keras = import_keras()
 
     keras.utils.set_random_seed(STAND_IN_SEED)
     model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(224, 224, 3))

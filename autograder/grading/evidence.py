@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.grading import messages
+from autograder.keras_import import import_keras
 
 # Files the export stage writes into a facts folder.
 ANSWERS_FILE = "answers.json"
@@ -176,7 +177,7 @@ class Evidence:
 def read_model(name: str, path: Path) -> Any:
     """Model ``name`` from its ``.keras`` file, in safe mode; :class:`RubricFail` when the file
     does not load."""
-    import keras
+    keras = import_keras()
 
     try:
         # compile=False: the optimizer is never needed (its step counter and the compile
@@ -417,7 +418,7 @@ def finetune_tail(model: Any, *, open_layers: int) -> Any:
     The block is wired as ResNet50 wires an identity block: a chain of layers whose ``Add`` takes
     the block's input as the shortcut. Layers are taken by position, never by name; a model whose
     layers do not fit this shape raises ``ValueError``."""
-    import keras
+    keras = import_keras()
 
     backbone = find_backbone(model)
     if backbone is None:
@@ -443,7 +444,7 @@ def trainable_pattern(model: Any) -> list[bool]:
 
 def find_backbone(model: Any) -> Any | None:
     """The nested ResNet50 model inside ``model``, if any (the largest nested model)."""
-    import keras
+    keras = import_keras()
 
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     return max(nested, key=lambda m: len(m.layers), default=None)
@@ -456,7 +457,7 @@ def find_backbone(model: Any) -> Any | None:
 def load_image_folder(folder: Path, *, classes: tuple[str, ...], image_size_px: int):
     """Images and labels from ``folder/<class>/*``, read and resized exactly as the
     students' notebooks do (``keras.utils.image_dataset_from_directory``)."""
-    import keras
+    keras = import_keras()
     import numpy as np
 
     dataset = keras.utils.image_dataset_from_directory(

@@ -51,6 +51,7 @@ from autograder.grading.evidence import (
     load_early,
     load_image_folder,
 )
+from autograder.keras_import import import_keras
 
 _records: dict[str, dict[str, Any]] = {}
 _evidence: list[Evidence] = []
@@ -273,27 +274,6 @@ def _next_message(pipe: Any) -> Any:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for line in _timing:
         terminalreporter.write_line(line)
-
-
-def import_keras() -> None:
-    """Import Keras (and TensorFlow) without matplotlib.
-
-    Keras imports ``matplotlib.pyplot`` at start-up when matplotlib is installed (for
-    ``keras.visualization``, which no rubric uses), and in the checker's fresh
-    ``MPLCONFIGDIR`` matplotlib also rebuilds its font list: about 0.7 CPU-s of every
-    submission's checker (issue 12). Keras treats a matplotlib it cannot import as absent,
-    so the import is declined while Keras loads, and allowed again afterwards: a rubric that
-    draws can still import matplotlib itself."""
-    import sys
-
-    declined = "matplotlib" not in sys.modules
-    if declined:
-        sys.modules["matplotlib"] = None  # type: ignore[assignment]  (ImportError on import)
-    try:
-        import keras  # noqa: F401
-    finally:
-        if declined and sys.modules.get("matplotlib", ...) is None:
-            del sys.modules["matplotlib"]
 
 
 def _warm_up(items: list[pytest.Item]) -> None:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from autograder.grading.embeddings import FILES as EMBEDDING_FILES, PRETRAINED_FILE
+from autograder.keras_import import import_keras
 
 # The layer whose output feeds the last residual block (the fine-tuned tail's input).
 BEFORE_LAST_BLOCK = "conv5_block2_out"
 
 
 def build_backbone(weights_file: Path | None, *, image_size_px: int) -> Any:
-    import keras
+    keras = import_keras()
 
     if weights_file is None:
         raise RuntimeError("no ResNet50 weights file was given to the checker")
@@ -39,7 +40,7 @@ def embed(backbone: Any, images: Any) -> Any:
 def embed_both(backbone: Any, images: Any) -> tuple[Any, Any]:
     """(activations before the last block, embeddings) of ``images``, preprocessed exactly as
     ResNet50 was trained (``resnet50.preprocess_input``), in inference mode."""
-    import keras
+    keras = import_keras()
 
     extractor = keras.Model(backbone.input,
                             [backbone.get_layer(BEFORE_LAST_BLOCK).output, backbone.output])
