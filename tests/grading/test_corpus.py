@@ -1,7 +1,8 @@
 """The labelled corpus, graded end to end in one batch: no valid variant loses a point, every
 honest mistake loses exactly the items it names, and nothing ends as "could not be checked".
-Each mistake is graded in a notebook of its own; valid variants whose changes touch different
-cells share one (corpus/variants.py: ``GRADED``).
+Valid variants whose changes touch different cells share one notebook; a mistake is graded
+alone or beside one mistake from the notebook's other, independent half (corpus/variants.py:
+``GRADED``).
 
 Variants are built from the source notebook by asserted edits (tests/grading/corpus/variants.py),
 graded at the reduced profile with stand-in weights against the session's calibrated key. Which
@@ -18,7 +19,19 @@ import pytest
 from autograder.grading import messages
 from autograder.grading.jobs import discover, run_batch
 from autograder.grading.pipeline import make_context
-from corpus.variants import GRADED, VALID_GROUPS, VARIANTS, CorpusError, Edit, Variant, build, combined
+from corpus.variants import (
+    GRADED,
+    GRADED_AS,
+    MISTAKE_PAIRS,
+    VALID_GROUPS,
+    VARIANTS,
+    CorpusError,
+    Edit,
+    Variant,
+    build,
+    combined,
+    paired,
+)
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,21 +56,29 @@ def test_the_corpus_is_big_and_labelled_against_real_items(base_course):
         build(SOURCE, variant)  # raises CorpusError when an edit no longer applies once
 
 
-def test_every_variant_is_graded_once_and_every_mistake_alone():
-    """Is each valid variant in exactly one graded notebook (alone or in one group), each
-    mistake graded on its own, and every group's notebook built from its parts' changes?"""
+def test_every_variant_is_graded_once_and_no_mistake_beside_a_valid_change():
+    """Is each variant in exactly one graded notebook (alone, in one valid group, or in one
+    pair of mistakes), every group and pair built from its parts' changes and labelled with
+    their items, and no valid change graded beside a mistake?"""
     grouped = [name for names in VALID_GROUPS.values() for name in names]
-    assert len(grouped) == len(set(grouped))
+    pairs = [name for names in MISTAKE_PAIRS.values() for name in names]
+    assert len(grouped + pairs) == len(set(grouped + pairs))
     graded = {v.name: v for v in GRADED}
     assert len(graded) == len(GRADED)
+    by_name = {v.name: v for v in VARIANTS}
     for variant in VARIANTS:
-        assert (variant.name in graded) != (variant.name in grouped), variant.name
-        if not variant.valid:
-            assert graded[variant.name] == variant
+        assert [variant.name in graded, variant.name in grouped, variant.name in pairs].count(True) == 1
+        assert GRADED_AS[variant.name] in graded, variant.name
     for group, names in VALID_GROUPS.items():
-        assert graded[group].valid and len(graded[group].changes) == sum(
-            len(v.changes) for v in VARIANTS if v.name in names)
+        assert graded[group].valid and graded[group].changes == tuple(
+            c for n in names for c in by_name[n].changes)
         build(SOURCE, graded[group])
+    for pair, (early, late) in MISTAKE_PAIRS.items():
+        parts = (by_name[early], by_name[late])
+        assert graded[pair].changes == parts[0].changes + parts[1].changes
+        assert graded[pair].fails == parts[0].fails | parts[1].fails
+        assert graded[pair].fails_if_assessable == parts[0].fails_if_assessable | parts[1].fails_if_assessable
+        build(SOURCE, graded[pair])
 
 
 def test_a_group_refuses_a_mistake_and_two_changes_to_one_cell():
@@ -66,6 +87,16 @@ def test_a_group_refuses_a_mistake_and_two_changes_to_one_cell():
         combined("bad", (by_name["reference"], by_name["off_by_bias"]))
     with pytest.raises(CorpusError, match="a_cnn_architecture"):
         combined("bad", (by_name["cnn_sequential"], by_name["cnn_wider_dropout"]))
+
+
+def test_a_pair_holds_one_mistake_of_each_half():
+    by_name = {v.name: v for v in VARIANTS}
+    with pytest.raises(CorpusError, match="two mistakes"):
+        paired("bad", by_name["off_by_bias"], by_name["reference"])
+    with pytest.raises(CorpusError, match="cannot be the early half"):
+        paired("bad", by_name["nine_open"], by_name["eleven_open"])
+    with pytest.raises(CorpusError, match="cannot be the late half"):
+        paired("bad", by_name["off_by_bias"], by_name["cnn_sgd"])
 
 
 def test_an_edit_that_no_longer_matches_fails_loudly():
@@ -145,7 +176,7 @@ def test_failure_messages_say_what_to_fix(graded_corpus):
     _, _, results = graded_corpus
 
     def output(variant: str, item: str) -> str:
-        return next(t["output"] for t in results[variant]["tests"] if t["name"] == item)
+        return next(t["output"] for t in results[GRADED_AS[variant]]["tests"] if t["name"] == item)
 
     assert "never trained" in output("plain_dict_history", "q2_cnn_trained")
     assert "never on the validation images" in output("train_on_validation", "q2_cnn_trained")

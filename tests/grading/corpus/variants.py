@@ -11,11 +11,20 @@ Labels: ``fails`` lists the rubric items the variant must fail, in every grading
 item is assessable (elsewhere they are labelled not assessable, never passed). Every other
 item must pass, or be not assessable by the key.
 
-What is graded (:data:`GRADED`): every mistake on its own, so that each is seen to cost
-exactly its items, and the valid variants grouped (:func:`combined`) where their changes touch
-different cells and nothing the training's random draws follow: a valid change that cost a
-point costs it in its group too, and a full-marks notebook then holds every change at once.
-Each graded notebook is one more sandboxed run of the whole notebook, minutes of CI.
+What is graded (:data:`GRADED`), each notebook one more sandboxed run of the whole notebook
+(minutes of CI on a slow machine):
+
+* the valid variants grouped (:func:`combined`) where their changes touch different cells and
+  nothing the training's random draws follow: a valid change that cost a point costs it in its
+  group too, and a full-marks notebook then holds every change at once;
+* each mistake either alone or in a pair (:func:`paired`) with a mistake from the other half
+  of the notebook. The halves are independent by the notebook's construction: the late half
+  (ResNet50, the head, fine-tuning and the choice, :data:`LATE_CELLS`) reads nothing the early
+  half (questions 1-3, the CNN) defines except the data, which no early cell changes, and it
+  reseeds before each model it builds; its items (:data:`LATE_ITEMS`) judge only the late
+  half's models and answers. So each item's grade follows from one half's cells, and a pair
+  must lose exactly the union of its two mistakes' items: a mistake that cost an item of its
+  own half more than its labels say shows up just as it would alone.
 """
 
 from __future__ import annotations
@@ -112,6 +121,38 @@ def combined(name: str, parts: tuple[Variant, ...]) -> Variant:
         seen |= touched(part)
     return Variant(name, " + ".join(p.name for p in parts),
                    tuple(c for p in parts for c in p.changes))
+
+
+LATE_CELLS = frozenset({"a_backbone", "a_head_architecture", "a_head_fit", "a_finetune_model",
+                        "a_finetune_fit", "a_model_choice"})
+"""The answer cells of the notebook's late half (questions 4 and 5)."""
+LATE_ITEMS_PREFIXES = ("q4_", "q5_")
+"""Rubric items of the late half: they judge the backbone, tl_model, ft_model and the choice."""
+
+
+def _late_items(variant: Variant) -> bool:
+    return all(item.startswith(LATE_ITEMS_PREFIXES) for item in variant.fails | variant.fails_if_assessable)
+
+
+def _early_items(variant: Variant) -> bool:
+    return not any(item.startswith(LATE_ITEMS_PREFIXES) for item in variant.fails | variant.fails_if_assessable)
+
+
+def paired(name: str, early: Variant, late: Variant) -> Variant:
+    """One notebook holding two mistakes, ``early`` changing only cells of questions 1-3 and
+    losing only their items, ``late`` only cells of :data:`LATE_CELLS` and their items (else
+    :class:`CorpusError`); it must lose exactly both mistakes' items."""
+    if early.valid or late.valid:
+        raise CorpusError(f"{name}: a pair holds two mistakes (valid variants go in VALID_GROUPS)")
+    if touched(early) & LATE_CELLS or not _early_items(early):
+        raise CorpusError(f"{early.name} changes or loses something of questions 4-5: it cannot "
+                          f"be the early half of {name}")
+    if not touched(late) <= LATE_CELLS or not _late_items(late):
+        raise CorpusError(f"{late.name} changes or loses something of questions 1-3: it cannot "
+                          f"be the late half of {name}")
+    return Variant(name, f"{early.name} + {late.name}", early.changes + late.changes,
+                   fails=early.fails | late.fails,
+                   fails_if_assessable=early.fails_if_assessable | late.fails_if_assessable)
 
 
 def write_corpus(source: Path, out_dir: Path, notebook: str, variants: list[Variant] | None = None
@@ -378,9 +419,34 @@ VALID_GROUPS: dict[str, tuple[str, ...]] = {
     "valid_activation_layers_training_false": ("activations_as_layers", "backbone_training_false"),
 }
 
+# Mistakes graded two to a notebook (:func:`paired`): one of questions 1-3, one of questions
+# 4-5. The rest are graded alone.
+MISTAKE_PAIRS: dict[str, tuple[str, str]] = {
+    "pair_off_by_bias_nothing_frozen": ("off_by_bias", "nothing_frozen"),
+    "pair_without_plus_one_eleven_open": ("valid_without_plus_one", "eleven_open"),
+    "pair_counts_as_floats_nine_open": ("counts_as_floats", "nine_open"),
+    "pair_cnn_without_rescaling_frozen_changed": ("cnn_without_rescaling", "frozen_changed_renamed"),
+    "pair_cnn_softmax_ft_without_preprocess": ("cnn_softmax_head", "ft_without_preprocess"),
+    "pair_cnn_sgd_ft_rescale_255": ("cnn_sgd", "ft_rescale_255"),
+    "pair_train_on_validation_ties_to_ft": ("train_on_validation", "choice_ties_to_ft"),
+    "pair_zero_epochs_choice_typed_in": ("zero_epochs", "choice_typed_in"),
+    "pair_plain_dict_backbone_off_by_one": ("plain_dict_history", "backbone_layers_off_by_one"),
+    "pair_fit_twice_tl_head_128": ("fit_twice", "tl_head_128"),
+    "pair_constant_cnn_tl_softmax": ("constant_cnn", "tl_softmax_head"),
+}
+
 _BY_NAME = {v.name: v for v in VARIANTS}
 _GROUPED = {name for names in VALID_GROUPS.values() for name in names}
+_PAIRED = {name for names in MISTAKE_PAIRS.values() for name in names}
 GRADED: list[Variant] = [
-    *(v for v in VARIANTS if v.name not in _GROUPED),
+    *(v for v in VARIANTS if v.name not in _GROUPED | _PAIRED),
     *(combined(group, tuple(_BY_NAME[n] for n in names)) for group, names in VALID_GROUPS.items()),
+    *(paired(pair, _BY_NAME[early], _BY_NAME[late]) for pair, (early, late) in MISTAKE_PAIRS.items()),
 ]
+
+GRADED_AS: dict[str, str] = {
+    **{v.name: v.name for v in VARIANTS},
+    **{n: group for group, names in VALID_GROUPS.items() for n in names},
+    **{n: pair for pair, names in MISTAKE_PAIRS.items() for n in names},
+}
+"""The graded notebook that holds each variant."""
