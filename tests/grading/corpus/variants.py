@@ -302,6 +302,19 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
              Edit("a_backbone", "embedding_shape = tuple(int(d) for d in backbone.output_shape[1:])",
                   "embedding_shape = backbone.output.shape[1:]"),
              Edit("a_model_choice", CHOICE, 'chosen_model = "tl" if tl_val >= ft_val else "ft"'))),
+    Variant("freeze_tail_by_name", "the fine-tuned layers picked by name (conv5_block3_*), every "
+            "other layer frozen", (Edit("a_finetune_model", FREEZE,
+                                        'for layer in backbone.layers:\n    layer.trainable = '
+                                        'layer.name.startswith("conv5_block3_")'),)),
+    Variant("conv_params_weights_plus_biases", "the conv counts written as weights plus biases",
+            (Edit("a_conv_params", "conv1_params = (2 * 2 * 3 + 1) * 32", "conv1_params = 2 * 2 * 3 * 32 + 32"),
+             Edit("a_conv_params", "conv2_params = (2 * 2 * 32 + 1) * 32", "conv2_params = 2 * 2 * 32 * 32 + 32"))),
+    Variant("kernel_shape_from_weights", "the kernel shape read from get_weights() and the frozen "
+            "counts from the layers' own count_params()",
+            (Edit("a_kernel_shape", "conv1_kernel_shape = tuple(int(d) for d in conv1.kernel.shape)",
+                  "conv1_kernel_shape = conv1.get_weights()[0].shape"),
+             Edit("a_frozen_counts", "frozen_non_trainable_params = conv1_params + conv2_params",
+                  'frozen_non_trainable_params = sum(cnn_model.get_layer(n).count_params() for n in ("conv1", "conv2"))'))),
     Variant("off_by_bias", "conv parameters without the biases",
             (Edit("a_conv_params", "(2 * 2 * 3 + 1) * 32", "2 * 2 * 3 * 32"),
              Edit("a_conv_params", "(2 * 2 * 32 + 1) * 32", "2 * 2 * 32 * 32")),
@@ -371,6 +384,17 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
             (Edit("a_head_architecture", 'tl_out = layers.Dense(1, activation="sigmoid")(x)', 'tl_out = layers.Dense(2, activation="softmax")(x)'),
              Edit("a_head_architecture", 'tl_model.compile(loss="binary_crossentropy"', 'tl_model.compile(loss="sparse_categorical_crossentropy"')),
             fails=F({"q4_head_architecture", "q4_head_accuracy", "q5_model_choice"})),
+    Variant("backbone_params_trainable_only", "the backbone's parameters counted from its "
+            "trainable weights (batch norm's moving statistics left out)",
+            (Edit("a_backbone", "backbone_params = backbone.count_params()",
+                  "backbone_params = int(sum(np.prod(w.shape) for w in backbone.trainable_weights))"),),
+            fails=F({"q4_backbone_facts"})),
+    Variant("tl_head_without_dropout", "the head without its Dropout(0.5)",
+            (Edit("a_head_architecture", "x = layers.Dropout(0.5)(x)\ntl_out", "tl_out"),),
+            fails=F({"q4_head_architecture"})),
+    Variant("ft_backbone_all_frozen", "the backbone frozen whole before fine-tuning (only the head trains)",
+            (Edit("a_finetune_model", "backbone.trainable = True", "backbone.trainable = False"),),
+            fails=F({"q5_finetune_frozen"})),
     Variant("nothing_frozen", "the whole backbone left trainable",
             (Edit("a_finetune_model", FREEZE, "pass"),),
             fails=F({"q5_finetune_frozen"})),
@@ -408,8 +432,9 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
 
 
 # Valid variants graded together (their names, in the order their changes apply). Kept alone:
-# the reference, and choice_on_test_agrees, whose choice is right only for the training the
-# grading seed gives the unchanged notebook (a re-run or another construction draws anew).
+# the reference. choice_on_test_agrees is right only for the training the grading seed gives
+# the unchanged notebook (a re-run or another construction draws anew), so it shares a notebook
+# only with changes that leave every training as it is.
 VALID_GROUPS: dict[str, tuple[str, ...]] = {
     "valid_sequential_flags_rerun_keras_answers": ("cnn_sequential", "freeze_backbone_by_flags",
                                                    "rerun_cnn_cells", "answers_read_from_keras"),
@@ -417,6 +442,10 @@ VALID_GROUPS: dict[str, tuple[str, ...]] = {
                                                   "sequential_heads"),
     "valid_names_numpy_ints": ("other_names_and_spellings", "numpy_ints"),
     "valid_activation_layers_training_false": ("activations_as_layers", "backbone_training_false"),
+    # Changes that leave every model's training draw for draw as the reference's, beside the
+    # choice made on test (right only for the training the unchanged notebook gets).
+    "valid_choice_on_test_by_name_weights": ("choice_on_test_agrees", "freeze_tail_by_name",
+                                             "conv_params_weights_plus_biases", "kernel_shape_from_weights"),
 }
 
 # Mistakes graded two to a notebook (:func:`paired`): one of questions 1-3, one of questions
@@ -433,6 +462,9 @@ MISTAKE_PAIRS: dict[str, tuple[str, str]] = {
     "pair_plain_dict_backbone_off_by_one": ("plain_dict_history", "backbone_layers_off_by_one"),
     "pair_fit_twice_tl_head_128": ("fit_twice", "tl_head_128"),
     "pair_constant_cnn_tl_softmax": ("constant_cnn", "tl_softmax_head"),
+    "pair_forged_evidence_trainable_only": ("forged_training_evidence", "backbone_params_trainable_only"),
+    "pair_kernel_typed_without_dropout": ("kernel_shape_typed", "tl_head_without_dropout"),
+    "pair_cnn_left_frozen_all_frozen": ("cnn_left_frozen", "ft_backbone_all_frozen"),
 }
 
 _BY_NAME = {v.name: v for v in VARIANTS}
