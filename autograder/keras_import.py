@@ -8,7 +8,9 @@ Two things happen at that import that no user asked for:
   them (absl writes everything logged before its initialisation), and on some CPUs they
   reached the instructor's console in the middle of ``course demo``. The import runs with
   descriptor 2 caught; these known notices are dropped and every other line is written
-  back to stderr, so a real error still shows.
+  back to stderr, so a real error still shows. The descriptor is the whole process's: a line
+  another thread writes meanwhile comes back after the import, and no process the kit starts
+  inherits the catch (kernels get /dev/null or their log, checkers and tools pipes).
 * Keras imports ``matplotlib.pyplot`` (for ``keras.visualization``, which the kit never
   uses), and in a checker's fresh ``MPLCONFIGDIR`` matplotlib also rebuilds its font list:
   about 0.7 CPU-s of every submission's checker (issue 12). Keras treats a matplotlib it
