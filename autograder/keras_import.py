@@ -30,6 +30,7 @@ START_UP_NOTICES = (
     "oneDNN custom operations are on",
     "cpu_feature_guard",
     "This TensorFlow binary is optimized to use available CPU instructions",
+    "rebuild TensorFlow with the appropriate compiler flags",  # that notice's second line
 )
 """Parts of the lines TensorFlow writes to stderr at import that say nothing is wrong."""
 

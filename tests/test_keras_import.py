@@ -15,6 +15,10 @@ def test_start_up_notices_are_dropped_and_other_lines_kept(capfd):
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
                     b"written to STDERR\n")
         os.write(2, b"I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\n")
+        os.write(2, b"I0000 00:00:1.0 1 cpu_feature_guard.cc:227] This TensorFlow binary is "
+                    b"optimized to use available CPU instructions in performance-critical "
+                    b"operations.\nTo enable the following instructions: AVX2 FMA, in other "
+                    b"operations, rebuild TensorFlow with the appropriate compiler flags.\n")
         os.write(2, b"E0000 something real went wrong\n")
     out, err = capfd.readouterr()
     assert err == "E0000 something real went wrong\n"
