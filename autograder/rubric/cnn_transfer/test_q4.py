@@ -33,6 +33,11 @@ def test_q4_head_architecture(evidence, key):
     if [r["type"] for r in rows] != [r["type"] for r in want]:
         fail("tl_model should be " + " → ".join(r["type"] for r in want)
              + " on the embeddings; yours is " + " → ".join(r["type"] for r in rows) + ".")
+    for got, expected in zip(rows, want):
+        if got["config"].get("activation") != expected["config"].get("activation"):
+            fail(f"tl_model's {got['type']} layer {got['name']} uses activation "
+                 f"'{got['config'].get('activation')}'; the head is Dense(256, "
+                 f"activation='relu') → Dropout(0.5) → Dense(1, activation='sigmoid').")
     got_in = [int(d) for d in model.inputs[0].shape[1:]]
     want_in = list(key["answers"]["embedding_shape"])
     if got_in != want_in:
