@@ -21,7 +21,7 @@ What is graded (:data:`GRADED`), each notebook one more sandboxed run of the who
   of the notebook. The halves are independent by the notebook's construction: the late half
   (ResNet50, the head, fine-tuning and the choice, :data:`LATE_CELLS`) reads nothing the early
   half (questions 1-3, the CNN) defines except the data, which no early cell changes, and it
-  reseeds before each model it builds; its items (:data:`LATE_ITEMS`) judge only the late
+  reseeds before each model it builds; its items (:data:`LATE_ITEMS_PREFIXES`) judge only the late
   half's models and answers. So each item's grade follows from one half's cells, and a pair
   must lose exactly the union of its two mistakes' items: a mistake that cost an item of its
   own half more than its labels say shows up just as it would alone.
@@ -130,12 +130,10 @@ LATE_ITEMS_PREFIXES = ("q4_", "q5_")
 """Rubric items of the late half: they judge the backbone, tl_model, ft_model and the choice."""
 
 
-def _late_items(variant: Variant) -> bool:
-    return all(item.startswith(LATE_ITEMS_PREFIXES) for item in variant.fails | variant.fails_if_assessable)
-
-
-def _early_items(variant: Variant) -> bool:
-    return not any(item.startswith(LATE_ITEMS_PREFIXES) for item in variant.fails | variant.fails_if_assessable)
+def _halves_lost(variant: Variant) -> set[str]:
+    """Which halves of the notebook (``early``, ``late``) the items ``variant`` loses are in."""
+    return {"late" if item.startswith(LATE_ITEMS_PREFIXES) else "early"
+            for item in variant.fails | variant.fails_if_assessable}
 
 
 def paired(name: str, early: Variant, late: Variant) -> Variant:
@@ -144,10 +142,10 @@ def paired(name: str, early: Variant, late: Variant) -> Variant:
     :class:`CorpusError`); it must lose exactly both mistakes' items."""
     if early.valid or late.valid:
         raise CorpusError(f"{name}: a pair holds two mistakes (valid variants go in VALID_GROUPS)")
-    if touched(early) & LATE_CELLS or not _early_items(early):
+    if touched(early) & LATE_CELLS or not _halves_lost(early) <= {"early"}:
         raise CorpusError(f"{early.name} changes or loses something of questions 4-5: it cannot "
                           f"be the early half of {name}")
-    if not touched(late) <= LATE_CELLS or not _late_items(late):
+    if not touched(late) <= LATE_CELLS or not _halves_lost(late) <= {"late"}:
         raise CorpusError(f"{late.name} changes or loses something of questions 1-3: it cannot "
                           f"be the late half of {name}")
     return Variant(name, f"{early.name} + {late.name}", early.changes + late.changes,
