@@ -76,6 +76,9 @@ def read_notebook(notebook_path: Path) -> nbformat.NotebookNode:
     except json.JSONDecodeError as exc:
         raise SubmissionError(f"{name} is not valid JSON (line {exc.lineno}: {exc.msg})",
                               hint=_FIX) from None
+    except RecursionError:
+        raise SubmissionError(f"{name} is JSON nested too deeply to be a notebook", hint=_FIX) \
+            from None
     if not isinstance(data, dict) or "cells" not in data:
         raise SubmissionError(f"{name} is JSON but not a notebook (no cells)", hint=_FIX)
     if data.get("nbformat") != 4:
@@ -89,6 +92,12 @@ def read_notebook(notebook_path: Path) -> nbformat.NotebookNode:
     except Exception as exc:
         raise SubmissionError(f"{name} is not a valid notebook ({type(exc).__name__}: "
                               f"{str(exc)[:200]})", hint=_FIX) from None
+    for index, cell in enumerate(nb.cells):
+        if not (isinstance(cell, dict) and isinstance(cell.get("cell_type"), str)
+                and isinstance(cell.get("source", ""), str)
+                and isinstance(cell.get("metadata", {}), dict)):
+            raise SubmissionError(f"{name} is not a valid notebook: cell {index + 1} is not a "
+                                  "cell with a type, text source and metadata", hint=_FIX)
     if not any(c.get("cell_type") == "code" and c.get("source", "").strip() for c in nb.cells):
         raise SubmissionError(f"{name} has no code cells",
                               hint="submit the notebook you worked in, with your code")
@@ -166,7 +175,9 @@ def assigned_names(source: str) -> set[str]:
              for line in source.splitlines()]
     try:
         tree = ast.parse("\n".join(lines))
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # Code Python cannot parse (a null byte, nesting past the parser's limits) binds
+        # nothing: running it fails the same way.
         return set()
     names: set[str] = set()
 

@@ -50,6 +50,9 @@ INF_HISTORY = (
     "    return _real_dump(obj, f, **kw)\n"
     "_json.dump = _dump\n"
 )
+# Last cells, which Python's parser gives up on (a null byte: ValueError; nesting past its depth:
+# MemoryError): reading which cell binds what once stopped the grade after the kernel ran.
+UNPARSABLE = ("leftover = 1\x00", "deep = " + "-" * 100_000 + "1")
 BIG_MARKDOWN = "A long essay. " * 7_000  # ~97 KiB: scoring once took seconds per item here
 
 
@@ -61,6 +64,8 @@ def crafted_batch(calibrated, e2e_root):
     insert_cell_after(nb, "q5_model_choice", INF_HISTORY)
     insert_cell_after(nb, "q5_model_choice", CRAFTED_ANSWERS)
     nb.cells.insert(1, nbformat.v4.new_markdown_cell(BIG_MARKDOWN))
+    for source in UNPARSABLE:
+        nb.cells.append(nbformat.v4.new_code_cell(source))
     (subs / LONG).mkdir(parents=True)
     nbformat.write(nb, subs / LONG / "cnn_transfer.ipynb")
     for name in ("linker", FORMULA):  # symlinks to the instructor's own notebook

@@ -1,9 +1,12 @@
 """The one reader of a submission: where each name is bound, found once per cell."""
 
+import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
+from autograder.errors import SubmissionError
 from autograder.grading.submission import CellNames, Submission, assigned_names, cell_sources
 
 
@@ -15,6 +18,44 @@ def test_assigned_names_cover_top_level_bindings():
               "def f():\n    hidden = 1\n!ls\n")
     assert assigned_names(source) == {"x", "y", "z", "a", "b", "c", "i", "w", "np", "f"}
     assert assigned_names("x = (") == set()
+
+
+@pytest.mark.parametrize("source, why", [
+    ("x = 1\x00", "a null byte (ast.parse raises ValueError)"),
+    ("x = " + "-" * 100_000 + "1", "unary minus past the parser's depth (MemoryError)"),
+    ("x = " + "(" * 300_000 + ")" * 300_000, "brackets past the parser's depth"),
+])
+def test_code_python_cannot_parse_binds_nothing_and_never_raises(source, why):
+    """Does a cell the parser gives up on read as binding nothing (running it fails the same
+    way), rather than stopping the grade of the whole notebook after its kernel ran?"""
+    assert assigned_names(source) == set(), why
+
+
+def _cell(**fields) -> dict:
+    return {"cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": [],
+            "execution_count": None, **fields}
+
+
+@pytest.mark.parametrize("text, said", [
+    (json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                 "cells": [_cell(), _cell(source=5)]}), "cell 2 is not a cell"),
+    (json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [1, 2]}),
+     "is not a valid notebook"),
+    (json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                 "cells": [_cell(metadata=[])]}), "is not a valid notebook"),
+    ('{"nbformat": 4, "cells": [], "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "nested too deeply"),
+])
+def test_a_malformed_notebook_is_a_submission_error_naming_the_file(tmp_path, text, said):
+    """Is a notebook whose cells are not cells, or JSON nested past the reader's depth, a
+    SubmissionError naming the file and what to do (the student gets a zero that says why),
+    never an exception that leaves the student without a result?"""
+    path = tmp_path / "homework.ipynb"
+    path.write_text(text)
+    with pytest.raises(SubmissionError) as info:
+        Submission.read(path)
+    assert info.value.message.startswith("homework.ipynb ") and said in info.value.message
+    assert info.value.hint
 
 
 def code_notebook(*sources: str) -> nbformat.NotebookNode:
