@@ -341,15 +341,20 @@ def compile_facts(model_file: Path) -> dict[str, Any]:
             info = archive.getinfo("config.json")
             if info.file_size > 16 * 2**20:
                 raise ValueError("config.json is implausibly large")
-            config = json.loads(archive.read(info)).get("compile_config") or {}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        config = {}
+            saved = json.loads(archive.read(info))
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile):
+        saved = {}
+    # The model loads with compile=False, so nothing has vetted this part of the file: any
+    # shape that is not the one Keras writes reads as "not compiled".
+    config = saved.get("compile_config") if isinstance(saved, dict) else None
+    config = config if isinstance(config, dict) else {}
     optimizer = config.get("optimizer")
     if isinstance(optimizer, dict):
         optimizer = optimizer.get("class_name")
     loss = config.get("loss")
     if isinstance(loss, dict):
-        loss = loss.get("class_name") or loss.get("config", {}).get("name")
+        inner = loss.get("config")
+        loss = loss.get("class_name") or (inner.get("name") if isinstance(inner, dict) else None)
     metrics = config.get("metrics") or []
     flat = []
     for m in metrics if isinstance(metrics, list) else [metrics]:

@@ -158,3 +158,26 @@ def test_an_early_load_that_failed_is_not_the_verdict_the_facts_file_is_loaded_a
     (tmp_path / MODELS_DIR / "tl_model.keras").write_bytes(b"PK\x03\x04 not a model")
     with pytest.raises(RubricFail, match="tl_model"):
         Evidence(Path(tmp_path)).model("tl_model")
+
+
+@pytest.mark.parametrize("config_json", [
+    "[1, 2]",
+    '{"compile_config": 5}',
+    '{"compile_config": {"loss": {"config": [1]}, "optimizer": [1], "metrics": 7}}',
+    '{"compile_config": ' + "[" * 100_000 + "]" * 100_000 + "}",
+])
+def test_compile_settings_of_any_shape_read_as_not_compiled_never_crash(tmp_path, config_json):
+    """The models load with compile=False, so a .keras file's compile settings are read as plain
+    data that nothing else has vetted: does a config.json of an unexpected shape (a list, a
+    number, a loss whose config is a list, nesting past the JSON reader's depth) read as
+    settings that match nothing, rather than crashing the compile item for staff to look at?"""
+    import zipfile
+
+    from autograder.grading.evidence import compile_facts
+
+    path = tmp_path / "cnn_model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", config_json)
+    facts = compile_facts(path)
+    assert facts["loss"] in (None, "None") and facts["optimizer"] in (None, [1])
+    assert facts["metrics"] in ([], ["7"])
