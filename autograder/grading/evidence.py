@@ -97,6 +97,15 @@ class Evidence:
     def histories(self) -> dict[str, dict[str, list[float]]]:
         return _read_json(self.facts_dir / HISTORIES_FILE)
 
+    @cached_property
+    def _steps_per_epoch(self) -> dict[str, int]:
+        return _read_json(self.facts_dir / ANSWERS_FILE).get("steps_per_epoch", {})
+
+    def steps_per_epoch(self, name: str) -> int | None:
+        """Batches per epoch of the fit that returned history ``name``, when it is a Keras
+        History (None for a dict, which records no fit)."""
+        return self._steps_per_epoch.get(name)
+
     def answer(self, name: str) -> Any:
         if name in self.answers:
             return self.answers[name]

@@ -98,6 +98,8 @@ class ExportedFacts:
     answer_errors: dict[str, str] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    steps_per_epoch: dict[str, int] = field(default_factory=dict)
+    """For each history that is a Keras History: the batches per epoch of the fit that made it."""
     notes: tuple[str, ...] = ()
 
 
@@ -132,10 +134,13 @@ def collect_exports(
         answers: dict[str, Any] = {}
         errors: dict[str, str] = {}
         histories: dict[str, dict[str, list[float]]] = {}
+        steps: dict[str, int] = {}
         try:
             raw = _read_regular(root_fd, ANSWERS_FILE, min(MAX_JSON_BYTES, budget[0]))
             budget[0] -= len(raw)
-            answers, errors = _validate_answers(_parse_json(raw), assignment)
+            parsed = _parse_json(raw)
+            answers, errors = _validate_answers(parsed, assignment)
+            steps = _validate_steps(parsed, assignment)
         except _Refused as exc:
             what = f"{ANSWERS_FILE}: {exc}"
             notes.append(messages.EXPORT_REFUSED_FILE.format(what=what))
@@ -155,7 +160,9 @@ def collect_exports(
     finally:
         os.close(root_fd)
     facts = ExportedFacts(answers=answers, answer_errors=errors, models=models,
-                          histories=histories, notes=tuple(notes))
+                          histories=histories,
+                          steps_per_epoch={n: v for n, v in steps.items() if n in histories},
+                          notes=tuple(notes))
     write_facts(facts, dest_dir)
     return facts
 
@@ -225,7 +232,8 @@ def write_facts(facts: ExportedFacts, facts_dir: Path) -> Path:
     folder, in which every name is missing."""
     (facts_dir / MODELS_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
     (facts_dir / ANSWERS_FILE).write_text(json.dumps(
-        {"answers": facts.answers, "errors": facts.answer_errors}))
+        {"answers": facts.answers, "errors": facts.answer_errors,
+         "steps_per_epoch": facts.steps_per_epoch}))
     (facts_dir / HISTORIES_FILE).write_text(json.dumps(facts.histories))
     return facts_dir
 
@@ -407,6 +415,16 @@ def _validate_answers(data: Any, assignment: Assignment) -> tuple[dict[str, Any]
             errors[name] = clean_text(str(reason)[:MAX_REASON_CHARS]) if isinstance(reason, str) \
                 else "?"
     return answers, errors
+
+
+def _validate_steps(data: dict[str, Any], assignment: Assignment) -> dict[str, int]:
+    """Batches per epoch of each history's fit, as whole numbers a fit can take; anything else
+    is left out (the rubric then has no count to compare, as for a history typed in)."""
+    raw = data.get("steps_per_epoch", {})
+    if not isinstance(raw, dict):
+        return {}
+    return {name: value for name, value in raw.items()
+            if name in assignment.history_names and type(value) is int and 0 < value < 10**9}
 
 
 def clean_text(text: str) -> str:

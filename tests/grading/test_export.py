@@ -47,6 +47,36 @@ def test_plain_answers_are_taken_and_unknown_names_dropped(export_dir, tmp_path)
     assert facts.notes == ()
 
 
+@pytest.mark.parametrize("steps, kept", [
+    ({"h": 4}, {"h": 4}),
+    ({"h": 4, "evil": 5}, {"h": 4}),
+    ({"h": True}, {}),
+    ({"h": 4.0}, {}),
+    ({"h": 0}, {}),
+    ({"h": 10**12}, {}),
+    ([4], {}),
+])
+def test_a_historys_batches_per_epoch_are_taken_only_as_a_count(export_dir, tmp_path, steps, kept):
+    """Is the batches-per-epoch count of a kept history taken when it is a whole number a fit can
+    take, and left out otherwise (a flag, a float, zero, a list, an unknown name), with the facts
+    folder the checker reads saying the same?"""
+    (export_dir / ANSWERS_FILE).write_text(json.dumps(
+        {"answers": {}, "errors": {}, "steps_per_epoch": steps}))
+    (export_dir / HISTORIES_FILE).write_text(json.dumps({"h": {"loss": [1.0]}}))
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.steps_per_epoch == kept
+    assert json.loads((tmp_path / "out" / ANSWERS_FILE).read_text())["steps_per_epoch"] == kept
+
+
+def test_no_count_is_kept_for_a_history_that_was_refused(export_dir, tmp_path):
+    """A history with a non-finite value is left out; is its count left out with it?"""
+    (export_dir / ANSWERS_FILE).write_text(json.dumps(
+        {"answers": {}, "errors": {}, "steps_per_epoch": {"h": 4}}))
+    (export_dir / HISTORIES_FILE).write_text('{"h": {"loss": [1e999]}}')
+    facts = collect_exports(export_dir, tmp_path / "out", assignment=A, export_mb=10)
+    assert facts.histories == {} and facts.steps_per_epoch == {}
+
+
 def test_nan_and_deep_values_are_refused(export_dir, tmp_path):
     """Is a NaN (which JSON cannot hold) refused, and a too-deep list reported per name?"""
     (export_dir / ANSWERS_FILE).write_text('{"answers": {"x": NaN}, "errors": {}}')
@@ -199,12 +229,12 @@ def test_a_trained_model_is_exported_with_its_step_count_but_without_adams_slots
                   metrics=["accuracy"])
     x = np.random.default_rng(0).random((40, 64)).astype("float32")
     y = (x[:, 0] > 0.5).astype("float32")
-    model.fit(x, y, batch_size=8, epochs=3, verbose=0)  # 3 epochs x 5 batches
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0)  # 3 epochs x 5 batches
     as_saved = tmp_path / "as-saved.keras"
     model.save(as_saved)
 
     class Shell:  # what the export asks of get_ipython()
-        user_ns = {"m": model}
+        user_ns = {"m": model, "h": history}
         input_transformers_post: list = []
         ast_transformers: list = []
 
@@ -212,6 +242,13 @@ def test_a_trained_model_is_exported_with_its_step_count_but_without_adams_slots
     export.mkdir()
     eval(export_expression(A, export_dir=str(export)), {"get_ipython": lambda: Shell})
     exported = export / MODELS_DIR / "m.keras"
+    # The History's batches per epoch travel beside the answers; a dict records no fit.
+    assert json.loads((export / ANSWERS_FILE).read_text())["steps_per_epoch"] == {"h": 5}
+    Shell.user_ns = {"h": dict(history.history)}
+    typed = tmp_path / "typed"
+    typed.mkdir()
+    eval(export_expression(A, export_dir=str(typed)), {"get_ipython": lambda: Shell})
+    assert json.loads((typed / ANSWERS_FILE).read_text())["steps_per_epoch"] == {}
 
     assert optimizer_iterations(exported) == optimizer_iterations(as_saved) == 15
     assert compile_facts(exported) == compile_facts(as_saved)

@@ -133,11 +133,17 @@ def _models(cfg, ns, errors):
 
 
 def _histories(cfg, ns, errors):
-    t, histories = cfg["templates"], {}
+    t, histories, steps = cfg["templates"], {}, {}
     for name in cfg["histories"]:
         if name not in ns:
             continue
         obj = ns[name]
+        try:  # a History says how many batches each epoch of its fit took
+            per_epoch = getattr(obj, "params", None).get("steps")
+            if type(per_epoch) is int:
+                steps[name] = per_epoch
+        except Exception:
+            pass
         data = getattr(obj, "history", obj)
         try:
             if not isinstance(data, dict) or len(data) > cfg["max_keys"]:
@@ -151,7 +157,7 @@ def _histories(cfg, ns, errors):
             histories[name] = clean
         except Exception as exc:
             errors[name] = _failure(exc)
-    return histories
+    return histories, steps
 
 
 def __grader_export(cfg, ns):
@@ -161,9 +167,10 @@ def __grader_export(cfg, ns):
     errors = {}
     answers = _answers(cfg, ns, errors)
     _models(cfg, ns, errors)
-    histories = _histories(cfg, ns, errors)
+    histories, steps = _histories(cfg, ns, errors)
     with open(os.path.join(out, "histories.json"), "w") as f:
         json.dump(histories, f, allow_nan=False)
     with open(os.path.join(out, "answers.json"), "w") as f:
-        json.dump({"answers": answers, "errors": errors}, f, allow_nan=False)
+        json.dump({"answers": answers, "errors": errors, "steps_per_epoch": steps}, f,
+                  allow_nan=False)
     return "exported %d answers, %d histories, %d errors" % (len(answers), len(histories), len(errors))
