@@ -189,3 +189,7 @@ def test_failure_messages_say_what_to_fix(graded_corpus):
     assert "Dense(1, activation='sigmoid')" in output("tl_softmax_head", "q5_model_choice")
     assert "same output" in output("constant_cnn", "q2_cnn_accuracy")
     assert "a tie keeps" in output("choice_typed_in", "q5_model_choice")
+    assert "drops 0.1 of its inputs" in output("heads_dropout_low", "q4_head_architecture")
+    assert "ft_model's head (after ResNet50)" in output("heads_dropout_low", "q5_finetune_frozen")
+    assert "never on the validation features" in output("ft_tail_on_train_and_val",
+                                                         "q5_finetune_accuracy")

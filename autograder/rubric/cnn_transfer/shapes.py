@@ -71,6 +71,36 @@ def with_activations_folded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+HEAD = "Flatten → Dense(256, activation='relu') → Dropout(0.5) → Dense(1, activation='sigmoid')"
+"""The head of Questions 4b and 5a, as the notebook prescribes it (for messages)."""
+
+
+def head_problem(name: str, rows: list[dict[str, Any]], want: list[dict[str, Any]]) -> str | None:
+    """What differs between a head's layer rows and the key's, or None: the layer types in
+    order, each layer's activation (an activation written as a layer of its own is folded
+    first) and each Dropout's rate, however it was written (0.5, 1 / 2, a NumPy float)."""
+    got = with_activations_folded(without_inputs(rows))
+    want = with_activations_folded(without_inputs(want))
+    if [r["type"] for r in got] != [r["type"] for r in want]:
+        return (f"{name} should be " + " → ".join(r["type"] for r in want) + "; yours is "
+                + (" → ".join(r["type"] for r in got) or "empty") + f". The head is {HEAD}.")
+    for g, w in zip(got, want):
+        if g["config"].get("activation") != w["config"].get("activation"):
+            return (f"{name}'s {g['type']} layer {g['name']} uses activation "
+                    f"'{g['config'].get('activation')}'; the head is {HEAD}.")
+        if "rate" in w["config"] and not _same_number(g["config"].get("rate"), w["config"]["rate"]):
+            return (f"{name}'s {g['type']} layer {g['name']} drops {g['config'].get('rate')} of "
+                    f"its inputs; the head is {HEAD}.")
+    return None
+
+
+def _same_number(got: Any, want: float) -> bool:
+    try:
+        return abs(float(got) - float(want)) < 1e-6
+    except (TypeError, ValueError):
+        return False
+
+
 def _standalone_activation(row: dict[str, Any]) -> str | None:
     """The activation a layer applies when it is only an activation, else None."""
     config = row.get("config") or {}

@@ -1,5 +1,7 @@
 """Question 5: fine-tuning the last layers, and choosing a model on validation."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from autograder.grading.evidence import (
     fail,
     finetune_tail,
     find_backbone,
+    layer_rows,
     layer_signature,
     model_outputs,
     trainable_pattern,
@@ -19,6 +22,7 @@ from autograder.rubric.cnn_transfer.shapes import (
     as_int,
     correct,
     fmt,
+    head_problem,
     probabilities,
     require_accuracy,
     require_history,
@@ -41,6 +45,11 @@ def test_q5_finetune_frozen(evidence, key, trusted_layers):
         open_layers = sum(got_pattern)
         fail(f"In ft_model's ResNet50, {open_layers} of {len(got_pattern)} layers are trainable; "
              f"freeze everything except the last {sum(want_pattern)} layers.")
+    want_head = _after_backbone(key["models"]["ft_model"]["layers"])
+    problem = head_problem("ft_model's head (after ResNet50)", _head_rows(model, backbone),
+                           want_head)
+    if problem:
+        fail(problem + " Question 5a asks for a new head with the same layers as in 4b.")
     counts = weight_counts(model)
     want = key["models"]["ft_model"]["counts"]["trainable"]
     if counts["trainable"] != want:
@@ -68,6 +77,22 @@ def test_q5_finetune_frozen(evidence, key, trusted_layers):
                  f"weights are not the pretrained ones: build the backbone with "
                  f"weights=course_helpers.resnet50_weights(), freeze before training, and do not "
                  f"change frozen layers.")
+
+
+def _head_rows(model, backbone) -> list[dict]:
+    """Layer rows of what ft_model runs after its backbone, a nested model's layers (a head
+    written as keras.Sequential) in its place."""
+    outer = list(model.layers)
+    rows = []
+    for layer in outer[outer.index(backbone) + 1:]:
+        rows += layer_rows(layer if getattr(layer, "layers", None) else SimpleNamespace(layers=[layer]))
+    return rows
+
+
+def _after_backbone(rows: list[dict]) -> list[dict]:
+    """The key's rows after the nested backbone's (the one row with inner layers)."""
+    at = next(i for i, row in enumerate(rows) if "inner_trainable" in row)
+    return rows[at + 1:]
 
 
 _tails: dict[str, np.ndarray] = {}
@@ -118,12 +143,21 @@ memory it touches the first time, and on the grading machine that dominated: 16 
 @pytest.mark.visibility("after_due_date")
 @pytest.mark.profile_dependent(epochs="finetune", pass_mark=True)
 def test_q5_finetune_accuracy(evidence, key, inputs, grading_set, grading_mid):
-    """Agreement with the trusted pipeline, then accuracy: ft_model on hidden images must give
-    what its own last block and head give on ResNet50 activations computed by the grader from
-    the same images with preprocess_input (a model without preprocess_input, or with a 1/255
-    rescale, disagrees); its accuracy on the hidden split, through that same pipeline, must then
-    reach the calibrated threshold (see :data:`AGREEMENT_IMAGES`)."""
+    """Trained as asked: ft_history comes from a fit over the training features only (as many
+    batches per epoch as the train split makes; training on train + validation makes more).
+    Then agreement with the trusted pipeline: ft_model on hidden images must give what its own
+    last block and head give on ResNet50 activations computed by the grader from the same
+    images with preprocess_input (a model without preprocess_input, or with a 1/255 rescale,
+    disagrees); its accuracy on the hidden split, through that same pipeline, must then reach
+    the calibrated threshold (see :data:`AGREEMENT_IMAGES`)."""
     require_history(evidence, "ft_history", inputs.epochs["finetune"], fit_hint="tail_model.fit")
+    training = key["training"]
+    steps = evidence.steps_per_epoch("ft_history")
+    if steps is not None and steps != training["steps_per_epoch"]:
+        fail(f"The fit that returned ft_history took {steps} batches per epoch; the "
+             f"{training['n_train']} training images in batches of {training['batch_size']} make "
+             f"{training['steps_per_epoch']}: train tail_model on mid_train / y_train only (never "
+             f"on the validation features), with batch_size=BATCH_SIZE.")
     images, labels = grading_set
     rows = spread(len(images), AGREEMENT_IMAGES)
     probs = probabilities(evidence, "ft_model", images, split="grading", rows=rows,

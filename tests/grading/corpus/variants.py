@@ -222,7 +222,7 @@ cnn_model = keras.Model(img, prob)'''),
              Edit("a_head_architecture", TL_HEAD, '''features = keras.Input(shape=embedding_shape)
 z = layers.Flatten()(features)
 z = layers.Dense(256, activation="relu")(z)
-z = layers.Dropout(0.5)(z)
+z = layers.Dropout(rate=1 / 2)(z)
 tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
              Edit("a_cnn_compile", 'loss="binary_crossentropy", optimizer=keras.optimizers.Adam()',
                   'loss=keras.losses.BinaryCrossentropy(), optimizer="adam"'))),
@@ -274,7 +274,7 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
             (Edit("a_finetune_model", "x = backbone(preprocess_input(image_in))",
                   "x = backbone(preprocess_input(image_in), training=False)"),)),
     Variant("sequential_heads", "tl_model written with keras.Sequential; ft_model's head as a nested "
-            "Sequential of the ft_head layers",
+            "Sequential of the ft_head layers, its relu written as a layer of its own",
             (Edit("a_head_architecture", TL_HEAD, '''tl_model = keras.Sequential([
     keras.Input(shape=embedding_shape),
     layers.Flatten(),
@@ -283,7 +283,9 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
     layers.Dense(1, activation="sigmoid"),
 ], name="tl_head")'''),
              Edit("a_finetune_model", "x = backbone(preprocess_input(image_in))\nfor layer in ft_head:\n    x = layer(x)",
-                  'x = keras.Sequential(ft_head, name="head")(backbone(preprocess_input(image_in)))'))),
+                  'x = keras.Sequential(ft_head, name="head")(backbone(preprocess_input(image_in)))'),
+             Edit("a_finetune_model", 'layers.Dense(256, activation="relu"),',
+                  'layers.Dense(256),\n    layers.Activation("relu"),'))),
     Variant("answers_read_from_keras", "the shapes and counts read from Keras objects instead of "
             "worked out by hand, and the choice's rule written the other way round",
             (Edit("a_output_shapes", "shape_stride1_valid = (valid_side(224, 2, 1), valid_side(224, 2, 1), 32)",
@@ -320,6 +322,18 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
     Variant("valid_without_plus_one", "'valid' output side without the + 1",
             (Edit("a_output_shapes", "return (n - k) // s + 1", "return (n - k) // s"),),
             fails=F({"q1_output_shapes"})),
+    Variant("output_depth_from_input", "the stride-1 output's depth taken from the input's 3 channels "
+            "(a convolution's output depth is its number of filters, 32)",
+            (Edit("a_output_shapes", "shape_stride1_valid = (valid_side(224, 2, 1), valid_side(224, 2, 1), 32)",
+                  "shape_stride1_valid = (valid_side(224, 2, 1), valid_side(224, 2, 1), 3)"),),
+            fails=F({"q1_output_shapes"})),
+    Variant("frozen_counts_swapped", "the frozen CNN's counts swapped: the Conv2D weights called "
+            "trainable, everything else non-trainable",
+            (Edit("a_frozen_counts", "frozen_non_trainable_params = conv1_params + conv2_params\n"
+                  "frozen_trainable_params = cnn_model.count_params() - frozen_non_trainable_params",
+                  "frozen_trainable_params = conv1_params + conv2_params\n"
+                  "frozen_non_trainable_params = cnn_model.count_params() - frozen_trainable_params"),),
+            fails=F({"q3_frozen_counts"})),
     Variant("counts_as_floats", "a parameter count as a float (the notebook asks for ints); the "
             "frozen counts computed from it are floats too",
             (Edit("a_conv_params", "conv1_params = (2 * 2 * 3 + 1) * 32", "conv1_params = float((2 * 2 * 3 + 1) * 32)"),),
@@ -400,6 +414,15 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
     Variant("ft_backbone_all_frozen", "the backbone frozen whole before fine-tuning (only the head trains)",
             (Edit("a_finetune_model", "backbone.trainable = True", "backbone.trainable = False"),),
             fails=F({"q5_finetune_frozen"})),
+    Variant("heads_dropout_low", "both heads' Dropout drops 0.1 of its inputs (the notebook prescribes "
+            "0.5 in 4b, and the same layers in 5a's head)",
+            (Edit("a_head_architecture", "layers.Dropout(0.5)", "layers.Dropout(0.1)"),
+             Edit("a_finetune_model", "layers.Dropout(0.5)", "layers.Dropout(0.1)")),
+            fails=F({"q4_head_architecture", "q5_finetune_frozen"})),
+    Variant("ft_tail_on_train_and_val", "the tail fine-tuned on the training and validation features",
+            (Edit("a_finetune_fit", "tail_model.fit(mid_train, y_train,",
+                  "tail_model.fit(np.concatenate([mid_train, mid_val]), np.concatenate([y_train, y_val]),"),),
+            fails=F({"q5_finetune_accuracy"})),
     Variant("tl_head_tanh", "the head's hidden Dense with tanh (the notebook prescribes relu)",
             (Edit("a_head_architecture", 'x = layers.Dense(256, activation="relu")(x)',
                   'x = layers.Dense(256, activation="tanh")(x)'),),
@@ -480,6 +503,8 @@ MISTAKE_PAIRS: dict[str, tuple[str, str]] = {
     "pair_cnn_left_frozen_all_frozen": ("cnn_left_frozen", "ft_backbone_all_frozen"),
     "pair_tanh_layer_tl_head_tanh": ("cnn_hidden_tanh_layer", "tl_head_tanh"),
     "pair_conv2_without_depth_relu6": ("conv2_params_without_depth", "tl_head_relu6_layer"),
+    "pair_input_depth_dropout_low": ("output_depth_from_input", "heads_dropout_low"),
+    "pair_counts_swapped_tail_on_val": ("frozen_counts_swapped", "ft_tail_on_train_and_val"),
 }
 
 _BY_NAME = {v.name: v for v in VARIANTS}
