@@ -193,3 +193,4 @@ def test_failure_messages_say_what_to_fix(graded_corpus):
     assert "ft_model's head (after ResNet50)" in output("heads_dropout_low", "q5_finetune_frozen")
     assert "never on the validation features" in output("ft_tail_on_train_and_val",
                                                          "q5_finetune_accuracy")
+    assert "optimizer should be Adam (got SGD)" in output("tl_head_sgd", "q4_head_architecture")

@@ -9,6 +9,7 @@ from typing import Any
 from autograder.grading.evidence import (
     GRADER_BUGS,
     NotAssessable,
+    compile_facts,
     fail,
     load_answer_rules,
     model_outputs,
@@ -110,6 +111,21 @@ def _standalone_activation(row: dict[str, Any]) -> str | None:
             and not config.get("negative_slope") and not config.get("threshold"):
         return "relu"
     return None
+
+
+def compile_problems(model_file: Path, want: dict[str, Any]) -> list[str]:
+    """How a model's saved compile settings differ from the key's: the loss (any spelling Keras
+    accepts: binary_crossentropy, BinaryCrossentropy()), the optimizer's kind and an accuracy
+    metric."""
+    got = compile_facts(model_file)
+    problems = []
+    if str(got["loss"]).lower().replace("_", "") != str(want["loss"]).lower().replace("_", ""):
+        problems.append(f"loss should be {want['loss']} (got {got['loss']})")
+    if got["optimizer"] != want["optimizer"]:
+        problems.append(f"optimizer should be {want['optimizer']} (got {got['optimizer']})")
+    if not {"accuracy", "acc", "BinaryAccuracy"} & set(got["metrics"]):
+        problems.append(f"metrics should include accuracy (got {got['metrics']})")
+    return problems
 
 
 def fmt(n: int) -> str:

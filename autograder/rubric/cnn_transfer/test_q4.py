@@ -6,6 +6,7 @@ from autograder.grading.evidence import fail, layer_rows, optimizer_iterations, 
 from autograder.rubric.cnn_transfer.shapes import (
     as_int,
     as_shape,
+    compile_problems,
     fmt,
     head_problem,
     probabilities,
@@ -39,6 +40,9 @@ def test_q4_head_architecture(evidence, key):
     if got_total != want_total:
         fail(f"tl_model has {fmt(got_total)} parameters; Flatten → Dense(256) → Dropout → "
              f"Dense(1) on these embeddings has {fmt(want_total)}.")
+    problems = compile_problems(evidence.model_file("tl_model"), key["models"]["tl_model"]["compile"])
+    if problems:
+        fail("tl_model's compile settings (compile it as in Part 2): " + "; ".join(problems) + ".")
 
 
 @pytest.mark.visibility("after_due_date")

@@ -334,6 +334,10 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
                   "frozen_trainable_params = conv1_params + conv2_params\n"
                   "frozen_non_trainable_params = cnn_model.count_params() - frozen_trainable_params"),),
             fails=F({"q3_frozen_counts"})),
+    Variant("cnn_one_pooling", "the CNN without its second MaxPooling2D (Flatten straight after conv2)",
+            (Edit("a_cnn_architecture", "x = layers.MaxPooling2D()(x)\nx = layers.Flatten()(x)",
+                  "x = layers.Flatten()(x)"),),
+            fails=F({"q2_cnn_architecture"})),
     Variant("counts_as_floats", "a parameter count as a float (the notebook asks for ints); the "
             "frozen counts computed from it are floats too",
             (Edit("a_conv_params", "conv1_params = (2 * 2 * 3 + 1) * 32", "conv1_params = float((2 * 2 * 3 + 1) * 32)"),),
@@ -423,6 +427,10 @@ tl_model = keras.Model(features, layers.Dense(1, activation="sigmoid")(z))'''),
             (Edit("a_finetune_fit", "tail_model.fit(mid_train, y_train,",
                   "tail_model.fit(np.concatenate([mid_train, mid_val]), np.concatenate([y_train, y_val]),"),),
             fails=F({"q5_finetune_accuracy"})),
+    Variant("tl_head_sgd", "the head compiled with SGD (4b asks to compile it as in Part 2: Adam)",
+            (Edit("a_head_architecture", "tl_model.compile(loss=\"binary_crossentropy\", optimizer=keras.optimizers.Adam(),",
+                  "tl_model.compile(loss=\"binary_crossentropy\", optimizer=\"sgd\","),),
+            fails=F({"q4_head_architecture"})),
     Variant("tl_head_tanh", "the head's hidden Dense with tanh (the notebook prescribes relu)",
             (Edit("a_head_architecture", 'x = layers.Dense(256, activation="relu")(x)',
                   'x = layers.Dense(256, activation="tanh")(x)'),),
@@ -505,6 +513,7 @@ MISTAKE_PAIRS: dict[str, tuple[str, str]] = {
     "pair_conv2_without_depth_relu6": ("conv2_params_without_depth", "tl_head_relu6_layer"),
     "pair_input_depth_dropout_low": ("output_depth_from_input", "heads_dropout_low"),
     "pair_counts_swapped_tail_on_val": ("frozen_counts_swapped", "ft_tail_on_train_and_val"),
+    "pair_one_pooling_tl_head_sgd": ("cnn_one_pooling", "tl_head_sgd"),
 }
 
 _BY_NAME = {v.name: v for v in VARIANTS}
