@@ -114,3 +114,22 @@ def test_recording_grades_warns_nothing_and_writes_every_row(tmp_path, monkeypat
             submission = gb.find_submission("cnn_transfer", student)
             assert {g.name: g.auto_score for g in submission.notebooks[0].grades} == scores
             assert submission.score == sum(scores.values())
+
+
+def test_recording_grades_does_not_load_nbgraders_notebook_server_extensions(tmp_path):
+    """nbgrader's package __init__ loads its Jupyter server extensions (jupyter_server and the
+    exchange), about 0.4 CPU-s of every grade, which a database write never uses. In a fresh
+    process, does the gradebook write leave them out, and still leave nbgrader's version where
+    nbgrader's own apps read it?"""
+    from nbgrader._version import __version__
+
+    script = (
+        "import sys\nfrom pathlib import Path\n"
+        "from autograder.grading.gradebook import ensure_assignment\n"
+        "ensure_assignment(Path(sys.argv[1]), assignment_id='a', notebook_id='a', points={'q': 1})\n"
+        "import nbgrader\n"
+        "print(nbgrader.__version__, 'jupyter_server' in sys.modules,"
+        " 'nbgrader.server_extensions' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "gradebook.db")],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [__version__, "False", "False"]
