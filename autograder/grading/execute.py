@@ -200,6 +200,8 @@ def _execute_once(submission: Submission, spec: ExecutionSpec, *, student: str, 
 
     layout = stage.JobLayout.for_job(Path(job_dir).resolve(),
                                      name=f"{slot}-{uuid.uuid4().hex[:12]}")
+    if user is not None:  # the caller holds this slot: anything running as its uid is left over
+        sandbox.kill_leftovers(user.uid)
     stage.prepare_job_dir(layout, user=user, disk_mb=limits.disk_mb, export_mb=limits.export_mb)
     cgroup: Cgroup | None = None
     try:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import uuid
@@ -238,6 +239,46 @@ def kernel_environment(
 # ---------------------------------------------------------------------------------------
 # Probing
 # ---------------------------------------------------------------------------------------
+
+
+def kill_leftovers(uid: int, *, passes: int = 20) -> list[int]:
+    """SIGKILL every process that runs as ``uid``, a slot's sandbox user; returns their pids.
+
+    Call only while holding that uid's slot: no job of the slot is running then, so any such
+    process is a sandbox that a grader killed with -9 left behind. bwrap's --die-with-parent
+    does not cover a grader killed while the kernel was still starting (before bwrap set it
+    up): one was found still running, its student's code beside the next student's kernel
+    under the same uid, with no time limit. Repeated until a pass finds none, so a process
+    forking meanwhile is caught too (its old job's cgroup caps how many it can make)."""
+    killed: list[int] = []
+    for _ in range(passes):
+        found = [pid for pid in _pids_of(uid) if pid != os.getpid()]
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return killed
+
+
+def _pids_of(uid: int) -> list[int]:
+    """Processes whose real or effective uid is ``uid`` (from /proc, so also those in other
+    pid namespaces)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as status:
+                uids = next((line.split()[1:3] for line in status if line.startswith("Uid:")), [])
+        except OSError:  # gone meanwhile
+            continue
+        if str(uid) in uids:
+            pids.append(int(entry.name))
+    return pids
 
 
 def probe_sandbox(*, prefix: str, slots: int = 1) -> list[str]:

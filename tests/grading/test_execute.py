@@ -368,6 +368,30 @@ def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_cou
     assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
 
 
+def test_a_sandbox_a_killed_grader_left_running_is_gone_before_the_slots_next_job(run_zoo):
+    """A grader killed with -9 while its kernel was starting once left that sandbox running as
+    the slot's uid (bwrap had not yet set up --die-with-parent), beside the next student's
+    kernel under the same uid. Is anything running as the slot's uid killed before the slot's
+    next job starts its kernel, and does that job run as usual?"""
+    import signal
+
+    user = find_sandbox_user("course-sbx", 0)
+    leftover = subprocess.Popen(["setpriv", "--reuid", str(user.uid), "--regid", str(user.gid),
+                                 "--clear-groups", "sleep", "300"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not _processes_of_slot_user() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_of_slot_user() != []
+        result = run_zoo(zoo.HELLO)
+        assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+        assert _processes_of_slot_user() == []
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+
+
 def _processes_of_slot_user() -> list[str]:
     """Live processes of slot 0's uid (zombies are dead: they wait for PID 1 to reap them)."""
     user = find_sandbox_user("course-sbx", 0)
