@@ -86,25 +86,27 @@ class Evidence:
                 self._early_loads.add(name)
 
     @cached_property
+    def _answers_file(self) -> dict[str, Any]:
+        """answers.json, read once: the answers, the reasons for names without one, and each
+        history's batches per epoch."""
+        return _read_json(self.facts_dir / ANSWERS_FILE)
+
+    @cached_property
     def answers(self) -> dict[str, Any]:
-        return _read_json(self.facts_dir / ANSWERS_FILE).get("answers", {})
+        return self._answers_file.get("answers", {})
 
     @cached_property
     def answer_errors(self) -> dict[str, str]:
-        return _read_json(self.facts_dir / ANSWERS_FILE).get("errors", {})
+        return self._answers_file.get("errors", {})
 
     @cached_property
     def histories(self) -> dict[str, dict[str, list[float]]]:
         return _read_json(self.facts_dir / HISTORIES_FILE)
 
-    @cached_property
-    def _steps_per_epoch(self) -> dict[str, int]:
-        return _read_json(self.facts_dir / ANSWERS_FILE).get("steps_per_epoch", {})
-
     def steps_per_epoch(self, name: str) -> int | None:
         """Batches per epoch of the fit that returned history ``name``, when it is a Keras
         History (None for a dict, which records no fit)."""
-        return self._steps_per_epoch.get(name)
+        return self._answers_file.get("steps_per_epoch", {}).get(name)
 
     def answer(self, name: str) -> Any:
         if name in self.answers:
@@ -281,9 +283,14 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 
 def layer_rows(model: Any) -> list[dict[str, Any]]:
-    """One row per layer: name, type, output shape, parameter count, trainable."""
+    """One row per layer of ``model``: name, type, output shape, parameter count, trainable."""
+    return rows_of(model.layers)
+
+
+def rows_of(layers: Any) -> list[dict[str, Any]]:
+    """:func:`layer_rows` of these layers."""
     rows = []
-    for layer in model.layers:
+    for layer in layers:
         try:
             shape = _shape_list(layer.output.shape)
         except Exception:  # layers without a single output tensor

@@ -1,7 +1,5 @@
 """Question 5: fine-tuning the last layers, and choosing a model on validation."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -11,9 +9,9 @@ from autograder.grading.evidence import (
     fail,
     finetune_tail,
     find_backbone,
-    layer_rows,
     layer_signature,
     model_outputs,
+    rows_of,
     trainable_pattern,
     weight_counts,
 )
@@ -85,7 +83,7 @@ def _head_rows(model, backbone) -> list[dict]:
     outer = list(model.layers)
     rows = []
     for layer in outer[outer.index(backbone) + 1:]:
-        rows += layer_rows(layer if getattr(layer, "layers", None) else SimpleNamespace(layers=[layer]))
+        rows += rows_of(getattr(layer, "layers", None) or [layer])
     return rows
 
 
