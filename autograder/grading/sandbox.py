@@ -242,13 +242,17 @@ def kernel_environment(
 
 
 def kill_leftovers(uid: int, *, passes: int = 20) -> list[int]:
-    """SIGKILL every process that runs as ``uid``, a slot's sandbox user; returns their pids.
+    """SIGKILL every process of a job cgroup that runs as ``uid``, a slot's sandbox user;
+    returns their pids.
 
     Call only while holding that uid's slot: no job of the slot is running then, so any such
     process is a sandbox that a grader killed with -9 left behind. bwrap's --die-with-parent
     does not cover a grader killed while the kernel was still starting (before bwrap set it
     up): one was found still running, its student's code beside the next student's kernel
-    under the same uid, with no time limit. Repeated until a pass finds none, so a process
+    under the same uid, with no time limit. Every process of a job joins the job's cgroup
+    (as root, before it drops to the uid), so a process of the uid outside the job cgroups is
+    no job's: the sandbox probes, which any grader runs as slot 0's uid without holding the
+    slot, and which killing them failed. Repeated until a pass finds none, so a process
     forking meanwhile is caught too (its old job's cgroup caps how many it can make)."""
     killed: list[int] = []
     for _ in range(passes):
@@ -265,8 +269,8 @@ def kill_leftovers(uid: int, *, passes: int = 20) -> list[int]:
 
 
 def _pids_of(uid: int) -> list[int]:
-    """Processes whose real or effective uid is ``uid`` (from /proc, so also those in other
-    pid namespaces)."""
+    """Processes of a job cgroup (under :data:`GROUP_PARENT`) whose real or effective uid is
+    ``uid``, from /proc, so also those in other pid namespaces."""
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -274,9 +278,13 @@ def _pids_of(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/status") as status:
                 uids = next((line.split()[1:3] for line in status if line.startswith("Uid:")), [])
+            if str(uid) not in uids:
+                continue
+            with open(f"/proc/{entry.name}/cgroup") as groups:
+                in_job = f"/{GROUP_PARENT}/" in groups.read()
         except OSError:  # gone meanwhile
             continue
-        if str(uid) in uids:
+        if in_job:
             pids.append(int(entry.name))
     return pids
 

@@ -122,7 +122,7 @@ def test_a_kernel_lost_in_its_first_cell_loses_the_answers_and_says_so(run_zoo):
     assert result.answers == {}
     assert messages.EXPORT_LOST.format(cell=result.cells[0].index + 1) in result.notes
     assert json.loads((result.facts_dir / "answers.json").read_text()) == \
-        {"answers": {}, "errors": {}}
+        {"answers": {}, "errors": {}, "steps_per_epoch": {}}
 
 
 def test_memory_bomb_is_stopped_as_oom(run_zoo):
@@ -371,25 +371,33 @@ def test_missing_sandbox_is_refused_unless_waived(run_zoo, monkeypatch, base_cou
 def test_a_sandbox_a_killed_grader_left_running_is_gone_before_the_slots_next_job(run_zoo):
     """A grader killed with -9 while its kernel was starting once left that sandbox running as
     the slot's uid (bwrap had not yet set up --die-with-parent), beside the next student's
-    kernel under the same uid. Is anything running as the slot's uid killed before the slot's
-    next job starts its kernel, and does that job run as usual?"""
+    kernel under the same uid. Is a process of a job cgroup running as the slot's uid killed
+    before the slot's next job starts its kernel, while one outside the job cgroups (a sandbox
+    probe, which graders run as slot 0's uid without holding the slot) is left alone, and does
+    the job run as usual?"""
     import signal
 
     user = find_sandbox_user("course-sbx", 0)
-    leftover = subprocess.Popen(["setpriv", "--reuid", str(user.uid), "--regid", str(user.gid),
-                                 "--clear-groups", "sleep", "300"], start_new_session=True)
+    as_slot_user = ["setpriv", "--reuid", str(user.uid), "--regid", str(user.gid),
+                    "--clear-groups", "sleep", "300"]
+    group = sandbox.create_cgroup(f"leftover-{os.getpid()}", memory_mb=64, max_processes=8)
+    leftover = subprocess.Popen([*group.join_prefix(), *as_slot_user], start_new_session=True)
+    probe_like = subprocess.Popen(as_slot_user, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while not _processes_of_slot_user() and time.monotonic() < deadline:
+        while len(_processes_of_slot_user()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _processes_of_slot_user() != []
+        assert len(_processes_of_slot_user()) == 2
         result = run_zoo(zoo.HELLO)
         assert result.answers == {"conv1_params": 416, "conv2_params": 4128}
         assert leftover.wait(timeout=10) == -signal.SIGKILL
-        assert _processes_of_slot_user() == []
+        assert probe_like.poll() is None
     finally:
-        if leftover.poll() is None:
-            leftover.kill()
+        for proc in (leftover, probe_like):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        group.remove()
 
 
 def _processes_of_slot_user() -> list[str]:
