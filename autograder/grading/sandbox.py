@@ -256,7 +256,7 @@ def kill_leftovers(uid: int, *, passes: int = 20) -> list[int]:
     forking meanwhile is caught too (its old job's cgroup caps how many it can make)."""
     killed: list[int] = []
     for _ in range(passes):
-        found = [pid for pid in _pids_of(uid) if pid != os.getpid()]
+        found = _pids_of(uid)
         if not found:
             break
         for pid in found:
